@@ -1,0 +1,97 @@
+"""Configuration: TOML read with tomllib; every key has a default, so no file is needed.
+
+Data lives under ./var/ unless told otherwise. A node reads [node] and [camera];
+the central reads [central]. Unknown keys are an error: a typo must not silently
+leave a safety setting at its default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class CameraConfig:
+    backend: str = "synthetic"          # synthetic | v4l2 | file | picamera2
+    width: int = 1280
+    height: int = 720
+    fps: int = 15
+    bitrate_kbps: int = 2000
+    keyframe_seconds: int = 2           # one keyframe (with SPS/PPS) every N seconds
+    device: str = "/dev/video0"         # v4l2
+    file: str = ""                      # file backend: the video to loop
+    # privacy masks, drawn on the node before encoding: [[x, y, w, h], ...] in pixels
+    masks: list[list[int]] = field(default_factory=list)
+    stall_seconds: float = 10.0         # no frame for this long = the camera stalled
+    max_restarts: int = 3               # reopen failures before the process exits for systemd
+
+
+@dataclass
+class NodeConfig:
+    name: str = "camera-1"
+    data_dir: str = "var/node"
+    central_url: str = "http://127.0.0.1:8650"
+    segment_seconds: int = 60
+    chunk_bytes: int = 256 * 1024       # plaintext buffered before one encrypted chunk
+    chunk_seconds: float = 1.0          # ...or this much video, whichever comes first
+    fsync_seconds: float = 2.0          # bound on what a power cut can lose mid-segment
+    spool_max_bytes: int = 2 * 1024**3  # oldest unsent segments are evicted (and logged) past this
+    upload_timeout: float = 60.0
+    retry_max_seconds: float = 30.0
+
+
+@dataclass
+class CentralConfig:
+    data_dir: str = "var/central"
+    ingest_host: str = "0.0.0.0"
+    ingest_port: int = 8650
+    api_socket: str = ""                # default: <data_dir>/api.sock
+    max_segment_bytes: int = 512 * 1024**2
+    retention_days: int = 30
+    disk_reserve_bytes: int = 2 * 1024**3
+
+
+@dataclass
+class Config:
+    node: NodeConfig = field(default_factory=NodeConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    central: CentralConfig = field(default_factory=CentralConfig)
+
+
+def _fill(cls, section: str, values: dict[str, Any]):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"[{section}]: unknown setting(s) {', '.join(sorted(unknown))}")
+    obj = cls()
+    for key, value in values.items():
+        default = getattr(obj, key)
+        if isinstance(default, bool) != isinstance(value, bool) or (
+            isinstance(default, (int, float)) and not isinstance(value, (int, float))
+        ) or (isinstance(default, str) and not isinstance(value, str)):
+            raise ConfigError(f"[{section}] {key}: expected {type(default).__name__}, got {value!r}")
+        setattr(obj, key, value)
+    return obj
+
+
+def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    sections = {"node": NodeConfig, "camera": CameraConfig, "central": CentralConfig}
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))}")
+    return Config(**{name: _fill(cls, name, raw.get(name, {})) for name, cls in sections.items()})
