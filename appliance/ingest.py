@@ -1,0 +1,140 @@
+"""Segment ingest: the central's only network port (HTTP on the library LAN).
+
+`PUT /v1/segments/<camera>/<seq>` with the segment file as the body. The segment
+authenticates itself: its header and trailer are signed by the node's Ed25519 key,
+which must be the key enrolled for <camera>. The upload is verified while it is
+written to disk, fsync'd, moved into the tree, and only then acknowledged.
+
+Answers (JSON): 201 stored, 200 duplicate (already stored, same bytes), 400
+malformed, 403 unknown camera or bad signature, 409 conflict/replay/chain break,
+413 too large, 507 refused because the disk holds only held footage.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Protocol
+
+import nacl.signing
+from aiohttp import web
+
+from .archive import Archive, check_camera_id
+from .errors import SegmentError
+from .segment import SegmentVerifier
+
+log = logging.getLogger("custodian.ingest")
+
+STATUS_FOR_KIND = {
+    "malformed": 400, "digest": 400, "truncated": 400,
+    "signature": 403, "unknown_camera": 403,
+    "conflict": 409, "chain": 409, "replay": 409,
+    "too_large": 413,
+}
+FLUSH_BYTES = 1024 * 1024
+
+
+class IngestHost(Protocol):
+    """What ingest needs from the central daemon."""
+
+    archive: Archive
+    max_segment_bytes: int
+
+    def camera_key(self, camera: str) -> nacl.signing.VerifyKey | None: ...
+
+    def ingest_refusal(self) -> str | None: ...      # a reason to refuse (disk full of held footage)
+
+    def segment_stored(self, info, status: str) -> dict: ...   # returns extra fields for the answer
+
+    def ingest_rejected(self, camera: str, seq: str, error: SegmentError, peer: str) -> None: ...
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def make_ingest_app(host: IngestHost) -> web.Application:
+    app = web.Application(client_max_size=host.max_segment_bytes)
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def put_segment(request: web.Request) -> web.Response:
+        camera, seq_text = request.match_info["camera"], request.match_info["seq"]
+        peer = request.remote or "?"
+        try:
+            check_camera_id(camera)
+            if not seq_text.isdigit() or len(seq_text) > 10:
+                raise SegmentError("sequence must be a non-negative integer")
+            key = host.camera_key(camera)
+            if key is None:
+                raise SegmentError(f"camera {camera!r} is not enrolled", kind="unknown_camera")
+            length = request.content_length
+            if length is None:
+                return _error(411, "Content-Length is required")
+            if length > host.max_segment_bytes:
+                raise SegmentError(f"segment of {length} bytes exceeds the limit of {host.max_segment_bytes}",
+                                   kind="too_large")
+            refusal = host.ingest_refusal()
+            if refusal:
+                return _error(507, refusal)
+            info, tmp = await _receive(request, host, camera, int(seq_text), key)
+            status = await asyncio.to_thread(host.archive.commit, tmp, info)
+        except SegmentError as e:
+            host.ingest_rejected(camera, seq_text, e, peer)
+            return _error(STATUS_FOR_KIND.get(e.kind, 400), str(e))
+        extra = host.segment_stored(info, status)
+        return web.json_response({"status": status, "digest": info.digest, **extra},
+                                 status=201 if status == "stored" else 200)
+
+    app.router.add_get("/v1/health", health)
+    app.router.add_put("/v1/segments/{camera}/{seq}", put_segment)
+    return app
+
+
+def _lookup_for(camera: str, key: nacl.signing.VerifyKey):
+    def lookup(header_camera: str, header: dict) -> nacl.signing.VerifyKey:
+        if header_camera != camera:
+            raise SegmentError(f"upload for {camera!r} carries a segment of {header_camera!r}", kind="signature")
+        if header.get("node_key") != key.encode().hex():
+            raise SegmentError(f"segment is signed by a key not enrolled for {camera!r}", kind="signature")
+        return key
+    return lookup
+
+
+async def _receive(request: web.Request, host: IngestHost, camera: str, seq: int,
+                   key: nacl.signing.VerifyKey):
+    """Stream the body to .incoming/ while verifying it; fsync before returning."""
+    verifier = SegmentVerifier(_lookup_for(camera, key), max_bytes=host.max_segment_bytes)
+    tmp = host.archive.incoming_path(camera, seq)
+    f = open(tmp, "wb")
+    try:
+        pending = bytearray()
+        async for piece in request.content.iter_chunked(256 * 1024):
+            pending += piece
+            if len(pending) >= FLUSH_BYTES:
+                block, pending = bytes(pending), bytearray()
+                # Hashing and writing release the GIL: let a worker thread do them.
+                await asyncio.to_thread(_feed_and_write, verifier, f, block)
+        if pending:
+            await asyncio.to_thread(_feed_and_write, verifier, f, bytes(pending))
+        info = verifier.finish()
+        if info.seq != seq:
+            raise SegmentError(f"upload for sequence {seq} carries segment {info.seq}", kind="malformed")
+        await asyncio.to_thread(_fsync_close, f)
+        return info, tmp
+    except BaseException:
+        f.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _feed_and_write(verifier: SegmentVerifier, f, block: bytes) -> None:
+    verifier.feed(block)
+    f.write(block)
+
+
+def _fsync_close(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+    f.close()

@@ -1,0 +1,588 @@
+"""Segment envelope v1: one encrypted, signed, chained piece of a camera's recording.
+
+The normative spec is docs/segment-format.md; this module is its reference
+implementation. In short:
+
+    prefix   "CSEG" 0x01
+    header   u32 length | canonical JSON | Ed25519 signature (64) over the JSON
+    chunks   u32 length | secretstream ciphertext        (repeated, length >= 17)
+    end      u32 0
+    trailer  u32 length | canonical JSON | Ed25519 signature (64) over the JSON
+
+The trailer carries the SHA-256 of every byte before it (the "body"), so its
+signature covers the whole file. The chain digest of a segment is the SHA-256 of
+the whole file; the next segment's header names it in `prev`.
+
+Verification needs only the camera's public key (the central verifies while
+sealed). Decryption needs the archive's secret key.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import nacl.bindings as sodium
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+
+from hw.backend import Frame
+
+from .canonical import CanonicalError, canonical_json, parse_canonical
+from .errors import SegmentError
+from .fsutil import fsync_dir
+
+MAGIC = b"CSEG"
+VERSION = 1
+PREFIX = MAGIC + bytes([VERSION])
+SIG_BYTES = 64
+MAX_JSON_BYTES = 64 * 1024
+MAX_CHUNK_PLAINTEXT = 16 * 1024 * 1024
+CHUNK_OVERHEAD = sodium.crypto_secretstream_xchacha20poly1305_ABYTES  # 17
+MAX_CHUNK_CIPHERTEXT = MAX_CHUNK_PLAINTEXT + CHUNK_OVERHEAD
+FRAME_RECORD = struct.Struct(">qBI")  # pts_us, flags, length; then the access unit
+FLAG_KEYFRAME = 0x01
+TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+U32 = struct.Struct(">I")
+HEADER_TYPE = "cseg-header"
+TRAILER_TYPE = "cseg-trailer"
+PART_SUFFIX = ".part"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise SegmentError(f"header field {what} is not base64") from None
+
+
+def wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class SegmentInfo:
+    """What a verified (or just written) segment is, without its content."""
+
+    header: dict
+    trailer: dict
+    digest: str            # SHA-256 of the whole file, hex: the chain link
+    size: int
+
+    @property
+    def camera(self) -> str:
+        return self.header["camera"]
+
+    @property
+    def seq(self) -> int:
+        return self.header["seq"]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.trailer.get("complete"))
+
+    def public_view(self) -> dict:
+        return {"header": self.header, "trailer": self.trailer, "digest": self.digest, "size": self.size}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass
+class StreamParams:
+    """What the node knows about its stream when it opens a segment."""
+
+    camera: str
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int = 1
+    boot_id: str = ""
+    clock_synced: bool = False
+    codec: str = "h264"
+
+
+class SegmentWriter:
+    """Encrypts and signs frames into `<path>.part` as they arrive; `close()` renames to `path`.
+
+    Memory is bounded by `chunk_bytes` (plus one access unit). Nothing in clear
+    touches the disk: frames are buffered in RAM and pushed through secretstream.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        params: StreamParams,
+        seq: int,
+        prev_digest: str | None,
+        archive_key: nacl.public.PublicKey,
+        signing_key: nacl.signing.SigningKey,
+        chunk_bytes: int = 256 * 1024,
+        chunk_seconds: float = 1.0,
+        fsync_seconds: float = 2.0,
+        start_us: int | None = None,
+    ):
+        self.path = Path(path)
+        self.part_path = self.path.with_name(self.path.name + PART_SUFFIX)
+        self._signing_key = signing_key
+        self._chunk_bytes = min(chunk_bytes, MAX_CHUNK_PLAINTEXT)
+        self._chunk_us = int(chunk_seconds * 1_000_000)
+        self._fsync_ns = int(fsync_seconds * 1e9)
+        segment_key = sodium.crypto_secretstream_xchacha20poly1305_keygen()
+        self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
+        stream_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(self._state, segment_key)
+        sealed_key = nacl.public.SealedBox(archive_key).encrypt(segment_key)
+        del segment_key
+        self.header = {
+            "type": HEADER_TYPE,
+            "v": VERSION,
+            "camera": params.camera,
+            "seq": seq,
+            "boot_id": params.boot_id,
+            "start_us": wall_us() if start_us is None else start_us,
+            "clock_synced": params.clock_synced,
+            "codec": params.codec,
+            "payload": "annexb-frames",
+            "width": params.width,
+            "height": params.height,
+            "fps_num": params.fps_num,
+            "fps_den": params.fps_den,
+            "prev": prev_digest,
+            "node_key": signing_key.verify_key.encode().hex(),
+            "sealed_key": _b64(sealed_key),
+            "stream_header": _b64(stream_header),
+        }
+        self._body_hash = hashlib.sha256()
+        self._buffer = bytearray()
+        self._buffer_first_pts: int | None = None
+        self._frames = 0
+        self._chunks = 0
+        self._payload_bytes = 0
+        self._first_pts: int | None = None
+        self._last_pts: int | None = None
+        self._keyframes = 0
+        self._closed = False
+        self.part_path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: never append to or clobber an older attempt at this sequence number.
+        fd = os.open(self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        header_json = canonical_json(self.header)
+        self._write(PREFIX + U32.pack(len(header_json)) + header_json
+                    + signing_key.sign(header_json).signature)
+        # The header must be on disk before any chunk: recovery needs it to seal a torn segment.
+        os.fsync(self._file.fileno())
+        fsync_dir(self.part_path.parent)
+        self._last_fsync = time.monotonic_ns()
+
+    def _write(self, data: bytes) -> None:
+        self._body_hash.update(data)
+        self._file.write(data)
+
+    def write_frame(self, frame: Frame) -> None:
+        if self._closed:
+            raise SegmentError("segment already closed")
+        if len(frame.data) + FRAME_RECORD.size > MAX_CHUNK_PLAINTEXT:
+            raise SegmentError(f"access unit of {len(frame.data)} bytes is larger than a chunk may be")
+        if self._buffer and len(self._buffer) + FRAME_RECORD.size + len(frame.data) > MAX_CHUNK_PLAINTEXT:
+            self._push(TAG_MESSAGE)
+        if self._first_pts is None:
+            self._first_pts = frame.pts_us
+        if self._buffer_first_pts is None:
+            self._buffer_first_pts = frame.pts_us
+        self._last_pts = frame.pts_us
+        self._buffer += FRAME_RECORD.pack(frame.pts_us, FLAG_KEYFRAME if frame.keyframe else 0, len(frame.data))
+        self._buffer += frame.data
+        self._frames += 1
+        self._keyframes += frame.keyframe
+        self._payload_bytes += len(frame.data)
+        if len(self._buffer) >= self._chunk_bytes or frame.pts_us - self._buffer_first_pts >= self._chunk_us:
+            self._push(TAG_MESSAGE)
+
+    def _push(self, tag: int) -> None:
+        ciphertext = sodium.crypto_secretstream_xchacha20poly1305_push(self._state, bytes(self._buffer), None, tag)
+        self._write(U32.pack(len(ciphertext)))
+        self._write(ciphertext)
+        self._chunks += 1
+        self._buffer.clear()
+        self._buffer_first_pts = None
+        now = time.monotonic_ns()
+        if now - self._last_fsync >= self._fsync_ns:
+            os.fsync(self._file.fileno())
+            self._last_fsync = now
+
+    def close(self) -> SegmentInfo:
+        """Push the final chunk, sign the trailer, fsync and rename into place."""
+        if self._closed:
+            raise SegmentError("segment already closed")
+        self._push(TAG_FINAL)
+        self._write(U32.pack(0))
+        trailer = {
+            "type": TRAILER_TYPE,
+            "v": VERSION,
+            "camera": self.header["camera"],
+            "seq": self.header["seq"],
+            "complete": True,
+            "end_us": wall_us(),
+            "frames": self._frames,
+            "keyframes": self._keyframes,
+            "payload_bytes": self._payload_bytes,
+            "first_pts_us": self._first_pts,
+            "last_pts_us": self._last_pts,
+            "chunks": self._chunks,
+            "body_bytes": self._file.tell(),
+            "body_sha256": self._body_hash.hexdigest(),
+        }
+        info = _finish(self._file, self._body_hash, trailer, self._signing_key, self.header)
+        self._closed = True
+        os.replace(self.part_path, self.path)
+        fsync_dir(self.path.parent)
+        return info
+
+    def abort(self) -> None:
+        """Stop without a trailer (tests and shutdown paths use recovery to seal it)."""
+        if not self._closed:
+            self._closed = True
+            self._file.close()
+
+
+def _finish(f, body_hash, trailer: dict, signing_key, header: dict) -> SegmentInfo:
+    trailer_json = canonical_json(trailer)
+    tail = U32.pack(len(trailer_json)) + trailer_json + signing_key.sign(trailer_json).signature
+    f.write(tail)
+    file_hash = body_hash.copy()
+    file_hash.update(tail)
+    size = f.tell()
+    os.fsync(f.fileno())
+    f.close()
+    return SegmentInfo(header=header, trailer=trailer, digest=file_hash.hexdigest(), size=size)
+
+
+def seal_truncated(part_path: Path, signing_key: nacl.signing.SigningKey, reason: str) -> SegmentInfo | None:
+    """Seal a segment a crash left without a trailer, as an explicitly truncated one.
+
+    Keeps every whole chunk, cuts a torn last chunk, appends a signed trailer with
+    `complete: false`, and renames `x.cseg.part` to `x.cseg`. Returns None when
+    not even the header is whole (nothing was recorded in it): the part is removed.
+    """
+    part_path = Path(part_path)
+    final_path = part_path.with_name(part_path.name[: -len(PART_SUFFIX)])
+    with open(part_path, "rb") as f:
+        data_len = os.fstat(f.fileno()).st_size
+        head = f.read(len(PREFIX) + 4)
+        if len(head) < len(PREFIX) + 4 or head[: len(PREFIX)] != PREFIX:
+            header_len = None
+        else:
+            (header_len,) = U32.unpack_from(head, len(PREFIX))
+        if header_len is None or header_len > MAX_JSON_BYTES or data_len < len(head) + header_len + SIG_BYTES:
+            part_path.unlink()
+            fsync_dir(part_path.parent)
+            return None
+        header_json = f.read(header_len)
+        sig = f.read(SIG_BYTES)
+        header = _parse_json(header_json, "header")
+        try:
+            signing_key.verify_key.verify(header_json, sig)
+        except nacl.exceptions.BadSignatureError:
+            raise SegmentError(f"{part_path}: header not signed by this node; refusing to seal it",
+                               kind="signature") from None
+        good_end = f.tell()
+        chunks = 0
+        while True:
+            raw = f.read(4)
+            if len(raw) < 4:
+                break
+            (n,) = U32.unpack(raw)
+            if n < CHUNK_OVERHEAD or n > MAX_CHUNK_CIPHERTEXT or good_end + 4 + n > data_len:
+                break
+            f.seek(n, os.SEEK_CUR)
+            good_end += 4 + n
+            chunks += 1
+    body_hash = hashlib.sha256()
+    with open(part_path, "r+b") as f:
+        f.truncate(good_end)
+        while block := f.read(1024 * 1024):
+            body_hash.update(block)
+        f.seek(good_end)
+        end_marker = U32.pack(0)
+        f.write(end_marker)
+        body_hash.update(end_marker)
+        trailer = {
+            "type": TRAILER_TYPE,
+            "v": VERSION,
+            "camera": header["camera"],
+            "seq": header["seq"],
+            "complete": False,
+            "truncated_reason": reason,
+            "end_us": int(os.stat(part_path).st_mtime_ns // 1000),
+            "frames": None,
+            "keyframes": None,
+            "payload_bytes": None,
+            "first_pts_us": None,
+            "last_pts_us": None,
+            "chunks": chunks,
+            "body_bytes": good_end + 4,
+            "body_sha256": body_hash.hexdigest(),
+        }
+        info = _finish(f, body_hash, trailer, signing_key, header)
+    os.replace(part_path, final_path)
+    fsync_dir(final_path.parent)
+    return info
+
+
+# --------------------------------------------------------------------------- verifying
+
+
+def _parse_json(raw: bytes, what: str) -> dict:
+    try:
+        obj = parse_canonical(raw)
+    except CanonicalError as e:
+        raise SegmentError(f"{what} is not canonical JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise SegmentError(f"{what} is not a JSON object")
+    return obj
+
+
+HEADER_FIELDS = {
+    "type": str, "v": int, "camera": str, "seq": int, "boot_id": str, "start_us": int,
+    "clock_synced": bool, "codec": str, "payload": str, "width": int, "height": int,
+    "fps_num": int, "fps_den": int, "prev": (str, type(None)), "node_key": str,
+    "sealed_key": str, "stream_header": str,
+}
+TRAILER_FIELDS = {
+    "type": str, "v": int, "camera": str, "seq": int, "complete": bool, "end_us": int,
+    "chunks": int, "body_bytes": int, "body_sha256": str,
+}
+
+
+def _check_fields(obj: dict, fields: dict, what: str) -> None:
+    for name, kind in fields.items():
+        if name not in obj:
+            raise SegmentError(f"{what} lacks {name!r}")
+        value = obj[name]
+        if isinstance(value, bool) and kind is int:
+            raise SegmentError(f"{what} field {name!r} has the wrong type")
+        if not isinstance(value, kind):
+            raise SegmentError(f"{what} field {name!r} has the wrong type")
+
+
+KeyLookup = Callable[[str, dict], nacl.signing.VerifyKey]
+
+
+def header_key(camera: str, header: dict) -> nacl.signing.VerifyKey:
+    """Key lookup that trusts the key named in the header (self-consistency only)."""
+    try:
+        return nacl.signing.VerifyKey(bytes.fromhex(header["node_key"]))
+    except (ValueError, TypeError, nacl.exceptions.CryptoError):
+        raise SegmentError("header node_key is not an Ed25519 public key") from None
+
+
+class SegmentVerifier:
+    """Streaming verifier: feed it the file's bytes in any pieces, then call finish().
+
+    It keeps only small parts in memory and hashes as it goes, so the central can
+    verify an upload while writing it to disk. It needs no decryption key.
+    """
+
+    def __init__(self, key_lookup: KeyLookup = header_key, max_bytes: int | None = None):
+        self._key_lookup = key_lookup
+        self._max_bytes = max_bytes
+        self._body_hash = hashlib.sha256()
+        self._file_hash = hashlib.sha256()
+        self._in_body = True
+        self._buf = bytearray()
+        self._need = len(PREFIX) + 4
+        self._state = "prefix"
+        self._skip = 0  # chunk ciphertext bytes still to pass through
+        self._size = 0
+        self._consumed = 0
+        self._body_bytes = 0
+        self._chunks = 0
+        self.header: dict | None = None
+        self.trailer: dict | None = None
+        self._key: nacl.signing.VerifyKey | None = None
+        self._json_len = 0
+
+    def feed(self, data: bytes | memoryview) -> None:
+        mv = memoryview(data)
+        self._size += len(mv)
+        if self._max_bytes is not None and self._size > self._max_bytes:
+            raise SegmentError(f"segment larger than {self._max_bytes} bytes", kind="too_large")
+        self._file_hash.update(mv)
+        while mv:
+            if self._state == "done":
+                raise SegmentError("bytes after the trailer")
+            if self._skip:
+                n = min(self._skip, len(mv))
+                self._body_hash.update(mv[:n])
+                self._consumed += n
+                self._skip -= n
+                mv = mv[n:]
+                continue
+            take = min(self._need - len(self._buf), len(mv))
+            self._buf += mv[:take]
+            self._consumed += take
+            if self._in_body:
+                self._body_hash.update(mv[:take])
+            mv = mv[take:]
+            if len(self._buf) == self._need:
+                self._step()
+
+    def _step(self) -> None:
+        buf = bytes(self._buf)
+        self._buf.clear()
+        state = self._state
+        if state == "prefix":
+            if buf[:4] != MAGIC:
+                raise SegmentError("not a Custodian segment (bad magic)")
+            if buf[4] != VERSION:
+                raise SegmentError(f"unsupported segment version {buf[4]}")
+            (self._json_len,) = U32.unpack_from(buf, 5)
+            if not 2 <= self._json_len <= MAX_JSON_BYTES:
+                raise SegmentError("header length out of range")
+            self._state, self._need = "header", self._json_len + SIG_BYTES
+        elif state == "header":
+            header_json, sig = buf[: self._json_len], buf[self._json_len:]
+            header = _parse_json(header_json, "header")
+            _check_fields(header, HEADER_FIELDS, "header")
+            if header["type"] != HEADER_TYPE or header["v"] != VERSION:
+                raise SegmentError("header type or version is wrong")
+            self._key = self._key_lookup(header["camera"], header)
+            try:
+                self._key.verify(header_json, sig)
+            except nacl.exceptions.BadSignatureError:
+                raise SegmentError("header signature does not verify", kind="signature") from None
+            self.header = header
+            self._state, self._need = "chunk_len", 4
+        elif state == "chunk_len":
+            (n,) = U32.unpack(buf)
+            if n == 0:
+                self._in_body = False
+                self._body_bytes = self._consumed
+                self._state, self._need = "trailer_len", 4
+            elif CHUNK_OVERHEAD <= n <= MAX_CHUNK_CIPHERTEXT:
+                self._chunks += 1
+                self._skip = n
+                self._need = 4
+            else:
+                raise SegmentError(f"chunk length {n} out of range")
+        elif state == "trailer_len":
+            (self._json_len,) = U32.unpack(buf)
+            if not 2 <= self._json_len <= MAX_JSON_BYTES:
+                raise SegmentError("trailer length out of range")
+            self._state, self._need = "trailer", self._json_len + SIG_BYTES
+        elif state == "trailer":
+            trailer_json, sig = buf[: self._json_len], buf[self._json_len:]
+            trailer = _parse_json(trailer_json, "trailer")
+            _check_fields(trailer, TRAILER_FIELDS, "trailer")
+            try:
+                self._key.verify(trailer_json, sig)
+            except nacl.exceptions.BadSignatureError:
+                raise SegmentError("trailer signature does not verify", kind="signature") from None
+            if trailer["type"] != TRAILER_TYPE or trailer["v"] != VERSION:
+                raise SegmentError("trailer type or version is wrong")
+            if trailer["body_sha256"] != self._body_hash.hexdigest():
+                raise SegmentError("body digest does not match the signed trailer", kind="digest")
+            if trailer["body_bytes"] != self._body_bytes or trailer["chunks"] != self._chunks:
+                raise SegmentError("chunk count or length does not match the signed trailer", kind="digest")
+            if (trailer["camera"], trailer["seq"]) != (self.header["camera"], self.header["seq"]):
+                raise SegmentError("trailer names another segment", kind="digest")
+            self.trailer = trailer
+            self._state, self._need = "done", 0
+
+    def finish(self) -> SegmentInfo:
+        if self._state != "done":
+            raise SegmentError(f"segment ends early (while reading its {self._state.replace('_', ' ')})",
+                               kind="truncated")
+        return SegmentInfo(header=self.header, trailer=self.trailer,
+                           digest=self._file_hash.hexdigest(), size=self._size)
+
+
+def verify_file(path: Path, key_lookup: KeyLookup = header_key, block: int = 1024 * 1024) -> SegmentInfo:
+    verifier = SegmentVerifier(key_lookup)
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            verifier.feed(data)
+    return verifier.finish()
+
+
+def read_public(path: Path) -> SegmentInfo:
+    """Header and trailer of a file, checked against the key the header names."""
+    return verify_file(path, header_key)
+
+
+# --------------------------------------------------------------------------- decrypting
+
+
+def iter_frames(path: Path, archive_secret: nacl.public.PrivateKey,
+                key_lookup: KeyLookup = header_key) -> Iterator[Frame]:
+    """Verify, then decrypt a segment's frames one chunk at a time (memory bounded).
+
+    Raises SegmentError on a bad chunk, a missing final chunk in a segment whose
+    trailer says it is complete, or data after the final chunk.
+    """
+    info = verify_file(path, key_lookup)
+    header = info.header
+    try:
+        segment_key = nacl.public.SealedBox(archive_secret).decrypt(_unb64(header["sealed_key"], "sealed_key"))
+    except nacl.exceptions.CryptoError:
+        raise SegmentError("the archive key cannot open this segment's key", kind="signature") from None
+    state = sodium.crypto_secretstream_xchacha20poly1305_state()
+    sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, _unb64(header["stream_header"], "stream_header"),
+                                                           segment_key)
+    seen_final = False
+    with open(path, "rb") as f:
+        (header_len,) = U32.unpack(f.read(len(PREFIX) + 4)[len(PREFIX):])
+        f.seek(header_len + SIG_BYTES, os.SEEK_CUR)
+        index = 0
+        while True:
+            (n,) = U32.unpack(f.read(4))
+            if n == 0:
+                break
+            if seen_final:
+                raise SegmentError("data after the final chunk")
+            ciphertext = f.read(n)
+            try:
+                plaintext, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(state, ciphertext, None)
+            except nacl.exceptions.CryptoError:
+                raise SegmentError(f"chunk {index} fails authentication", kind="digest") from None
+            seen_final = tag == TAG_FINAL
+            yield from _frames_in(plaintext, index)
+            index += 1
+    if info.complete and not seen_final:
+        raise SegmentError("the final chunk is missing", kind="truncated")
+
+
+def _frames_in(plaintext: bytes, index: int) -> Iterator[Frame]:
+    mv = memoryview(plaintext)
+    pos = 0
+    while pos < len(mv):
+        if pos + FRAME_RECORD.size > len(mv):
+            raise SegmentError(f"chunk {index} ends inside a frame record")
+        pts, flags, n = FRAME_RECORD.unpack_from(mv, pos)
+        pos += FRAME_RECORD.size
+        if pos + n > len(mv):
+            raise SegmentError(f"chunk {index} ends inside a frame")
+        yield Frame(bytes(mv[pos: pos + n]), bool(flags & FLAG_KEYFRAME), pts)
+        pos += n
+
+
+def decrypt_payload(path: Path, archive_secret: nacl.public.PrivateKey, out,
+                    key_lookup: KeyLookup = header_key) -> int:
+    """Write the segment's Annex-B payload to `out` (a pipe, never a plaintext file)."""
+    total = 0
+    for frame in iter_frames(path, archive_secret, key_lookup):
+        out.write(frame.data)
+        total += len(frame.data)
+    return total
