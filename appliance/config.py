@@ -54,6 +54,12 @@ class CentralConfig:
     max_segment_bytes: int = 512 * 1024**2
     retention_days: int = 30
     disk_reserve_bytes: int = 2 * 1024**3
+    # Telling the Director at once (appliance/notify.py): a command and/or the library's SMTP server.
+    notify_command: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "custodian@localhost"
+    notify_email: str = ""
 
 
 @dataclass

@@ -1,0 +1,281 @@
+"""The central daemon: sole owner of the archive, the records, the keys and the audit log.
+
+One process, one writer: TinyDB, the audit log and the archive index are only
+ever opened here. It serves two things on one event loop:
+  - segment ingest on the LAN (appliance.ingest), and
+  - the local API on a Unix socket (appliance.api) for the TUI and the CLI.
+
+Every API operation goes through `Central.call`, which resolves the session,
+checks the caller's role (appliance.ops), and runs the operation under the
+policy lock so that two terminals cannot race a decision.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import secrets
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import nacl.signing
+
+from . import ops as ops_mod
+from .archive import Archive
+from .audit import AuditLog
+from .config import Config
+from .errors import ConfigError, CustodianError, SegmentError
+from .keys import ArchiveCustody, KeyStore
+from .records import open_records
+
+log = logging.getLogger("custodian.central")
+
+SESSION_IDLE = timedelta(minutes=15)
+
+
+class Clock:
+    """Wall clock with an offset the tests can move (grant expiry, acting periods)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+
+class CentralPaths:
+    def __init__(self, data_dir: Path):
+        self.data = Path(data_dir)
+        self.keys = self.data / "keys"
+        self.records = self.data / "records.json"
+        self.audit = self.data / "audit"
+        self.archive = self.data / "archive"
+        self.lock = self.data / "central.lock"
+
+
+class Central:
+    """The custodian: policy, records, keys, audit, archive. Call `call()` for everything."""
+
+    def __init__(self, cfg: Config, data_dir: Path | None = None, clock: Clock | None = None):
+        self.cfg = cfg
+        self.paths = CentralPaths(Path(data_dir or cfg.central.data_dir))
+        if not (self.paths.keys).exists():
+            raise ConfigError(f"{self.paths.data} is not initialised: run 'custodian central init --data DIR'")
+        self._lock_file = open(self.paths.lock, "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another central daemon already owns {self.paths.data}") from None
+        self.clock = clock or Clock()
+        self.keys = KeyStore(self.paths.data)
+        self.custody = ArchiveCustody(self.keys)
+        self.records = open_records(self.paths.records)
+        self.audit = AuditLog(self.paths.audit / "audit.jsonl", self.keys.signing_key())
+        self.archive = Archive(self.paths.archive, on_gap=self._gap_found)
+        self.max_segment_bytes = cfg.central.max_segment_bytes
+        self.sessions: dict[str, dict] = {}
+        self.policy_lock = threading.RLock()
+        self._camera_keys: dict[str, nacl.signing.VerifyKey] = {}
+        self._refusal: str | None = None
+        self.services: dict[str, object] = {}
+        self.reload_cameras()
+        from . import policy  # noqa: F401  (registers every operation)
+        from .notify import Notifier
+        self.notifier = Notifier(self)
+
+    # ------------------------------------------------------------------ time and ids
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def close(self) -> None:
+        self.custody.seal()
+        self.audit.close(checkpoint=True)
+        self.records.close()
+        self._lock_file.close()
+
+    # ------------------------------------------------------------------ ingest host
+
+    def reload_cameras(self) -> None:
+        keys = {}
+        for cam in self.records.all("cameras"):
+            if cam.get("status") != "retired":
+                keys[cam["id"]] = nacl.signing.VerifyKey(bytes.fromhex(cam["key"]))
+        self._camera_keys = keys
+
+    def camera_key(self, camera: str) -> nacl.signing.VerifyKey | None:
+        return self._camera_keys.get(camera)
+
+    def ingest_refusal(self) -> str | None:
+        return self._refusal
+
+    def set_ingest_refusal(self, reason: str | None) -> None:
+        self._refusal = reason
+
+    def segment_stored(self, info, status: str) -> dict:
+        cam = self.records.get("cameras", info.camera)
+        if cam is not None:
+            self.records.update("cameras", info.camera, {
+                "last_segment_seq": info.seq, "last_segment_at": ops_mod.iso(self.now()),
+                "last_segment_start_us": info.header["start_us"]})
+        head = self.audit.head()
+        return {"audit_head": head} if head else {}
+
+    def ingest_rejected(self, camera: str, seq: str, error: SegmentError, peer: str) -> None:
+        log.warning("ingest refused %s/%s from %s: %s (%s)", camera, seq, peer, error, error.kind)
+        if error.kind in ("signature", "chain", "conflict", "replay", "digest"):
+            # A forged or replayed segment is a security event, not just a bad request.
+            self.audit.append("system", "ingest.rejected", target=f"{camera}/{seq}",
+                              details={"kind": error.kind, "error": str(error), "peer": peer})
+            self.alert("integrity", f"segment {camera}/{seq} refused: {error}", camera=camera)
+
+    def _gap_found(self, gap: dict) -> None:
+        gap = dict(gap, detected_at=ops_mod.iso(self.now()))
+        self.records.insert("gaps", gap)
+        self.audit.append("system", "archive.gap", target=gap["camera"], details=gap)
+        self.alert("gap", gap["detail"], camera=gap["camera"])
+
+    # ------------------------------------------------------------------ alerts
+
+    def alert(self, kind: str, message: str, **details) -> dict:
+        """Record an alert for the Director and hand it to the notifier at once."""
+        entry = {"kind": kind, "message": message, "at": ops_mod.iso(self.now()),
+                 "acknowledged": False, **details}
+        entry["id"] = self.records.insert("alerts", entry)
+        notifier = getattr(self, "notifier", None)
+        if notifier is not None:
+            notifier.notify(entry)
+        return entry
+
+    # ------------------------------------------------------------------ sessions and dispatch
+
+    def new_session(self, user: dict) -> str:
+        token = secrets.token_urlsafe(32)
+        now = time.monotonic()
+        self.sessions[token] = {"user_id": user["id"], "created": now, "last_seen": now}
+        return token
+
+    def caller_for(self, token: str | None) -> ops_mod.Caller | None:
+        if not token:
+            return None
+        session = self.sessions.get(token)
+        if session is None:
+            raise ops_mod.NotAuthenticated("your session has ended: log in again")
+        if time.monotonic() - session["last_seen"] > SESSION_IDLE.total_seconds():
+            del self.sessions[token]
+            raise ops_mod.NotAuthenticated("your session timed out after 15 minutes idle: log in again")
+        user = self.records.get("users", session["user_id"])
+        if user is None or user.get("disabled"):
+            del self.sessions[token]
+            raise ops_mod.NotAuthenticated("this account is disabled")
+        session["last_seen"] = time.monotonic()
+        from .accounts import acting_director_now
+        return ops_mod.Caller(user_id=user["id"], name=user["name"], role=user["role"], session=token,
+                              acting_director=acting_director_now(self, user),
+                              pending_ack=not user.get("policy_ack"))
+
+    def call(self, name: str, args: dict | None = None, token: str | None = None) -> dict:
+        """Run one API operation as the session's user. Raises CustodianError subclasses."""
+        operation = ops_mod.OPS.get(name)
+        if operation is None:
+            raise ops_mod.NotFound(f"no operation named {name!r}")
+        with self.policy_lock:
+            caller = self.caller_for(token)
+            ops_mod.authorize(operation, caller)
+            return operation.func(self, caller, ops_mod.Args(args))
+
+    # ------------------------------------------------------------------ serving
+
+    async def serve(self, ready: asyncio.Event | None = None) -> None:
+        from aiohttp import web
+
+        from .api import make_api_app, socket_path
+        from .ingest import make_ingest_app
+
+        ingest_runner = web.AppRunner(make_ingest_app(self), access_log=None)
+        api_runner = web.AppRunner(make_api_app(self), access_log=None)
+        await ingest_runner.setup()
+        await api_runner.setup()
+        await web.TCPSite(ingest_runner, self.cfg.central.ingest_host, self.cfg.central.ingest_port).start()
+        sock = socket_path(self)
+        sock.unlink(missing_ok=True)
+        await web.UnixSite(api_runner, str(sock)).start()
+        os.chmod(sock, 0o660)
+        _group_socket(sock)
+        background = [asyncio.create_task(t) for t in self.background_tasks()]
+        log.info("central serving ingest on %s:%d and the API on %s", self.cfg.central.ingest_host,
+                 self.cfg.central.ingest_port, sock)
+        self.audit.append("system", "central.start", details={"pid": os.getpid()})
+        if ready is not None:
+            ready.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for task in background:
+                task.cancel()
+            await ingest_runner.cleanup()
+            await api_runner.cleanup()
+            self.custody.seal()
+            self.audit.append("system", "central.stop", details={"sealed": True})
+
+    def background_tasks(self):
+        """Periodic work: retention sweeps, camera-offline checks, notification retries."""
+        from .policy import periodic_tasks
+        return periodic_tasks(self)
+
+
+def _group_socket(sock: Path) -> None:
+    """Give the socket to group `custodian` when it exists (the TUI's users are in it)."""
+    import grp
+
+    try:
+        os.chown(sock, -1, grp.getgrnam("custodian").gr_gid)
+    except (KeyError, PermissionError):
+        pass
+
+
+def run_central(cfg: Config, data_dir: Path | None = None) -> int:
+    import signal
+
+    central = Central(cfg, data_dir)
+
+    async def main() -> None:
+        task = asyncio.create_task(central.serve())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    try:
+        asyncio.run(main())
+    finally:
+        central.close()
+    return 0
+
+
+def init_central(data_dir: Path, director_name: str, director_passphrase: str) -> str:
+    """`custodian central init`: keys, records, the Director's account. Returns the recovery code."""
+    paths = CentralPaths(data_dir)
+    if paths.keys.exists():
+        raise ConfigError(f"{paths.data} is already initialised")
+    paths.data.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.data, 0o750)
+    from .accounts import create_user_record, validate_passphrase
+
+    validate_passphrase(director_passphrase)
+    recovery = KeyStore.create(paths.data, director_name, director_passphrase)
+    records = open_records(paths.records)
+    keys = KeyStore(paths.data)
+    audit = AuditLog(paths.audit / "audit.jsonl", keys.signing_key())
+    user = create_user_record(records, director_name, "director", director_passphrase, now=datetime.now(timezone.utc))
+    audit.append("system", "central.init", details={"director": user["id"]})
+    audit.append("system", "user.create", target=user["id"], details={"role": "director"})
+    audit.close(checkpoint=True)
+    records.close()
+    return recovery

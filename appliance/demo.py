@@ -1,0 +1,252 @@
+"""`custodian demo`: the whole system on one machine, as real processes on loopback.
+
+A central daemon and N camera nodes (ffmpeg test sources) run as child processes;
+the camera nodes upload over HTTP to 127.0.0.1 and the terminal UI talks to the
+central's Unix socket, exactly as on the appliance. The demo seeds one account per
+role and prints their passphrases: demo data only, never a real installation.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .client import ApiClient, ApiError
+
+DEMO_CAMERAS = [("entrance", "entrance", "Main entrance, facing the doors"),
+                ("stacks", "collection", "Adult non-fiction stacks, aisle ends"),
+                ("parking", "parking", "Staff and patron car park"),
+                ("lobby", "seating", "Lobby seating area"),
+                ("children", "collection", "Children's area entrance")]
+DEMO_PEOPLE = {"director": ("director", "demo-director-pass"), "sam": ("staff", "demo-staff-pass"),
+               "ivy": ("it", "demo-it-pass")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "appliance.cli", *args]
+
+
+class DemoSystem:
+    """Starts and stops a central and camera nodes under one data directory."""
+
+    def __init__(self, data: Path, cameras: int = 2, segment_seconds: int = 10, width: int = 640,
+                 height: int = 360, fps: int = 15, log=print):
+        self.data = Path(data).resolve()
+        self.count = cameras
+        self.segment_seconds = segment_seconds
+        self.camera_settings = {"width": width, "height": height, "fps": fps, "bitrate_kbps": 800,
+                                "keyframe_seconds": 2}
+        self.log = log
+        self.central_dir = self.data / "central"
+        self.port = _free_port()
+        self.central_proc: subprocess.Popen | None = None
+        self.node_procs: dict[str, subprocess.Popen] = {}
+        self.socket = self.central_dir / "api.sock"
+
+    # ------------------------------------------------------------------ set-up
+
+    def setup(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, CUSTODIAN_PASSPHRASE=DEMO_PEOPLE["director"][1])
+        if not (self.central_dir / "keys").exists():
+            out = subprocess.run(_cli("central", "init", "--data", str(self.central_dir)), env=env,
+                                 capture_output=True, text=True, check=True)
+            (self.data / "recovery-code.txt").write_text(out.stdout.strip().splitlines()[-1].strip() + "\n")
+        self.archive_key = subprocess.run(_cli("central", "archive-key", "--data", str(self.central_dir)),
+                                          capture_output=True, text=True, check=True).stdout.strip()
+
+    def node_dir(self, name: str) -> Path:
+        return self.data / "nodes" / name
+
+    def node_config(self, name: str) -> Path:
+        path = self.node_dir(name).with_suffix(".toml")
+        cam = self.camera_settings
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"[node]\nname = \"{name}\"\ndata_dir = \"{self.node_dir(name)}\"\n"
+            f"central_url = \"http://127.0.0.1:{self.port}\"\nsegment_seconds = {self.segment_seconds}\n"
+            f"retry_max_seconds = 2.0\n\n[camera]\nbackend = \"synthetic\"\n"
+            + "".join(f"{k} = {v}\n" for k, v in cam.items()))
+        return path
+
+    def start_central(self) -> None:
+        cfg = self.data / "central.toml"
+        cfg.write_text(f"[central]\ndata_dir = \"{self.central_dir}\"\ningest_host = \"127.0.0.1\"\n"
+                       f"ingest_port = {self.port}\n")
+        self.central_proc = subprocess.Popen(_cli("--config", str(cfg), "central", "serve"),
+                                             stdout=subprocess.DEVNULL,
+                                             stderr=open(self.data / "central.log", "ab"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.central_proc.poll() is not None:
+                raise RuntimeError(f"the central exited ({self.central_proc.returncode}): see {self.data}/central.log")
+            try:
+                ApiClient(str(self.socket), timeout=2).call("session.login", {"user": "-", "passphrase": "-"})
+            except ApiError as e:
+                if e.code != "unavailable":
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the central did not start within 30 s")
+
+    def client(self, who: str = "director") -> ApiClient:
+        c = ApiClient(str(self.socket))
+        c.login(who, DEMO_PEOPLE[who][1])
+        return c
+
+    def seed(self) -> None:
+        """One account per role, cameras enrolled and placed (idempotent)."""
+        director = self.client("director")
+        if director.call("session.whoami")["pending_ack"]:
+            version = director.call("policy.text")["version"]
+            director.call("policy.acknowledge", {"version": version})
+        existing = {u["name"] for u in director.call("user.list")["users"]}
+        for name, (role, passphrase) in DEMO_PEOPLE.items():
+            if name not in existing:
+                director.call("user.create", {"name": name, "role": role, "passphrase": passphrase})
+        for name, category, location in DEMO_CAMERAS[: self.count]:
+            if not (self.node_dir(name) / "node.key").exists():
+                subprocess.run(_cli("node", "init", "--data", str(self.node_dir(name)), "--name", name,
+                                    "--archive-key", self.archive_key, "--central", f"http://127.0.0.1:{self.port}"),
+                               check=True, capture_output=True)
+            enroll_camera(director, name, _node_public_key(self.node_dir(name)), category, location)
+
+    def start_nodes(self) -> None:
+        for name, _category, _location in DEMO_CAMERAS[: self.count]:
+            self.start_node(name)
+
+    def start_node(self, name: str) -> subprocess.Popen:
+        proc = subprocess.Popen(_cli("--config", str(self.node_config(name)), "node", "run"),
+                                stdout=subprocess.DEVNULL, stderr=open(self.data / f"node-{name}.log", "ab"))
+        self.node_procs[name] = proc
+        return proc
+
+    def after_start(self) -> None:
+        """Approve placements once the nodes have sent their snapshots (where placement applies)."""
+        director = self.client("director")
+        approve_placements(director, [n for n, _c, _l in DEMO_CAMERAS[: self.count]])
+
+    # ------------------------------------------------------------------ tear-down
+
+    def stop_nodes(self, timeout: float = 30) -> None:
+        for proc in self.node_procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.node_procs.values():
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_central(self) -> None:
+        if self.central_proc and self.central_proc.poll() is None:
+            self.central_proc.send_signal(signal.SIGTERM)
+            try:
+                self.central_proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.central_proc.kill()
+                self.central_proc.wait()
+
+    def stop(self) -> None:
+        self.stop_nodes()
+        self.stop_central()
+
+    # ------------------------------------------------------------------ checking
+
+    def verify_archive(self) -> dict:
+        """Verify every stored segment and its chain; count gaps. Needs no key."""
+        from .errors import SegmentError
+        from .segment import verify_file
+
+        segments = verified = gaps = 0
+        root = self.central_dir / "archive"
+        for camera_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = sorted(camera_dir.rglob("*.cseg"), key=lambda p: p.name)
+            prev = None
+            for path in files:
+                segments += 1
+                try:
+                    info = verify_file(path)
+                except SegmentError:
+                    continue
+                if prev is not None and info.seq != prev.seq + 1:
+                    gaps += 1
+                elif prev is not None and info.header["prev"] != prev.digest:
+                    prev = info
+                    continue
+                if not info.complete:
+                    gaps += 1
+                verified += 1
+                prev = info
+        return {"cameras": self.count, "segments": segments, "verified": verified, "gaps": gaps}
+
+
+def _node_public_key(node_dir: Path) -> str:
+    import nacl.signing
+
+    return nacl.signing.SigningKey((node_dir / "node.key").read_bytes()).verify_key.encode().hex()
+
+
+def enroll_camera(director: ApiClient, name: str, key: str, category: str, location: str) -> None:
+    try:
+        director.call("camera.enroll", {"camera": name, "key": key, "category": category, "location": location})
+    except ApiError as e:
+        if "already" not in e.message:
+            raise
+
+
+def approve_placements(director: ApiClient, names: list[str], timeout: float = 60) -> None:
+    """Approve each camera's placement from the snapshot it sent (the Director's step, C6)."""
+    try:
+        director.call("camera.list")
+    except ApiError:
+        return
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for cam in director.call("camera.list")["cameras"]:
+            if cam["id"] not in pending:
+                continue
+            if cam.get("status") == "approved":
+                pending.discard(cam["id"])
+            elif cam.get("snapshot_at"):
+                director.call("camera.approve_placement", {"camera": cam["id"],
+                                                           "note": "demo: placement checked on the snapshot"})
+                pending.discard(cam["id"])
+        time.sleep(0.5)
+
+
+def run_demo(cameras: int, data: Path, headless: bool, seconds: float, segment_seconds: int) -> int:
+    system = DemoSystem(data, cameras=cameras, segment_seconds=segment_seconds)
+    system.setup()
+    try:
+        system.start_central()
+        system.seed()
+        print("Custodian demo: accounts (demo only)")
+        for name, (role, passphrase) in DEMO_PEOPLE.items():
+            print(f"  {role:9} user {name:9} passphrase {passphrase}")
+        print(f"  recovery code: {(system.data / 'recovery-code.txt').read_text().strip()}")
+        system.start_nodes()
+        system.after_start()
+        if headless:
+            time.sleep(seconds)
+        else:
+            from tui.app import run_tui
+
+            run_tui(str(system.socket))
+    finally:
+        system.stop()
+    if headless:
+        r = system.verify_archive()
+        print(f"demo: cameras={r['cameras']} segments={r['segments']} verified={r['verified']} gaps={r['gaps']}")
+    return 0

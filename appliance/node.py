@@ -1,0 +1,326 @@
+"""The camera node: camera -> segments (encrypted, signed, chained) -> spool -> central.
+
+Crash-safety order (Moonfire's rule): a segment is written to `<seq>.cseg.part`,
+fsync'd, renamed to `<seq>.cseg`, and only then recorded as the chain head; the
+uploader deletes a spooled segment only after the central acknowledged it.
+After a crash, a `.part` is sealed as an explicitly truncated segment.
+
+The node holds the archive's *public* key only: nothing it stores can be decrypted
+on it, and no plaintext video is ever written to its storage.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+
+from hw.backend import Frame, FrameSink
+
+from .config import Config
+from .errors import ConfigError, CustodianError
+from .fsutil import atomic_write, fsync_dir
+from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, seal_truncated
+
+log = logging.getLogger("custodian.node")
+
+SEGMENT_GLOB = "*.cseg"
+HEADS_KEPT = 16
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class NodeIdentity:
+    """What a node keeps: its signing key, the archive public key, its name."""
+
+    data_dir: Path
+    name: str
+    signing_key: nacl.signing.SigningKey
+    archive_key: nacl.public.PublicKey
+    central_url: str
+
+    @staticmethod
+    def init(data_dir: Path, name: str, archive_key_hex: str, central_url: str) -> "NodeIdentity":
+        data_dir = Path(data_dir)
+        if (data_dir / "node.key").exists():
+            raise ConfigError(f"{data_dir} already holds a node identity")
+        try:
+            archive_key = nacl.public.PublicKey(bytes.fromhex(archive_key_hex))
+        except (ValueError, TypeError, nacl.exceptions.CryptoError):
+            raise ConfigError("the archive key must be 64 hex digits (32 bytes)") from None
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = nacl.signing.SigningKey.generate()
+        atomic_write(data_dir / "node.key", key.encode(), mode=0o600)
+        atomic_write(data_dir / "node.json", json.dumps({
+            "name": name, "archive_key": archive_key_hex, "central_url": central_url,
+        }, indent=2).encode(), mode=0o644)
+        return NodeIdentity(data_dir, name, key, archive_key, central_url)
+
+    @staticmethod
+    def load(data_dir: Path) -> "NodeIdentity":
+        data_dir = Path(data_dir)
+        try:
+            meta = json.loads((data_dir / "node.json").read_text())
+            key = nacl.signing.SigningKey((data_dir / "node.key").read_bytes())
+        except FileNotFoundError:
+            raise ConfigError(f"{data_dir} holds no node identity: run 'custodian node init' first") from None
+        return NodeIdentity(data_dir, meta["name"], key,
+                            nacl.public.PublicKey(bytes.fromhex(meta["archive_key"])), meta["central_url"])
+
+    @property
+    def public_key_hex(self) -> str:
+        return self.signing_key.verify_key.encode().hex()
+
+
+class Spool:
+    """The node's bounded queue of finished segments, oldest first, named by sequence."""
+
+    def __init__(self, directory: Path, max_bytes: int):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "rejected").mkdir(exist_ok=True)
+        self.max_bytes = max_bytes
+        self.losses = self.dir.parent / "loss.jsonl"
+
+    def path_for(self, seq: int) -> Path:
+        return self.dir / f"{seq:010d}.cseg"
+
+    def finished(self) -> list[Path]:
+        return sorted(self.dir.glob(SEGMENT_GLOB))
+
+    def parts(self) -> list[Path]:
+        return sorted(self.dir.glob(SEGMENT_GLOB + PART_SUFFIX))
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        fsync_dir(self.dir)
+
+    def reject(self, path: Path, why: str) -> None:
+        """Keep a segment the central refused, out of the queue, never deleted silently."""
+        os.replace(path, self.dir / "rejected" / path.name)
+        fsync_dir(self.dir)
+        self.record_loss(path.name, f"rejected by the central: {why}")
+
+    def record_loss(self, name: str, why: str) -> None:
+        log.error("spool loss: %s: %s", name, why)
+        with open(self.losses, "a") as f:
+            f.write(json.dumps({"at_us": time.time_ns() // 1000, "segment": name, "why": why}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def enforce_bound(self) -> None:
+        """Evict the oldest unsent segments while the spool is over its size bound."""
+        files = self.finished()
+        total = sum(p.stat().st_size for p in files)
+        while files and total > self.max_bytes:
+            oldest = files.pop(0)
+            total -= oldest.stat().st_size
+            self.remove(oldest)
+            self.record_loss(oldest.name, "spool full: evicted before upload")
+
+
+class Recorder:
+    """Opens segments for the camera backend and keeps the chain head durable."""
+
+    def __init__(self, identity: NodeIdentity, cfg: Config, spool: Spool,
+                 on_segment=lambda info: None, boot_id: str = "", clock_synced=lambda: False):
+        self.identity = identity
+        self.cfg = cfg
+        self.spool = spool
+        self.on_segment = on_segment
+        self.boot_id = boot_id
+        self.clock_synced = clock_synced
+        self.state_path = identity.data_dir / "chain.json"
+        self._lock = threading.Lock()
+        self.next_seq, self.prev_digest = self._recover()
+
+    def _recover(self) -> tuple[int, str | None]:
+        """Seal torn segments, then find the chain head from the state file and the spool."""
+        for part in self.spool.parts():
+            info = seal_truncated(part, self.identity.signing_key, "node restarted mid-segment")
+            if info is None:
+                log.warning("%s: header never reached the disk; nothing was recorded in it", part.name)
+            else:
+                log.warning("%s: sealed as truncated after a restart (%d chunks kept)",
+                            part.name, info.trailer["chunks"])
+        seq, digest = -1, None
+        try:
+            state = json.loads(self.state_path.read_text())
+            seq, digest = state["seq"], state["digest"]
+        except FileNotFoundError:
+            pass
+        finished = self.spool.finished()
+        if finished:
+            newest = finished[-1]
+            newest_seq = int(newest.name.split(".")[0])
+            if newest_seq > seq:
+                seq, digest = newest_seq, _sha256_file(newest)
+                self._save_head(seq, digest)
+        return seq + 1, digest
+
+    def _save_head(self, seq: int, digest: str) -> None:
+        atomic_write(self.state_path, json.dumps({"seq": seq, "digest": digest}).encode(), mode=0o644)
+
+    def open_segment(self) -> FrameSink:
+        cam = self.cfg.camera
+        with self._lock:
+            seq = self.next_seq
+            self.next_seq += 1
+            writer = SegmentWriter(
+                self.spool.path_for(seq),
+                params=StreamParams(camera=self.identity.name, width=cam.width, height=cam.height,
+                                    fps_num=cam.fps, boot_id=self.boot_id, clock_synced=self.clock_synced()),
+                seq=seq, prev_digest=self.prev_digest, archive_key=self.identity.archive_key,
+                signing_key=self.identity.signing_key, chunk_bytes=self.cfg.node.chunk_bytes,
+                chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds)
+        return _OpenSegment(self, writer)
+
+    def _finished(self, info: SegmentInfo) -> None:
+        with self._lock:
+            self.prev_digest = info.digest
+            self._save_head(info.seq, info.digest)
+        self.spool.enforce_bound()
+        self.on_segment(info)
+
+
+class _OpenSegment:
+    def __init__(self, recorder: Recorder, writer: SegmentWriter):
+        self._recorder = recorder
+        self._writer = writer
+
+    def write_frame(self, frame: Frame) -> None:
+        self._writer.write_frame(frame)
+
+    def close(self) -> None:
+        self._recorder._finished(self._writer.close())
+
+
+class Uploader(threading.Thread):
+    """Sends spooled segments in order; deletes each only after the central acknowledges it."""
+
+    def __init__(self, spool: Spool, identity: NodeIdentity, cfg: Config):
+        super().__init__(name="uploader", daemon=True)
+        self.spool = spool
+        self.identity = identity
+        self.cfg = cfg
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.heads_path = identity.data_dir / "audit-heads.json"
+        url = urllib.parse.urlsplit(identity.central_url)
+        self._host, self._port = url.hostname, url.port or 80
+        self.uploaded = 0
+
+    def run(self) -> None:
+        delay = 0.5
+        while not self.stopping.is_set():
+            pending = self.spool.finished()
+            if not pending:
+                self.wake.wait(5.0)
+                self.wake.clear()
+                continue
+            try:
+                self._send(pending[0])
+                delay = 0.5
+            except (OSError, http.client.HTTPException, _RetryLater) as e:
+                log.warning("upload of %s failed (%s); retrying in %.1fs", pending[0].name, e, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, self.cfg.node.retry_max_seconds)
+
+    def drain(self, timeout: float) -> bool:
+        """Try to send everything spooled within `timeout` seconds (used at shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.spool.finished() and time.monotonic() < deadline:
+            self.wake.set()
+            time.sleep(0.1)
+        return not self.spool.finished()
+
+    def _send(self, path: Path) -> None:
+        seq = int(path.name.split(".")[0])
+        size = path.stat().st_size
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=self.cfg.node.upload_timeout)
+        try:
+            with open(path, "rb") as body:
+                conn.request("PUT", f"/v1/segments/{self.identity.name}/{seq}", body=body,
+                             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+                response = conn.getresponse()
+                payload = response.read(1024 * 1024)
+        finally:
+            conn.close()
+        try:
+            answer = json.loads(payload or b"{}")
+        except ValueError:
+            answer = {"error": payload[:200].decode(errors="replace")}
+        if response.status in (200, 201):
+            self.spool.remove(path)
+            self.uploaded += 1
+            if answer.get("audit_head"):
+                self._keep_head(answer["audit_head"])
+            log.info("uploaded %s (%s)", path.name, answer.get("status"))
+        elif response.status in (400, 403, 409, 413):
+            self.spool.reject(path, f"{response.status} {answer.get('error', '')}")
+        else:
+            raise _RetryLater(f"central answered {response.status} {answer.get('error', '')}")
+
+    def _keep_head(self, head: dict) -> None:
+        """Keep the latest audit checkpoints the central sent: a rewritten log would contradict them."""
+        try:
+            heads = json.loads(self.heads_path.read_text())
+        except (FileNotFoundError, ValueError):
+            heads = []
+        if heads and heads[-1] == head:
+            return
+        heads = (heads + [head])[-HEADS_KEPT:]
+        atomic_write(self.heads_path, json.dumps(heads).encode(), mode=0o644)
+
+
+class _RetryLater(CustodianError):
+    pass
+
+
+def run_node(cfg: Config, data_dir: Path | None = None) -> int:
+    """`custodian node run`: record until SIGTERM/SIGINT; exit non-zero if the camera fails."""
+    from hw import board
+    from hw.factory import make_backend
+    from hw.watchdog import FrameWatchdog
+
+    data = Path(data_dir or cfg.node.data_dir)
+    identity = NodeIdentity.load(data)
+    spool = Spool(data / "spool", cfg.node.spool_max_bytes)
+    uploader = Uploader(spool, identity, cfg)
+    recorder = Recorder(identity, cfg, spool, on_segment=lambda info: uploader.wake.set(),
+                        boot_id=board.boot_id(), clock_synced=board.clock_synced)
+    backend = make_backend(cfg.camera, name=identity.name)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    uploader.start()
+    backend.start(recorder, cfg.node.segment_seconds)
+    failed = threading.Event()
+    watchdog = FrameWatchdog(backend, recorder, cfg.node.segment_seconds, cfg.camera.stall_seconds,
+                             cfg.camera.max_restarts, on_fatal=lambda: (failed.set(), stop.set()))
+    watchdog.start()
+    log.info("node %s recording (%s backend), next seq %d", identity.name, cfg.camera.backend, recorder.next_seq)
+    stop.wait()
+    watchdog.stop()
+    backend.stop()
+    uploader.drain(timeout=10.0)
+    uploader.stopping.set()
+    return 3 if failed.is_set() else 0

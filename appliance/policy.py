@@ -1,0 +1,41 @@
+"""The whole policy, as API operations: importing this module registers every one.
+
+Each concern lives in its own module, named after what it governs; the clause
+map (C1-C22 in DESIGN.md) says which module enforces which clause:
+
+    accounts   C2 C8 C22   people, roles, logins, acting director, the archive's seal
+    cameras    C1 C5 C6    enrolment, placement approval, privacy masks, signage, node control
+    incidents  C7 C9 C17 C19  incidents, requests, decisions, grants, imminent danger
+    footage    C8 C9       segments under a grant, stills, clips, live view sessions
+    legal      C3 C13 C14 C18  instruments, counsel, releases, outcomes
+    retention  C11 C12 C20 holds, schedule, sweeper, disk-full behaviour
+    breaches   C15 C16     breach cases
+    notices    C21         suspension notices
+    reports    C7          monitoring oversight, transparency summary, audit queries
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+
+POLICY_MODULES = ("accounts", "cameras", "incidents", "footage", "legal", "retention", "breaches",
+                  "notices", "reports")
+
+_loaded = []
+for _name in POLICY_MODULES:
+    if importlib.util.find_spec(f"appliance.{_name}") is not None:
+        _loaded.append(importlib.import_module(f"appliance.{_name}"))
+
+
+def periodic_tasks(central):
+    """Coroutines each module wants run while the central serves (sweeps, offline checks)."""
+    tasks = []
+    for module in _loaded:
+        hook = getattr(module, "periodic", None)
+        if hook is not None:
+            tasks.extend(hook(central))
+    notifier = getattr(central, "notifier", None)
+    if notifier is not None and hasattr(notifier, "periodic"):
+        tasks.extend(notifier.periodic())
+    return tasks

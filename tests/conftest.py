@@ -1,0 +1,76 @@
+"""Shared fixtures: a real central (real TinyDB, keys, audit log) and its people.
+
+`central` is the daemon's core object; tests call operations through
+`central.call(op, args, token)`, exactly the path the Unix-socket API takes.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DIRECTOR = ("director", "director-passphrase-1")
+PEOPLE = {"sam": ("staff", "sam-passphrase-1"), "sue": ("staff", "sue-passphrase-1"),
+          "ivy": ("it", "ivy-passphrase-1")}
+
+
+class People:
+    """Log in as anyone and call operations as them."""
+
+    def __init__(self, central):
+        self.central = central
+        self.tokens: dict[str, str] = {}
+        self.ids: dict[str, str] = {}
+
+    def login(self, name: str, passphrase: str | None = None, ack: bool = True) -> str:
+        if passphrase is None:
+            passphrase = DIRECTOR[1] if name == DIRECTOR[0] else PEOPLE[name][1]
+        result = self.central.call("session.login", {"user": name, "passphrase": passphrase})
+        token = result["token"]
+        self.ids[name] = result["user"]["id"]
+        if ack and result["must_acknowledge_policy"]:
+            version = self.central.call("policy.text", {}, token)["version"]
+            self.central.call("policy.acknowledge", {"version": version}, token)
+        self.tokens[name] = token
+        return token
+
+    def call(self, name: str, op: str, **args):
+        if name not in self.tokens:
+            self.login(name)
+        return self.central.call(op, args, self.tokens[name])
+
+    def unseal(self):
+        return self.call("director", "archive.unseal", passphrase=DIRECTOR[1])
+
+
+@pytest.fixture
+def central(tmp_path):
+    from appliance import config
+    from appliance.central import Central, init_central
+
+    data = tmp_path / "central"
+    recovery = init_central(data, *DIRECTOR)
+    cfg = config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0}})
+    c = Central(cfg, data)
+    c.recovery_code = recovery
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def people(central):
+    p = People(central)
+    p.login("director")
+    for name, (role, passphrase) in PEOPLE.items():
+        central.call("user.create", {"name": name, "role": role, "passphrase": passphrase}, p.tokens["director"])
+    return p
+
+
+@pytest.fixture
+def fake_picamera2_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fake_picamera2"))
+    yield
+    for mod in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
+        del sys.modules[mod]
