@@ -200,6 +200,7 @@ class Central:
         await ingest_runner.setup()
         await api_runner.setup()
         await web.TCPSite(ingest_runner, self.cfg.central.ingest_host, self.cfg.central.ingest_port).start()
+        self.ingest_port = ingest_runner.addresses[0][1]   # the real port when configured as 0
         sock = socket_path(self)
         sock.unlink(missing_ok=True)
         await web.UnixSite(api_runner, str(sock)).start()
@@ -207,7 +208,7 @@ class Central:
         _group_socket(sock)
         background = [asyncio.create_task(t) for t in self.background_tasks()]
         log.info("central serving ingest on %s:%d and the API on %s", self.cfg.central.ingest_host,
-                 self.cfg.central.ingest_port, sock)
+                 self.ingest_port, sock)
         self.audit.append("system", "central.start", details={"pid": os.getpid()})
         if ready is not None:
             ready.set()

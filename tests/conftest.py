@@ -74,3 +74,57 @@ def fake_picamera2_path(monkeypatch):
     yield
     for mod in [m for m in sys.modules if m == "picamera2" or m.startswith("picamera2.")]:
         del sys.modules[mod]
+
+
+class ServingCentral:
+    """A central serving ingest (TCP, 127.0.0.1) and the API (Unix socket) from its own thread."""
+
+    def __init__(self, central):
+        import asyncio
+        import threading
+
+        self.central = central
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._task = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(20), "the central did not start"
+        self.url = f"http://127.0.0.1:{central.ingest_port}"
+
+    def _run(self):
+        import asyncio
+
+        asyncio.set_event_loop(self._loop)
+
+        async def main():
+            ready = asyncio.Event()
+            self._task = asyncio.create_task(self.central.serve(ready))
+            await ready.wait()
+            self._ready.set()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+        self._loop.run_until_complete(main())
+
+    def stop(self):
+        if self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(20)
+
+
+@pytest.fixture
+def serving(central):
+    central.cfg.central.ingest_host = "127.0.0.1"
+    s = ServingCentral(central)
+    yield s
+    s.stop()
+
+
+def enrol_camera_record(central, name: str, verify_key_hex: str, status: str = "approved") -> None:
+    """Put a camera straight into the records (for ingest-level tests that are not about enrolment)."""
+    central.records.insert("cameras", {"key": verify_key_hex, "category": "entrance", "location": "test",
+                                       "status": status, "masks": [], "snapshot_at": None}, id=name)
+    central.reload_cameras()
