@@ -1,0 +1,176 @@
+"""End to end with real processes: `custodian central serve`, `custodian node run`, real ffmpeg.
+
+These are the slow tests of the recording spine (marked `slow`); they run in `make test`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.demo import DEMO_PEOPLE, DemoSystem
+from appliance.keys import KeyStore
+from appliance.segment import iter_frames, verify_file
+
+pytestmark = pytest.mark.slow
+
+SPS_PATTERNS = (b"\x00\x00\x00\x01\x67", b"\x00\x00\x01\x67")
+
+
+def archive_files(system: DemoSystem, camera: str) -> list[Path]:
+    return sorted((system.central_dir / "archive" / camera).rglob("*.cseg"), key=lambda p: p.name)
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_chain(files: list[Path]) -> list:
+    infos = [verify_file(p) for p in files]
+    for prev, info in zip(infos, infos[1:]):
+        assert info.seq == prev.seq + 1, f"sequence jumps from {prev.seq} to {info.seq}"
+        assert info.header["prev"] == prev.digest, f"segment {info.seq} does not chain"
+    return infos
+
+
+def no_plaintext_under(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for pattern in SPS_PATTERNS:
+                assert pattern not in data, f"H.264 SPS in clear in {path}"
+            for start in range(min(len(data), 188)):
+                if data[start::188][:5] == b"\x47" * 5 and len(data) > start + 188 * 5:
+                    raise AssertionError(f"MPEG-TS sync pattern in {path}")
+
+
+def decrypt_join(files: list[Path], secret) -> bytes:
+    return b"".join(frame.data for path in files for frame in iter_frames(path, secret))
+
+
+def ffprobe_duration_and_errors(annexb: bytes, fps: int) -> tuple[float, str]:
+    decode = subprocess.run(["ffmpeg", "-v", "error", "-fflags", "+genpts", "-r", str(fps), "-f", "h264",
+                             "-i", "pipe:0", "-f", "null", "-"], input=annexb, capture_output=True, timeout=120)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                            "-show_entries", "stream=nb_read_frames", "-of", "json", "-f", "h264", "pipe:0"],
+                           input=annexb, capture_output=True, timeout=120)
+    frames = int(json.loads(probe.stdout)["streams"][0]["nb_read_frames"])
+    return frames / fps, decode.stderr.decode()
+
+
+@pytest.fixture
+def system(tmp_path):
+    s = DemoSystem(tmp_path / "demo", cameras=2, segment_seconds=10, width=320, height=240, fps=10)
+    s.setup()
+    yield s
+    s.stop()
+
+
+def start(system: DemoSystem) -> None:
+    system.start_central()
+    system.seed()
+    system.start_nodes()
+    system.after_start()
+
+
+def test_two_cameras_record_verify_chain_and_decode(system):
+    start(system)
+    t0 = time.monotonic()
+    time.sleep(45)
+    system.stop_nodes()           # each node finishes its open segment and uploads it
+    recorded = time.monotonic() - t0
+    system.stop_central()
+    names = ["entrance", "stacks"]
+    for name in names:
+        assert not list((system.node_dir(name) / "spool").glob("*.cseg")), "every segment arrived"
+        files = archive_files(system, name)
+        assert len(files) >= 4
+        infos = assert_chain(files)
+        assert all(i.complete for i in infos)
+        no_plaintext_under(system.node_dir(name))
+    keys = KeyStore(system.central_dir)
+    secret = keys.unseal_with_passphrase("director", DEMO_PEOPLE["director"][1])
+    files = archive_files(system, names[0])
+    duration, errors = ffprobe_duration_and_errors(decrypt_join(files, secret), fps=10)
+    assert errors == "", errors
+    # Recording starts once placement is approved; the joined stream covers it within one segment.
+    assert recorded - 10 - 12 <= duration <= recorded + 1, (duration, recorded)
+    summary = system.verify_archive()
+    assert summary["gaps"] == 0 and summary["verified"] == summary["segments"]
+
+
+def test_node_killed_mid_segment_seals_truncated_records_gap_and_resumes(tmp_path):
+    system = DemoSystem(tmp_path / "demo", cameras=1, segment_seconds=4, width=320, height=240, fps=10)
+    system.setup()
+    try:
+        start(system)
+        wait_for(lambda: len(archive_files(system, "entrance")) >= 1, 60, "a first segment")
+        time.sleep(2)  # into the next segment
+        system.node_procs["entrance"].send_signal(signal.SIGKILL)
+        system.node_procs["entrance"].wait()
+        assert list((system.node_dir("entrance") / "spool").glob("*.part")), "a half-written segment"
+        before = len(archive_files(system, "entrance"))
+        system.start_node("entrance")
+        wait_for(lambda: len(archive_files(system, "entrance")) >= before + 3, 60, "recording to resume")
+        system.stop_nodes()
+    finally:
+        system.stop()
+    infos = assert_chain(archive_files(system, "entrance"))
+    truncated = [i for i in infos if not i.complete]
+    assert len(truncated) == 1 and truncated[0].trailer["truncated_reason"] == "node restarted mid-segment"
+    assert infos[-1].complete
+    from appliance.records import open_records
+
+    records = open_records(system.central_dir / "records.json")
+    try:
+        kinds = [g["kind"] for g in records.all("gaps")]
+    finally:
+        records.close()
+    assert kinds == ["truncated"]
+
+
+def test_central_killed_mid_upload_node_retries_nothing_lost_or_duplicated(tmp_path):
+    system = DemoSystem(tmp_path / "demo", cameras=1, segment_seconds=3, width=320, height=240, fps=10)
+    system.setup()
+    try:
+        start(system)
+        wait_for(lambda: len(archive_files(system, "entrance")) >= 1, 60, "a first segment")
+        # An upload cut off in the middle: headers and half a body, then the central dies.
+        stored = archive_files(system, "entrance")[0].read_bytes()
+        sock = socket.create_connection(("127.0.0.1", system.port))
+        sock.sendall(f"PUT /v1/segments/entrance/999 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(stored)}\r\n\r\n"
+                     .encode() + stored[: len(stored) // 2])
+        time.sleep(0.3)
+        assert list((system.central_dir / "archive" / ".incoming").iterdir()), "the upload was in flight"
+        for _ in range(3):
+            system.central_proc.send_signal(signal.SIGKILL)
+            system.central_proc.wait()
+            time.sleep(2.5)           # the node keeps recording and spooling meanwhile
+            system.start_central()
+        sock.close()
+        time.sleep(4)
+        system.stop_nodes()           # drains the spool into the restarted central
+    finally:
+        system.stop()
+    assert not list((system.central_dir / "archive" / ".incoming").iterdir()), "half uploads are cleaned up"
+    assert not list((system.node_dir("entrance") / "spool").glob("*.cseg")), "the node delivered everything"
+    files = archive_files(system, "entrance")
+    seqs = [int(re.match(r"(\d+)-", p.name).group(1)) for p in files]
+    assert seqs == list(range(len(seqs))), "no loss, no duplicates"
+    infos = assert_chain(files)
+    assert all(i.complete for i in infos)
+    assert not (system.node_dir("entrance") / "loss.jsonl").exists()
+    assert os.path.getsize(files[0]) > 0
