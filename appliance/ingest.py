@@ -21,7 +21,7 @@ from aiohttp import web
 
 from .archive import Archive, check_camera_id
 from .errors import SegmentError
-from .segment import SegmentVerifier
+from .segment import SegmentVerifier, enrolled_key
 
 log = logging.getLogger("custodian.ingest")
 
@@ -92,20 +92,10 @@ def make_ingest_app(host: IngestHost) -> web.Application:
     return app
 
 
-def _lookup_for(camera: str, key: nacl.signing.VerifyKey):
-    def lookup(header_camera: str, header: dict) -> nacl.signing.VerifyKey:
-        if header_camera != camera:
-            raise SegmentError(f"upload for {camera!r} carries a segment of {header_camera!r}", kind="signature")
-        if header.get("node_key") != key.encode().hex():
-            raise SegmentError(f"segment is signed by a key not enrolled for {camera!r}", kind="signature")
-        return key
-    return lookup
-
-
 async def _receive(request: web.Request, host: IngestHost, camera: str, seq: int,
                    key: nacl.signing.VerifyKey):
     """Stream the body to .incoming/ while verifying it; fsync before returning."""
-    verifier = SegmentVerifier(_lookup_for(camera, key), max_bytes=host.max_segment_bytes)
+    verifier = SegmentVerifier(enrolled_key(key, camera), max_bytes=host.max_segment_bytes)
     tmp = host.archive.incoming_path(camera, seq)
     f = open(tmp, "wb")
     try:

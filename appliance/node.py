@@ -29,7 +29,7 @@ import nacl.signing
 from hw.backend import Frame, FrameSink
 
 from .config import Config
-from .errors import ConfigError, CustodianError
+from .errors import ConfigError, CustodianError, SegmentError
 from .fsutil import atomic_write, fsync_dir
 from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, seal_truncated
 
@@ -155,7 +155,12 @@ class Recorder:
     def _recover(self) -> tuple[int, str | None]:
         """Seal torn segments, then find the chain head from the state file and the spool."""
         for part in self.spool.parts():
-            info = seal_truncated(part, self.identity.signing_key, "node restarted mid-segment")
+            try:
+                info = seal_truncated(part, self.identity.signing_key, "node restarted mid-segment")
+            except SegmentError as e:
+                # Kept aside, never deleted: the node must start recording again regardless.
+                self.spool.reject(part, f"cannot seal after a crash: {e}")
+                continue
             if info is None:
                 log.warning("%s: header never reached the disk; nothing was recorded in it", part.name)
             else:

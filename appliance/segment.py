@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass, field
@@ -134,6 +135,8 @@ class SegmentWriter:
         fsync_seconds: float = 2.0,
         start_us: int | None = None,
     ):
+        if (prev_digest is None) != (seq == 0):
+            raise SegmentError("only segment 0 starts a chain: every other names its predecessor's digest")
         self.path = Path(path)
         self.part_path = self.path.with_name(self.path.name + PART_SUFFIX)
         self._signing_key = signing_key
@@ -198,6 +201,8 @@ class SegmentWriter:
         if self._buffer and len(self._buffer) + FRAME_RECORD.size + len(frame.data) > MAX_CHUNK_PLAINTEXT:
             self._push(TAG_MESSAGE)
         if self._first_pts is None:
+            if not frame.keyframe:
+                raise SegmentError("a segment must start with a keyframe")
             self._first_pts = frame.pts_us
         if self._buffer_first_pts is None:
             self._buffer_first_pts = frame.pts_us
@@ -279,7 +284,8 @@ def seal_truncated(part_path: Path, signing_key: nacl.signing.SigningKey, reason
     part_path = Path(part_path)
     final_path = part_path.with_name(part_path.name[: -len(PART_SUFFIX)])
     with open(part_path, "rb") as f:
-        data_len = os.fstat(f.fileno()).st_size
+        crashed = os.fstat(f.fileno())
+        data_len = crashed.st_size
         head = f.read(len(PREFIX) + 4)
         if len(head) < len(PREFIX) + 4 or head[: len(PREFIX)] != PREFIX:
             header_len = None
@@ -325,7 +331,7 @@ def seal_truncated(part_path: Path, signing_key: nacl.signing.SigningKey, reason
             "seq": header["seq"],
             "complete": False,
             "truncated_reason": reason,
-            "end_us": int(os.stat(part_path).st_mtime_ns // 1000),
+            "end_us": crashed.st_mtime_ns // 1000,   # last write before the crash: an upper bound
             "frames": None,
             "keyframes": None,
             "payload_bytes": None,
@@ -378,6 +384,21 @@ def _check_fields(obj: dict, fields: dict, what: str) -> None:
 
 
 KeyLookup = Callable[[str, dict], nacl.signing.VerifyKey]
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_header_values(header: dict) -> None:
+    if header["seq"] < 0:
+        raise SegmentError("header seq is negative")
+    if (header["prev"] is None) != (header["seq"] == 0) or (header["prev"] is not None
+                                                             and not HEX64.match(header["prev"])):
+        raise SegmentError("header prev must be null exactly for segment 0, else 64 hex digits", kind="chain")
+    if not HEX64.match(header["node_key"]):
+        raise SegmentError("header node_key is not 64 hex digits")
+    if len(_unb64(header["sealed_key"], "sealed_key")) != 80:
+        raise SegmentError("header sealed_key is not a 32-byte key sealed to X25519 (80 bytes)")
+    if len(_unb64(header["stream_header"], "stream_header")) != 24:
+        raise SegmentError("header stream_header is not 24 bytes")
 
 
 def header_key(camera: str, header: dict) -> nacl.signing.VerifyKey:
@@ -386,6 +407,19 @@ def header_key(camera: str, header: dict) -> nacl.signing.VerifyKey:
         return nacl.signing.VerifyKey(bytes.fromhex(header["node_key"]))
     except (ValueError, TypeError, nacl.exceptions.CryptoError):
         raise SegmentError("header node_key is not an Ed25519 public key") from None
+
+
+def enrolled_key(verify_key: nacl.signing.VerifyKey, camera: str | None = None) -> KeyLookup:
+    """Key lookup that accepts only `verify_key` (and, if given, only camera `camera`)."""
+    expected = verify_key.encode().hex()
+
+    def lookup(header_camera: str, header: dict) -> nacl.signing.VerifyKey:
+        if camera is not None and header_camera != camera:
+            raise SegmentError(f"segment of {header_camera!r} where {camera!r} was expected", kind="signature")
+        if header.get("node_key") != expected:
+            raise SegmentError(f"segment is signed by a key not enrolled for {header_camera!r}", kind="signature")
+        return verify_key
+    return lookup
 
 
 class SegmentVerifier:
@@ -458,6 +492,7 @@ class SegmentVerifier:
             _check_fields(header, HEADER_FIELDS, "header")
             if header["type"] != HEADER_TYPE or header["v"] != VERSION:
                 raise SegmentError("header type or version is wrong")
+            _check_header_values(header)
             self._key = self._key_lookup(header["camera"], header)
             try:
                 self._key.verify(header_json, sig)
@@ -492,6 +527,8 @@ class SegmentVerifier:
                 raise SegmentError("trailer signature does not verify", kind="signature") from None
             if trailer["type"] != TRAILER_TYPE or trailer["v"] != VERSION:
                 raise SegmentError("trailer type or version is wrong")
+            if not trailer["complete"] and not isinstance(trailer.get("truncated_reason"), str):
+                raise SegmentError("a truncated segment's trailer must say why")
             if trailer["body_sha256"] != self._body_hash.hexdigest():
                 raise SegmentError("body digest does not match the signed trailer", kind="digest")
             if trailer["body_bytes"] != self._body_bytes or trailer["chunks"] != self._chunks:
@@ -525,15 +562,18 @@ def read_public(path: Path) -> SegmentInfo:
 # --------------------------------------------------------------------------- decrypting
 
 
-def iter_frames(path: Path, archive_secret: nacl.public.PrivateKey,
-                key_lookup: KeyLookup = header_key) -> Iterator[Frame]:
+def iter_frames(path: Path, archive_secret: nacl.public.PrivateKey, key_lookup: KeyLookup) -> Iterator[Frame]:
     """Verify, then decrypt a segment's frames one chunk at a time (memory bounded).
 
-    Raises SegmentError on a bad chunk, a missing final chunk in a segment whose
-    trailer says it is complete, or data after the final chunk.
+    `key_lookup` must give the camera's *enrolled* key (the central's, or --key):
+    trusting the key a file names would accept a forgery. Raises SegmentError on a
+    bad chunk, an unknown tag, a missing final chunk in a segment whose trailer says
+    it is complete, data after the final chunk, or counts that differ from the trailer.
     """
     info = verify_file(path, key_lookup)
-    header = info.header
+    header, trailer = info.header, info.trailer
+    if header["codec"] != "h264" or header["payload"] != "annexb-frames":
+        raise SegmentError(f"unsupported payload {header['codec']}/{header['payload']}")
     try:
         segment_key = nacl.public.SealedBox(archive_secret).decrypt(_unb64(header["sealed_key"], "sealed_key"))
     except nacl.exceptions.CryptoError:
@@ -542,26 +582,38 @@ def iter_frames(path: Path, archive_secret: nacl.public.PrivateKey,
     sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, _unb64(header["stream_header"], "stream_header"),
                                                            segment_key)
     seen_final = False
-    with open(path, "rb") as f:
-        (header_len,) = U32.unpack(f.read(len(PREFIX) + 4)[len(PREFIX):])
-        f.seek(header_len + SIG_BYTES, os.SEEK_CUR)
-        index = 0
-        while True:
-            (n,) = U32.unpack(f.read(4))
-            if n == 0:
-                break
-            if seen_final:
-                raise SegmentError("data after the final chunk")
-            ciphertext = f.read(n)
-            try:
-                plaintext, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(state, ciphertext, None)
-            except nacl.exceptions.CryptoError:
-                raise SegmentError(f"chunk {index} fails authentication", kind="digest") from None
-            seen_final = tag == TAG_FINAL
-            yield from _frames_in(plaintext, index)
-            index += 1
-    if info.complete and not seen_final:
-        raise SegmentError("the final chunk is missing", kind="truncated")
+    frames = keyframes = payload = 0
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = U32.unpack(f.read(len(PREFIX) + 4)[len(PREFIX):])
+            f.seek(header_len + SIG_BYTES, os.SEEK_CUR)
+            index = 0
+            while True:
+                (n,) = U32.unpack(f.read(4))
+                if n == 0:
+                    break
+                if seen_final:
+                    raise SegmentError("data after the final chunk")
+                try:
+                    plaintext, tag = sodium.crypto_secretstream_xchacha20poly1305_pull(state, f.read(n), None)
+                except nacl.exceptions.CryptoError:
+                    raise SegmentError(f"chunk {index} fails authentication", kind="digest") from None
+                if tag not in (TAG_MESSAGE, TAG_FINAL):
+                    raise SegmentError(f"chunk {index} carries an unexpected stream tag {tag}")
+                seen_final = tag == TAG_FINAL
+                for frame in _frames_in(plaintext, index):
+                    frames += 1
+                    keyframes += frame.keyframe
+                    payload += len(frame.data)
+                    yield frame
+                index += 1
+    except struct.error:
+        raise SegmentError("the file changed while it was being read", kind="truncated") from None
+    if info.complete:
+        if not seen_final:
+            raise SegmentError("the final chunk is missing", kind="truncated")
+        if (frames, keyframes, payload) != (trailer["frames"], trailer["keyframes"], trailer["payload_bytes"]):
+            raise SegmentError("frame counts differ from the signed trailer", kind="digest")
 
 
 def _frames_in(plaintext: bytes, index: int) -> Iterator[Frame]:
@@ -578,8 +630,7 @@ def _frames_in(plaintext: bytes, index: int) -> Iterator[Frame]:
         pos += n
 
 
-def decrypt_payload(path: Path, archive_secret: nacl.public.PrivateKey, out,
-                    key_lookup: KeyLookup = header_key) -> int:
+def decrypt_payload(path: Path, archive_secret: nacl.public.PrivateKey, out, key_lookup: KeyLookup) -> int:
     """Write the segment's Annex-B payload to `out` (a pipe, never a plaintext file)."""
     total = 0
     for frame in iter_frames(path, archive_secret, key_lookup):

@@ -17,7 +17,7 @@ import pytest
 
 from appliance.demo import DEMO_PEOPLE, DemoSystem
 from appliance.keys import KeyStore
-from appliance.segment import iter_frames, verify_file
+from appliance.segment import header_key, iter_frames, verify_file
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def no_plaintext_under(directory: Path) -> None:
 
 
 def decrypt_join(files: list[Path], secret) -> bytes:
-    return b"".join(frame.data for path in files for frame in iter_frames(path, secret))
+    return b"".join(frame.data for path in files for frame in iter_frames(path, secret, header_key))
 
 
 def ffprobe_duration_and_errors(annexb: bytes, fps: int) -> tuple[float, str]:

@@ -47,10 +47,10 @@ def test_round_trip_decrypts_every_frame_in_order(tmp_path, keys):
     assert info.complete and info.trailer["frames"] == len(frames)
     assert info.trailer["chunks"] > 3  # written as it arrives, not in one piece
     assert seg.verify_file(tmp_path / "a.cseg").digest == info.digest
-    got = list(seg.iter_frames(tmp_path / "a.cseg", keys[0]))
+    got = list(seg.iter_frames(tmp_path / "a.cseg", keys[0], seg.enrolled_key(keys[1].verify_key)))
     assert got == frames
     out = io.BytesIO()
-    seg.decrypt_payload(tmp_path / "a.cseg", keys[0], out)
+    seg.decrypt_payload(tmp_path / "a.cseg", keys[0], out, seg.enrolled_key(keys[1].verify_key))
     assert out.getvalue() == b"".join(f.data for f in frames)
 
 
@@ -131,7 +131,7 @@ def test_dropped_final_chunk_is_detected_even_when_resigned(tmp_path, keys):
     (tmp_path / "b.cseg").write_bytes(forged)
     seg.verify_file(tmp_path / "b.cseg")  # signature is valid: the node key signed it
     with pytest.raises(SegmentError, match="final chunk is missing"):
-        list(seg.iter_frames(tmp_path / "b.cseg", keys[0]))
+        list(seg.iter_frames(tmp_path / "b.cseg", keys[0], seg.enrolled_key(keys[1].verify_key)))
 
 
 def test_reordered_chunks_are_detected_even_when_resigned(tmp_path, keys):
@@ -140,7 +140,7 @@ def test_reordered_chunks_are_detected_even_when_resigned(tmp_path, keys):
     forged = _rebuild(data, lambda o: [o[1], o[0]] + o[2:], keys)
     (tmp_path / "b.cseg").write_bytes(forged)
     with pytest.raises(SegmentError, match="authentication"):
-        list(seg.iter_frames(tmp_path / "b.cseg", keys[0]))
+        list(seg.iter_frames(tmp_path / "b.cseg", keys[0], seg.enrolled_key(keys[1].verify_key)))
 
 
 def test_reordered_chunks_without_resigning_fail_verification(tmp_path, keys):
@@ -195,7 +195,7 @@ def test_crash_leftover_is_sealed_as_truncated(tmp_path, keys):
     assert not part.exists() and (tmp_path / "a.cseg").exists()
     assert info.complete is False and info.trailer["truncated_reason"] == "node restarted mid-segment"
     assert seg.verify_file(tmp_path / "a.cseg").digest == info.digest
-    got = list(seg.iter_frames(tmp_path / "a.cseg", archive))
+    got = list(seg.iter_frames(tmp_path / "a.cseg", archive, seg.enrolled_key(node.verify_key)))
     assert got == frames[: len(got)] and len(got) >= 30  # every whole chunk survives
 
 
