@@ -50,7 +50,7 @@ class CentralPaths:
     def __init__(self, data_dir: Path):
         self.data = Path(data_dir)
         self.keys = self.data / "keys"
-        self.records = self.data / "records.json"
+        self.records = self.data / "records" / "records.json"
         self.audit = self.data / "audit"
         self.archive = self.data / "archive"
         self.lock = self.data / "central.lock"

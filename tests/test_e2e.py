@@ -134,7 +134,7 @@ def test_node_killed_mid_segment_seals_truncated_records_gap_and_resumes(tmp_pat
     assert infos[-1].complete
     from appliance.records import open_records
 
-    records = open_records(system.central_dir / "records.json")
+    records = open_records(system.central_dir / "records" / "records.json")
     try:
         kinds = [g["kind"] for g in records.all("gaps")]
     finally:
