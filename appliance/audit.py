@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import nacl.exceptions
 import nacl.signing
@@ -94,7 +94,8 @@ def _read_tail_line(fd: int, size: int) -> bytes:
 class AuditLog:
     """The central's audit log. One instance per process; appends are thread-safe."""
 
-    def __init__(self, path: str | Path, signing_key: nacl.signing.SigningKey, checkpoint_every: int = 100):
+    def __init__(self, path: str | Path, signing_key: nacl.signing.SigningKey, checkpoint_every: int = 100,
+                 clock: Callable[[], datetime] | None = None):
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
         self.path = Path(path)
@@ -102,6 +103,8 @@ class AuditLog:
         self.checkpoint_dir = self.dir / CHECKPOINT_DIR
         self.signing_key = signing_key
         self.checkpoint_every = checkpoint_every
+        # The central passes its own clock, so entries and records share one notion of now.
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.Lock()
         self.recovered_torn: list[Path] = []  # torn tails moved aside at this open
 
@@ -239,7 +242,7 @@ class AuditLog:
                 raise AuditError("the audit log is closed")
             entry = {
                 "seq": self._next_seq,
-                "ts": _ts(),
+                "ts": _ts(self._clock()),
                 "actor": actor,
                 "role": role,
                 "action": action,
@@ -290,7 +293,7 @@ class AuditLog:
         seq = self._next_seq - 1
         if self._head is not None and self._head["checkpoint"]["seq"] == seq:
             return self._head
-        cp = {"seq": seq, "line_sha256": self._last_hash, "ts": _ts(), "count": seq + 1}
+        cp = {"seq": seq, "line_sha256": self._last_hash, "ts": _ts(self._clock()), "count": seq + 1}
         data = canonical_json(cp)
         sig = self.signing_key.sign(data).signature
         # Signature first: a crash between the two leaves an orphan .sig (removed at

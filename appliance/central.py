@@ -73,7 +73,7 @@ class Central:
         self.keys = KeyStore(self.paths.data)
         self.custody = ArchiveCustody(self.keys)
         self.records = open_records(self.paths.records)
-        self.audit = AuditLog(self.paths.audit / "audit.jsonl", self.keys.signing_key())
+        self.audit = AuditLog(self.paths.audit / "audit.jsonl", self.keys.signing_key(), clock=self.now)
         self.archive = Archive(self.paths.archive, on_gap=self._gap_found)
         self.max_segment_bytes = cfg.central.max_segment_bytes
         self.sessions: dict[str, dict] = {}

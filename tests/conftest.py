@@ -46,9 +46,16 @@ class People:
 
 
 @pytest.fixture
-def central(tmp_path):
-    from appliance import config
+def central(tmp_path, monkeypatch):
+    from nacl.pwhash import argon2id
+
+    from appliance import config, keys
     from appliance.central import Central, init_central
+
+    # Real Argon2id, at libsodium's lowest cost: these tests are about the rules, not the KDF
+    # (tests/test_keys.py covers the production limits).
+    monkeypatch.setattr(keys, "ARGON2_OPSLIMIT", argon2id.OPSLIMIT_MIN)
+    monkeypatch.setattr(keys, "ARGON2_MEMLIMIT", argon2id.MEMLIMIT_MIN)
 
     data = tmp_path / "central"
     recovery = init_central(data, *DIRECTOR)
