@@ -51,6 +51,10 @@ class StoredSegment:
     path: Path
 
 
+def _stamp_of(path: Path) -> datetime:
+    return datetime.strptime(SEGMENT_NAME.match(path.name).group(2), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -97,15 +101,19 @@ class Archive:
 
     def segments(self, camera: str, start: datetime | None = None, end: datetime | None = None
                  ) -> Iterator[StoredSegment]:
-        """Stored segments of one camera in sequence order, optionally overlapping [start, end)."""
+        """Stored segments of one camera in sequence order, optionally overlapping [start, end).
+
+        A segment covers [its start, the next segment's start); the last one, up to now.
+        """
         with self._index_lock:
             items = sorted(self._index.get(camera, {}).items())
-        for seq, path in items:
-            stamp = datetime.strptime(SEGMENT_NAME.match(path.name).group(2), "%Y%m%dT%H%M%SZ").replace(
-                tzinfo=timezone.utc)
-            if end is not None and stamp >= end:
+        stored = [StoredSegment(camera, seq, _stamp_of(path), path) for seq, path in items]
+        for this, following in zip(stored, stored[1:] + [None]):
+            if end is not None and this.start >= end:
                 continue
-            yield StoredSegment(camera, seq, stamp, path)
+            if start is not None and following is not None and following.start <= start:
+                continue
+            yield this
 
     def digest(self, camera: str, seq: int) -> str | None:
         path = self._index.get(camera, {}).get(seq)

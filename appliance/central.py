@@ -69,6 +69,9 @@ class Central:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(f"another central daemon already owns {self.paths.data}") from None
+        from .retention import check_local_storage
+
+        check_local_storage(self)   # C11: footage stays on hardware in the library
         self.clock = clock or Clock()
         self.keys = KeyStore(self.paths.data)
         self.custody = ArchiveCustody(self.keys)
