@@ -188,7 +188,9 @@ class Central:
         with self.policy_lock:
             caller = self.caller_for(token)
             ops_mod.authorize(operation, caller)
-            return operation.func(self, caller, ops_mod.Args(args))
+            if not operation.concurrent:
+                return operation.func(self, caller, ops_mod.Args(args))
+        return operation.func(self, caller, ops_mod.Args(args))
 
     # ------------------------------------------------------------------ serving
 

@@ -195,7 +195,7 @@ def _audit_use(central, caller, action: str, grant: dict, camera: str, details: 
                          refs={k: v for k, v in refs.items() if v}, why=why, details=details)
 
 
-@op("footage.segments", REVIEWERS)
+@op("footage.segments", REVIEWERS, concurrent=True)
 def list_segments(central, caller, args):
     """The recorded segments of one camera inside a grant's window (times and sizes, no content)."""
     grant_id = args.id("grant")
@@ -212,7 +212,7 @@ def list_segments(central, caller, args):
             "segments": segments}
 
 
-@op("footage.still", REVIEWERS)
+@op("footage.still", REVIEWERS, concurrent=True)
 def still(central, caller, args):
     """One grey still of a camera at a moment inside your grant."""
     grant_id = args.id("grant")
@@ -228,7 +228,7 @@ def still(central, caller, args):
     return result
 
 
-@op("footage.clip", REVIEWERS)
+@op("footage.clip", REVIEWERS, concurrent=True)
 def clip(central, caller, args):
     """A short flipbook of grey frames (1-60 s, 1-5 frames a second) inside your grant."""
     grant_id = args.id("grant")

@@ -77,13 +77,20 @@ class Op:
     summary: str
     public: bool = False            # callable without a session (login)
     before_ack: bool = False        # callable before the policy is acknowledged
+    concurrent: bool = False        # slow and read-mostly (decoding footage): runs outside the policy lock
 
 
 OPS: dict[str, Op] = {}
 
 
-def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_ack: bool = False):
-    """Register an API operation. `roles` is who may call it; "director" includes an acting director."""
+def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_ack: bool = False,
+       concurrent: bool = False):
+    """Register an API operation. `roles` is who may call it; "director" includes an acting director.
+
+    `concurrent` operations (ffmpeg decodes) run outside the policy lock so one long
+    clip does not stall every other terminal; they must only read records and append
+    to the audit log (both are thread-safe on their own).
+    """
     if isinstance(roles, str):
         roles = (roles,)
 
@@ -91,7 +98,7 @@ def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_
         if name in OPS:
             raise RuntimeError(f"operation {name} registered twice")
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack)
+        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent)
         return func
 
     return register
