@@ -79,10 +79,24 @@ class CameraBackend(abc.ABC):
     def __init__(self) -> None:
         self.last_frame_at = time.monotonic()   # updated on every frame, read by the watchdog
         self.frames = 0
+        # Set (by the backend itself) when it knows it is stuck although frames may still
+        # arrive or the stall clock has not run out yet: ffmpeg exited, a segment switch
+        # missed its deadline, privacy masks could not be applied. The watchdog treats it
+        # as a stall at once. start() clears it.
+        self.stall_reason: str | None = None
 
     def _saw_frame(self) -> None:
         self.last_frame_at = time.monotonic()
         self.frames += 1
+
+    def _reset_liveness(self) -> None:
+        """Called by start(): the stall clock runs from now, no stall is pending."""
+        self.last_frame_at = time.monotonic()
+        self.stall_reason = None
+
+    def _report_stall(self, reason: str) -> None:
+        if self.stall_reason is None:
+            self.stall_reason = reason
 
     @abc.abstractmethod
     def start(self, opener: SegmentOpener, segment_seconds: float) -> None:
@@ -96,3 +110,27 @@ class CameraBackend(abc.ABC):
         """Close and reopen the camera (the watchdog calls this, under a deadline)."""
         self.stop()
         self.start(opener, segment_seconds)
+
+
+def clip_masks(masks: list[list[int]], width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Validate privacy masks ([x, y, w, h] in frame pixels) and clip them to the frame.
+
+    A mask that is malformed, empty or wholly outside the frame is a configuration
+    error: a camera must not record with a privacy mask that silently covers nothing.
+    """
+    from appliance.errors import ConfigError
+
+    out = []
+    for n, m in enumerate(masks or []):
+        if (not isinstance(m, (list, tuple)) or len(m) != 4
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in m)):
+            raise ConfigError(f"[camera] masks[{n}]: expected [x, y, w, h] in whole pixels, got {m!r}")
+        x, y, w, h = m
+        if w <= 0 or h <= 0:
+            raise ConfigError(f"[camera] masks[{n}]: width and height must be positive, got {m!r}")
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(width, x + w), min(height, y + h)
+        if x0 >= x1 or y0 >= y1:
+            raise ConfigError(f"[camera] masks[{n}] {m!r} lies outside the {width}x{height} frame")
+        out.append((x0, y0, x1 - x0, y1 - y0))
+    return out

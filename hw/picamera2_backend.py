@@ -1,0 +1,445 @@
+"""The Raspberry Pi camera through picamera2: a thin adapter onto the backend interface.
+
+* Configuration: ``main`` and ``lores`` both YUV420 (``lores`` is half of ``main`` by
+  default and never larger), ``buffer_count`` 4 (camera buffers come from CMA; a Pi
+  Zero 2 W has little), ``FrameRate`` from the config.
+* Encoder: ``H264Encoder(bitrate, repeat=True, iperiod=fps*keyframe_seconds)`` on boards
+  with the VideoCore encoder; ``LibavH264Encoder`` (libx264, software) on a Pi 5, or
+  whenever ``picamera2.encoders._hw_encoder_available`` is False. ``repeat=True`` puts
+  SPS/PPS before every keyframe, so each segment decodes on its own.
+* Output: a ``SplittableOutput`` wrapping one ``_SegmentOutput`` per segment. A timer
+  thread asks for a switch every ``segment_seconds`` with ``split_output()``, which
+  switches at the next keyframe without dropping a frame. ``split_output`` waits with
+  no timeout, so it runs in a helper thread under a deadline (two keyframe intervals
+  plus 5 s by default); a missed deadline marks the camera stalled for the watchdog.
+* Timestamps: picamera2 gives microseconds since the first frame on the sensor clock;
+  adding the encoder's ``firsttimestamp`` puts them back on that clock (CLOCK_MONOTONIC,
+  the same base as ``time.monotonic_ns()``), so they keep counting across segments.
+* Privacy masks: a ``pre_callback`` blacks out every mask in *both* the ``main`` and the
+  ``lores`` buffers (they are separate buffers) before the encoder or anyone else sees
+  them: Y set to 0, U and V to 128. A mask that cannot be applied fails closed: frames
+  stop reaching segments and the camera reports a stall.
+
+picamera2 is imported only when a backend starts, so this module imports anywhere.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from appliance.config import CameraConfig
+from appliance.errors import ConfigError
+
+from . import board as board_mod
+from .backend import CameraBackend, CameraFailed, Frame, SegmentOpener, clip_masks
+
+log = logging.getLogger(__name__)
+
+PICAMERA2_HINT = ("install it with 'sudo apt install python3-picamera2' and make the venv with "
+                  "'python3 -m venv --system-site-packages' (PyPI's picamera2 cannot work without libcamera)")
+HW_ENCODER_MAX = (1920, 1080)
+
+
+def import_picamera2() -> SimpleNamespace:
+    """Import the parts of picamera2 we use; ImportError (with a hint) if it is missing."""
+    try:
+        import picamera2
+        import picamera2.encoders as encoders
+        from picamera2 import MappedArray, Picamera2
+        from picamera2.encoders import LibavH264Encoder
+        from picamera2.outputs import Output, SplittableOutput
+    except ImportError as e:
+        if getattr(e, "name", None) in ("picamera2", "libcamera"):
+            raise ImportError(f"picamera2 is not importable ({e}): {PICAMERA2_HINT}") from e
+        raise ImportError(f"picamera2 is too old or broken ({e}): Custodian needs picamera2 0.3.26 or "
+                          "later (SplittableOutput); 'sudo apt install --only-upgrade python3-picamera2'") from e
+    return SimpleNamespace(
+        module=picamera2, Picamera2=Picamera2, MappedArray=MappedArray, Output=Output,
+        SplittableOutput=SplittableOutput, LibavH264Encoder=LibavH264Encoder,
+        H264Encoder=getattr(encoders, "H264Encoder", None),
+        hw_encoder_available=bool(getattr(encoders, "_hw_encoder_available", False)),
+    )
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    name: str       # "H264Encoder" | "LibavH264Encoder"
+    reason: str
+
+
+def choose_encoder(board: board_mod.Board, hw_encoder_available: bool) -> EncoderChoice:
+    if board.family == "pi5":
+        return EncoderChoice("LibavH264Encoder", f"{board.model}: the Pi 5 has no hardware H.264 encoder")
+    if not hw_encoder_available:
+        return EncoderChoice("LibavH264Encoder", "picamera2 reports no hardware H.264 encoder")
+    return EncoderChoice("H264Encoder", "hardware H.264 encoder")
+
+
+def default_lores(width: int, height: int) -> tuple[int, int]:
+    """Half the main size (even numbers), for previews and snapshots."""
+    return max(2, width // 4 * 2), max(2, height // 4 * 2)
+
+
+def mask_plan(masks: list[tuple[int, int, int, int]], ref_size: tuple[int, int],
+              size: tuple[int, int], stride: int) -> list[tuple[int, bytes]]:
+    """Byte writes that black out `masks` (given in ref_size pixels) in a YUV420 buffer.
+
+    The buffer is laid out as libcamera does: `height` rows of `stride` bytes of Y,
+    then U and V with rows of stride/2 bytes. Rectangles are scaled to the stream and
+    rounded outwards, so a scaled mask never uncovers a pixel the configured one covers.
+    """
+    rw, rh = ref_size
+    w, h = size
+    cstride = stride // 2
+    u_off = stride * h
+    v_off = u_off + cstride * (h // 2)
+    plan: list[tuple[int, bytes]] = []
+    for x, y, mw, mh in masks:
+        x0 = max(0, math.floor(x * w / rw))
+        y0 = max(0, math.floor(y * h / rh))
+        x1 = min(w, math.ceil((x + mw) * w / rw))
+        y1 = min(h, math.ceil((y + mh) * h / rh))
+        if x0 >= x1 or y0 >= y1:
+            continue
+        black = bytes(x1 - x0)
+        plan += [(r * stride + x0, black) for r in range(y0, y1)]
+        cx0, cx1 = x0 // 2, min(w // 2, (x1 + 1) // 2)
+        cy0, cy1 = y0 // 2, min(h // 2, (y1 + 1) // 2)
+        grey = b"\x80" * (cx1 - cx0)
+        for base in (u_off, v_off):
+            plan += [(base + r * cstride + cx0, grey) for r in range(cy0, cy1)]
+    return plan
+
+
+def apply_plan(array, plan: list[tuple[int, bytes]], needed: int) -> None:
+    """Write the plan into a mapped buffer (numpy array or memoryview: any writable,
+    C-contiguous buffer). Raises if the buffer is not what the plan was made for."""
+    with memoryview(array) as view:
+        with (view.cast("B") if view.ndim != 1 or view.format != "B" else view[:]) as flat:
+            if flat.readonly:
+                raise ValueError("mapped buffer is read-only")
+            if flat.nbytes < needed:
+                raise ValueError(f"mapped buffer is too small ({flat.nbytes} < {needed} bytes)")
+            for offset, fill in plan:
+                flat[offset:offset + len(fill)] = fill
+
+
+class Picamera2Backend(CameraBackend):
+    name = "picamera2"
+
+    def __init__(self, cfg: CameraConfig, name: str = "camera", *, board: board_mod.Board | None = None,
+                 lores_size: tuple[int, int] | None = None, buffer_count: int = 4, camera_num: int = 0,
+                 force_key_frame: bool = False, split_deadline: float | None = None, stop_grace: float = 3.0):
+        super().__init__()
+        if cfg.width <= 0 or cfg.height <= 0 or cfg.width % 2 or cfg.height % 2:
+            raise ConfigError(f"[camera] size {cfg.width}x{cfg.height}: width and height must be positive and even")
+        if cfg.fps <= 0 or cfg.keyframe_seconds <= 0 or cfg.bitrate_kbps <= 0:
+            raise ConfigError("[camera] fps, keyframe_seconds and bitrate_kbps must be positive")
+        if not 1 <= buffer_count <= 5:
+            raise ConfigError("picamera2 buffer_count must be 1..5 (camera buffers come from CMA)")
+        self.cfg = cfg
+        self.camera_name = name
+        self.board = board or board_mod.detect_board()
+        self.masks = clip_masks(cfg.masks, cfg.width, cfg.height)
+        self.lores_size = tuple(lores_size or default_lores(cfg.width, cfg.height))
+        if self.lores_size[0] > cfg.width or self.lores_size[1] > cfg.height:
+            raise ConfigError(f"lores {self.lores_size} may not be larger than main {cfg.width}x{cfg.height}")
+        if self.board.has_hardware_h264 and (cfg.width > HW_ENCODER_MAX[0] or cfg.height > HW_ENCODER_MAX[1]):
+            raise ConfigError(f"[camera] {cfg.width}x{cfg.height}: the hardware H.264 encoder stops at "
+                              f"{HW_ENCODER_MAX[0]}x{HW_ENCODER_MAX[1]}")
+        self.buffer_count = buffer_count
+        self.camera_num = camera_num
+        self.force_key_frame = force_key_frame
+        self.split_deadline = split_deadline if split_deadline is not None else 2 * cfg.keyframe_seconds + 5.0
+        self.stop_grace = stop_grace
+        self.encoder_choice: EncoderChoice | None = None
+        self.camera_model = ""
+        self.masked_frames = {"main": 0, "lores": 0}
+        self.splits = 0
+        self._lock = threading.RLock()            # start/stop
+        self._outputs_lock = threading.Lock()     # the list of segment outputs
+        self._picam2 = None
+        self._encoder = None
+        self._splittable = None
+        self._outputs: list = []
+        self._opener: SegmentOpener | None = None
+        self._pts_base: int | None = None
+        self._mask_failed = False
+        self._plans: dict[str, tuple[tuple, list, int]] = {}
+        self._split_stop = threading.Event()
+        self._split_thread: threading.Thread | None = None
+        self._p2: SimpleNamespace | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self, opener: SegmentOpener, segment_seconds: float) -> None:
+        with self._lock:
+            if self._picam2 is not None:
+                raise RuntimeError("picamera2 backend already started")
+            try:
+                p2 = self._p2 = import_picamera2()
+            except ImportError as e:
+                raise CameraFailed(str(e)) from e
+            self._reset_liveness()
+            self._mask_failed = False
+            self._pts_base = None
+            self._plans = {}
+            self.encoder_choice = choice = choose_encoder(self.board, p2.hw_encoder_available)
+            encoder_cls = p2.LibavH264Encoder if choice.name == "LibavH264Encoder" else p2.H264Encoder
+            try:
+                picam2 = p2.Picamera2(self.camera_num)
+            except Exception as e:
+                raise CameraFailed(f"camera {self.camera_num} did not open: {e}") from e
+            cfg = self.cfg
+            try:
+                self.camera_model = str(picam2.camera_properties.get("Model", ""))
+                config = picam2.create_video_configuration(
+                    main={"size": (cfg.width, cfg.height), "format": "YUV420"},
+                    lores={"size": self.lores_size, "format": "YUV420"},
+                    buffer_count=self.buffer_count,
+                    controls={"FrameRate": cfg.fps},
+                    encode="main",
+                )
+                picam2.configure(config)
+                if self.masks:
+                    picam2.pre_callback = self._mask_callback
+                gop = cfg.fps * cfg.keyframe_seconds
+                self._encoder = encoder_cls(bitrate=cfg.bitrate_kbps * 1000, repeat=True, iperiod=gop,
+                                            framerate=cfg.fps)
+                self._opener = opener
+                self._outputs = []
+                self._splittable = p2.SplittableOutput(self._new_output())
+                picam2.start_recording(self._encoder, self._splittable)
+            except Exception as e:
+                log.error("camera %s: picamera2 start failed: %s", self.camera_name, e)
+                self._close_outputs()
+                try:
+                    picam2.close()
+                except Exception:
+                    log.exception("closing the camera after a failed start")
+                raise CameraFailed(f"camera did not start ({choice.name}): {e}") from e
+            self._picam2 = picam2
+            self._split_stop = threading.Event()
+            self._split_thread = threading.Thread(
+                target=self._split_loop, args=(self._split_stop, self._splittable, segment_seconds),
+                name=f"picamera2-{self.camera_name}-split", daemon=True)
+            self._split_thread.start()
+            log.info("camera %s: picamera2 %s recording with %s (%s)", self.camera_name, self.camera_model,
+                     choice.name, choice.reason)
+
+    def stop(self) -> None:
+        with self._lock:
+            picam2 = self._picam2
+            if picam2 is None:
+                return
+            self._split_stop.set()
+            if self._split_thread is not None:
+                self._split_thread.join(2.0)
+            stopper = threading.Thread(target=self._stop_camera, args=(picam2,),
+                                       name=f"picamera2-{self.camera_name}-stop", daemon=True)
+            stopper.start()
+            stopper.join(self.stop_grace)
+            if stopper.is_alive():
+                log.warning("camera %s: stop_recording() has not returned after %.0fs; closing the segment "
+                            "without the frames still in flight", self.camera_name, self.stop_grace)
+            # finish the open segment now, whatever the camera does next
+            self._close_outputs()
+            if stopper.is_alive():
+                stopper.join()   # a wedged camera: whoever called us (the watchdog) holds the deadline
+            # a split still waiting for a keyframe that will never come: let it finish
+            done = getattr(self._splittable, "_split_done", None)
+            if done is not None:
+                done.set()
+            self._picam2 = None
+            self._encoder = None
+            self._splittable = None
+            self._split_thread = None
+
+    def _stop_camera(self, picam2) -> None:
+        try:
+            picam2.stop_recording()
+        except Exception:
+            log.exception("camera %s: stop_recording failed", self.camera_name)
+        try:
+            picam2.close()
+        except Exception:
+            log.exception("camera %s: close failed", self.camera_name)
+
+    # -- segments ------------------------------------------------------------
+
+    def _new_output(self):
+        cls = _segment_output_class(self._p2.Output)
+        with self._outputs_lock:
+            prev = self._outputs[-1] if self._outputs else None
+            out = cls(self, self._opener, prev)
+            self._outputs = [o for o in self._outputs if not o.closed] + [out]
+            return out
+
+    def _close_outputs(self) -> None:
+        with self._outputs_lock:
+            outputs = list(self._outputs)
+        for out in outputs:
+            out.finish()
+
+    def _split_loop(self, stop: threading.Event, splittable, segment_seconds: float) -> None:
+        due = time.monotonic()
+        while True:
+            due += segment_seconds
+            if stop.wait(max(0.0, due - time.monotonic())):
+                return
+            if stop.is_set():
+                return
+            new = self._new_output()
+            encoder = self._encoder
+            if self.force_key_frame and hasattr(encoder, "force_key_frame"):
+                encoder.force_key_frame()
+            done = threading.Event()
+
+            def switch(new=new, done=done):
+                try:
+                    splittable.split_output(new)
+                finally:
+                    done.set()
+
+            threading.Thread(target=switch, name=f"picamera2-{self.camera_name}-switch", daemon=True).start()
+            limit = time.monotonic() + self.split_deadline
+            while not done.wait(min(0.2, max(0.0, limit - time.monotonic()))):
+                if stop.is_set():
+                    return
+                if time.monotonic() >= limit:
+                    reason = f"segment switch did not complete within {self.split_deadline:.0f}s"
+                    log.error("camera %s: %s (no keyframe: the camera or encoder is stuck)",
+                              self.camera_name, reason)
+                    self._report_stall(reason)
+                    return
+            self.splits += 1
+            # a late switch does not shift the schedule; a very late one skips ahead
+            now = time.monotonic()
+            if now - due > segment_seconds:
+                due = now
+
+    def _pts(self, timestamp: int | None) -> int:
+        if timestamp is None:
+            return time.monotonic_ns() // 1000
+        if self._pts_base is None:
+            first = getattr(self._encoder, "firsttimestamp", None)
+            if isinstance(first, int):
+                self._pts_base = first
+            else:
+                self._pts_base = time.monotonic_ns() // 1000 - int(timestamp)
+        return self._pts_base + int(timestamp)
+
+    # -- privacy masks -----------------------------------------------------------
+
+    def _mask_callback(self, request) -> None:
+        """pre_callback: runs on the camera loop under its lock, before any encoder."""
+        try:
+            for stream in ("main", "lores"):
+                with self._p2.MappedArray(request, stream) as mapped:
+                    plan, needed = self._plan_for(stream, request, mapped.array)
+                    apply_plan(mapped.array, plan, needed)
+                self.masked_frames[stream] += 1
+        except Exception as e:
+            if not self._mask_failed:
+                log.critical("camera %s: privacy masks could not be applied, recording stops: %s",
+                             self.camera_name, e)
+            self._mask_failed = True
+            self._report_stall(f"privacy masks could not be applied: {e}")
+
+    def _plan_for(self, stream: str, request, array) -> tuple[list, int]:
+        config = request.config[stream]
+        key = (tuple(config["size"]), tuple(array.shape))
+        cached = self._plans.get(stream)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        if config["format"] not in ("YUV420", "YVU420"):
+            raise ValueError(f"{stream} stream is {config['format']}, masks need YUV420")
+        w, h = config["size"]
+        shape = tuple(array.shape)
+        if len(shape) != 2 or shape[0] != h * 3 // 2:
+            raise ValueError(f"{stream} buffer has shape {shape}, expected ({h * 3 // 2}, stride)")
+        stride = shape[1]
+        plan = mask_plan(self.masks, (self.cfg.width, self.cfg.height), (w, h), stride)
+        needed = stride * h * 3 // 2
+        self._plans[stream] = (key, plan, needed)
+        return plan, needed
+
+
+_OUTPUT_CLASSES: dict[type, type] = {}
+
+
+def _segment_output_class(output_base: type) -> type:
+    """A picamera2 Output subclass (made on first use: picamera2 is imported lazily)."""
+    cls = _OUTPUT_CLASSES.get(output_base)
+    if cls is not None:
+        return cls
+
+    class _SegmentOutput(output_base):
+        """One segment: opened at its first keyframe, closed when the next one opens or
+        on stop. Runs on the encoder's thread; writes go to the node's segment writer."""
+
+        def __init__(self, backend: Picamera2Backend, opener: SegmentOpener, prev):
+            super().__init__()
+            self._backend = backend
+            self._opener = opener
+            self._prev = prev
+            self._sink = None
+            self._lock = threading.Lock()
+            self.closed = False
+            self.frames = 0
+
+        def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
+            if audio:
+                return
+            backend = self._backend
+            backend._saw_frame()
+            if backend._mask_failed:
+                return                     # fail closed: an unmasked frame never reaches a segment
+            data = bytes(frame)            # the encoder reuses its buffer
+            pts = backend._pts(timestamp)
+            with self._lock:
+                if self.closed:
+                    return
+                try:
+                    if self._sink is None:
+                        if not keyframe:
+                            return         # a segment starts at a keyframe
+                        if self._prev is not None:
+                            self._prev.finish()   # segments close in order, before the next opens
+                            self._prev = None
+                        self._sink = self._opener.open_segment()
+                    self._sink.write_frame(Frame(data, bool(keyframe), pts))
+                    self.frames += 1
+                except Exception as e:
+                    log.exception("camera %s: segment writer failed", backend.camera_name)
+                    self.closed = True
+                    backend._report_stall(f"segment writer failed: {e}")
+
+        def stop(self):
+            super().stop()
+            self.finish()
+
+        def finish(self):
+            # Everything under the lock, so that when finish() returns (in any thread) the
+            # segment is closed. Locks are only ever taken newer -> older: no deadlock.
+            with self._lock:
+                if self.closed:
+                    return
+                self.closed = True
+                prev, self._prev = self._prev, None
+                sink, self._sink = self._sink, None
+                if prev is not None:
+                    prev.finish()
+                if sink is not None:
+                    try:
+                        sink.close()
+                    except Exception:
+                        log.exception("camera %s: closing a segment failed", self._backend.camera_name)
+                        self._backend._report_stall("closing a segment failed")
+
+    _OUTPUT_CLASSES[output_base] = _SegmentOutput
+    return _SegmentOutput

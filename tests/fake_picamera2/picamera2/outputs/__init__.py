@@ -1,0 +1,2 @@
+from .output import Output
+from .splittableoutput import SplittableOutput
