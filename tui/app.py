@@ -36,7 +36,7 @@ class LoginScreen(Screen):
             yield Input(placeholder="passphrase", password=True, id="passphrase", compact=True)
             yield Label("", id="login-error")
             yield Button("Log in", id="login", compact=True)
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         for field in self.query(Input):
@@ -86,7 +86,7 @@ class PolicyScreen(Screen):
         yield Label("Read the video surveillance policy, then press A to acknowledge it.")
         with VerticalScroll(id="policy"):
             yield Static(self.text)
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def action_acknowledge(self) -> None:
         self.acknowledge()
@@ -111,7 +111,7 @@ class CamerasScreen(Screen):
         yield Header()
         yield Label("", id="status")
         yield DataTable(id="cameras", cursor_type="row", zebra_stripes=False)
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -147,6 +147,8 @@ class CamerasScreen(Screen):
 
 class CustodianApp(App):
     CSS_PATH = "custodian.tcss"
+    # The palette's footer hint draws an eighth-block glyph the Linux console lacks.
+    ENABLE_COMMAND_PALETTE = False
     TITLE = "Custodian"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit-app", show=False)]
 
