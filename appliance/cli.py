@@ -63,9 +63,10 @@ def cmd_central_init(args) -> int:
     recovery = init_central(Path(args.data), args.director, passphrase)
     from .keys import KeyStore
 
-    pub = bytes(KeyStore(args.data).archive_public_key()).hex()
+    keys = KeyStore(args.data)
     print(f"central initialised in {args.data}")
-    print(f"archive public key (give it to each camera node): {pub}")
+    print(f"archive public key (give it to each camera node): {bytes(keys.archive_public_key()).hex()}")
+    print(f"live-view public key (give it to each camera node too): {bytes(keys.live_public_key()).hex()}")
     print()
     print("RECOVERY CODE (shown once; print it and keep it in the library's safe):")
     print(f"    {recovery}")
@@ -88,10 +89,19 @@ def cmd_central_archive_key(args) -> int:
     return 0
 
 
+def cmd_central_keys(args) -> int:
+    from .keys import KeyStore
+
+    keys = KeyStore(args.data)
+    print(json.dumps({"archive_key": bytes(keys.archive_public_key()).hex(),
+                      "live_key": bytes(keys.live_public_key()).hex()}, indent=2))
+    return 0
+
+
 def cmd_node_init(args) -> int:
     from .node import NodeIdentity
 
-    identity = NodeIdentity.init(Path(args.data), args.name, args.archive_key, args.central)
+    identity = NodeIdentity.init(Path(args.data), args.name, args.archive_key, args.central, args.live_key)
     print(f"node {identity.name} initialised in {args.data}")
     print(f"node public key (enrol it on the central): {identity.public_key_hex}")
     return 0
@@ -208,12 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     c = central.add_parser("archive-key", help="print the archive public key (for camera nodes)")
     c.add_argument("--data", required=True)
     c.set_defaults(func=cmd_central_archive_key)
+    c = central.add_parser("keys", help="print the public keys a camera node needs, as JSON")
+    c.add_argument("--data", required=True)
+    c.set_defaults(func=cmd_central_keys)
 
     node = sub.add_parser("node", help="a camera node").add_subparsers(dest="sub", required=True)
     n = node.add_parser("init", help="create this node's key")
     n.add_argument("--data", required=True)
     n.add_argument("--name", required=True)
     n.add_argument("--archive-key", required=True, help="the central's archive public key, hex")
+    n.add_argument("--live-key", required=True,
+                   help="the central's live-view public key, hex (control channel, snapshots, live view)")
     n.add_argument("--central", default="http://127.0.0.1:8650")
     n.set_defaults(func=cmd_node_init)
     n = node.add_parser("run", help="record and upload")
@@ -225,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = camera.add_parser("add", help="enrol a camera node by its public key")
     a.add_argument("name")
     a.add_argument("--key", required=True)
-    a.add_argument("--location", default="")
-    a.add_argument("--category", default="entrance")
+    a.add_argument("--location", required=True, help="where it is, e.g. 'Main entrance, facing the doors'")
+    a.add_argument("--category", required=True, help="entrance, collection, seating, parking, service_desk, "
+                   "corridor, exterior or other_public")
     a.add_argument("--user")
     a.add_argument("--socket")
     a.add_argument("--data")

@@ -7,6 +7,7 @@ role and prints their passphrases: demo data only, never a real installation.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -62,8 +63,9 @@ class DemoSystem:
             out = subprocess.run(_cli("central", "init", "--data", str(self.central_dir)), env=env,
                                  capture_output=True, text=True, check=True)
             (self.data / "recovery-code.txt").write_text(out.stdout.strip().splitlines()[-1].strip() + "\n")
-        self.archive_key = subprocess.run(_cli("central", "archive-key", "--data", str(self.central_dir)),
-                                          capture_output=True, text=True, check=True).stdout.strip()
+        keys = json.loads(subprocess.run(_cli("central", "keys", "--data", str(self.central_dir)),
+                                         capture_output=True, text=True, check=True).stdout)
+        self.archive_key, self.live_key = keys["archive_key"], keys["live_key"]
 
     def node_dir(self, name: str) -> Path:
         return self.data / "nodes" / name
@@ -113,10 +115,15 @@ class DemoSystem:
         for name, (role, passphrase) in DEMO_PEOPLE.items():
             if name not in existing:
                 director.call("user.create", {"name": name, "role": role, "passphrase": passphrase})
+        if not director.call("signage.list")["entrance_signed"]:
+            today = time.strftime("%Y-%m-%d", time.gmtime())
+            director.call("signage.add", {"location": "entrance", "posted_on": today,
+                                          "note": "demo: the sign at the main doors (C5)"})
         for name, category, location in DEMO_CAMERAS[: self.count]:
             if not (self.node_dir(name) / "node.key").exists():
                 subprocess.run(_cli("node", "init", "--data", str(self.node_dir(name)), "--name", name,
-                                    "--archive-key", self.archive_key, "--central", f"http://127.0.0.1:{self.port}"),
+                                    "--archive-key", self.archive_key, "--live-key", self.live_key,
+                                    "--central", f"http://127.0.0.1:{self.port}"),
                                check=True, capture_output=True)
             enroll_camera(director, name, _node_public_key(self.node_dir(name)), category, location)
 

@@ -89,6 +89,9 @@ def make_ingest_app(host: IngestHost) -> web.Application:
 
     app.router.add_get("/v1/health", health)
     app.router.add_put("/v1/segments/{camera}/{seq}", put_segment)
+    from .nodeapi import add_node_routes  # the node control channel (docs/node-protocol.md)
+
+    add_node_routes(app, host)
     return app
 
 

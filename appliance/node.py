@@ -49,16 +49,18 @@ def _sha256_file(path: Path) -> str:
 
 @dataclass
 class NodeIdentity:
-    """What a node keeps: its signing key, the archive public key, its name."""
+    """What a node keeps: its signing key, the archive and live public keys, its name."""
 
     data_dir: Path
     name: str
     signing_key: nacl.signing.SigningKey
     archive_key: nacl.public.PublicKey
     central_url: str
+    live_key: nacl.public.PublicKey | None = None   # the central's live-view key (control channel)
 
     @staticmethod
-    def init(data_dir: Path, name: str, archive_key_hex: str, central_url: str) -> "NodeIdentity":
+    def init(data_dir: Path, name: str, archive_key_hex: str, central_url: str,
+             live_key_hex: str | None = None) -> "NodeIdentity":
         data_dir = Path(data_dir)
         if (data_dir / "node.key").exists():
             raise ConfigError(f"{data_dir} already holds a node identity")
@@ -66,13 +68,14 @@ class NodeIdentity:
             archive_key = nacl.public.PublicKey(bytes.fromhex(archive_key_hex))
         except (ValueError, TypeError, nacl.exceptions.CryptoError):
             raise ConfigError("the archive key must be 64 hex digits (32 bytes)") from None
+        live_key = _live_key(live_key_hex)
         data_dir.mkdir(parents=True, exist_ok=True)
         key = nacl.signing.SigningKey.generate()
         atomic_write(data_dir / "node.key", key.encode(), mode=0o600)
         atomic_write(data_dir / "node.json", json.dumps({
-            "name": name, "archive_key": archive_key_hex, "central_url": central_url,
+            "name": name, "archive_key": archive_key_hex, "central_url": central_url, "live_key": live_key_hex,
         }, indent=2).encode(), mode=0o644)
-        return NodeIdentity(data_dir, name, key, archive_key, central_url)
+        return NodeIdentity(data_dir, name, key, archive_key, central_url, live_key)
 
     @staticmethod
     def load(data_dir: Path) -> "NodeIdentity":
@@ -83,11 +86,21 @@ class NodeIdentity:
         except FileNotFoundError:
             raise ConfigError(f"{data_dir} holds no node identity: run 'custodian node init' first") from None
         return NodeIdentity(data_dir, meta["name"], key,
-                            nacl.public.PublicKey(bytes.fromhex(meta["archive_key"])), meta["central_url"])
+                            nacl.public.PublicKey(bytes.fromhex(meta["archive_key"])), meta["central_url"],
+                            _live_key(meta.get("live_key")))
 
     @property
     def public_key_hex(self) -> str:
         return self.signing_key.verify_key.encode().hex()
+
+
+def _live_key(hex_key: str | None) -> nacl.public.PublicKey | None:
+    if hex_key is None:
+        return None
+    try:
+        return nacl.public.PublicKey(bytes.fromhex(hex_key))
+    except (ValueError, TypeError, nacl.exceptions.CryptoError):
+        raise ConfigError("the central's live key must be 64 hex digits (32 bytes)") from None
 
 
 class Spool:
@@ -301,31 +314,22 @@ class _RetryLater(CustodianError):
 
 
 def run_node(cfg: Config, data_dir: Path | None = None) -> int:
-    """`custodian node run`: record until SIGTERM/SIGINT; exit non-zero if the camera fails."""
-    from hw import board
-    from hw.factory import make_backend
-    from hw.watchdog import FrameWatchdog
+    """`custodian node run`: record until SIGTERM/SIGINT; exit non-zero if the camera fails.
 
-    data = Path(data_dir or cfg.node.data_dir)
-    identity = NodeIdentity.load(data)
-    spool = Spool(data / "spool", cfg.node.spool_max_bytes)
-    uploader = Uploader(spool, identity, cfg)
-    recorder = Recorder(identity, cfg, spool, on_segment=lambda info: uploader.wake.set(),
-                        boot_id=board.boot_id(), clock_synced=board.clock_synced)
-    backend = make_backend(cfg.camera, name=identity.name)
+    The camera runs from the start (snapshots for placement approval), but segments
+    are written only once the central says the placement is approved (node_control).
+    """
+    from hw import board
+
+    from .node_control import NodeService
+
     stop = threading.Event()
+    failed = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    uploader.start()
-    backend.start(recorder, cfg.node.segment_seconds)
-    failed = threading.Event()
-    watchdog = FrameWatchdog(backend, recorder, cfg.node.segment_seconds, cfg.camera.stall_seconds,
-                             cfg.camera.max_restarts, on_fatal=lambda: (failed.set(), stop.set()))
-    watchdog.start()
-    log.info("node %s recording (%s backend), next seq %d", identity.name, cfg.camera.backend, recorder.next_seq)
+    service = NodeService(cfg, Path(data_dir or cfg.node.data_dir), on_fatal=lambda: (failed.set(), stop.set()),
+                          boot_id=board.boot_id(), clock_synced=board.clock_synced)
+    service.start()
     stop.wait()
-    watchdog.stop()
-    backend.stop()
-    uploader.drain(timeout=10.0)
-    uploader.stopping.set()
+    service.stop(drain_seconds=10.0)
     return 3 if failed.is_set() else 0
