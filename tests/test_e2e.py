@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -174,3 +175,16 @@ def test_central_killed_mid_upload_node_retries_nothing_lost_or_duplicated(tmp_p
     assert all(i.complete for i in infos)
     assert not (system.node_dir("entrance") / "loss.jsonl").exists()
     assert os.path.getsize(files[0]) > 0
+
+
+def test_headless_demo_ends_with_its_summary_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", "demo", "--headless", "--seconds", "14",
+                          "--cameras", "2", "--segment-seconds", "4", "--data", str(tmp_path / "demo")],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"demo: cameras=(\d+) segments=(\d+) verified=(\d+) gaps=(\d+)", last)
+    assert m, last
+    cameras, segments, verified, gaps = map(int, m.groups())
+    assert cameras == 2 and segments >= 2 and verified == segments and gaps == 0
+    assert "passphrase demo-staff-pass" in out.stdout  # one account per role, printed at start
