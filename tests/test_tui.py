@@ -56,6 +56,7 @@ async def test_login_acknowledge_policy_and_see_cameras(serving, central):
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make test")
 def test_tui_in_a_real_linux_console_terminal(serving, central, tmp_path):
+    enrol_camera_record(central, "entrance", "11" * 32)
     session = f"custodian-test-{tmp_path.name}"[:40]
     sock = str(central.paths.data / "api.sock")
     cmd = f"TERM=linux {sys.executable} -m appliance.cli tui --socket {sock}"
@@ -81,8 +82,9 @@ def test_tui_in_a_real_linux_console_terminal(serving, central, tmp_path):
         wait("acknowledge")
         subprocess.run(["tmux", "send-keys", "-t", session, "a"], check=True)
         wait("archive: SEALED")
+        wait("entrance")
         text = screen()
         # The Linux console font lacks rounded corners and eighth blocks: none may appear.
-        assert not set(text) & set("╭╮╰╯▁▂▃▅▆▇▏▕"), text
+        assert not set(text) & set("╭╮╰╯▁▂▃▅▆▇▉▊▋▍▎▏▕⭘"), text
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

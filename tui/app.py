@@ -16,9 +16,17 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.scrollbar import ScrollBarRender
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from appliance.client import ApiClient, ApiError
+
+
+# The Linux console font and serial terminals lack eighth-block glyphs: draw scrollbar
+# thumbs with colour only.
+ScrollBarRender.VERTICAL_BARS = [" "] * 8
+ScrollBarRender.HORIZONTAL_BARS = [" "] * 8
+HEADER_ICON = "*"   # the default icon is a glyph the console font lacks
 
 
 def _serial_profile() -> bool:
@@ -82,7 +90,7 @@ class PolicyScreen(Screen):
         self.text, self.version = text, version
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield Header(icon=HEADER_ICON)
         yield Label("Read the video surveillance policy, then press A to acknowledge it.")
         with VerticalScroll(id="policy"):
             yield Static(self.text)
@@ -108,14 +116,16 @@ class CamerasScreen(Screen):
                 Binding("q", "app.quit", "Quit", id="quit")]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield Header(icon=HEADER_ICON)
         yield Label("", id="status")
         yield DataTable(id="cameras", cursor_type="row", zebra_stripes=False)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Camera", "Location", "Status", "Last segment", "Received")
+        # Widths add up to less than 80 columns: no horizontal scrolling on a console.
+        for label, width in (("Camera", 12), ("Location", 22), ("Status", 17), ("Last", 7), ("Received", 8)):
+            table.add_column(label, width=width)
         self.action_refresh()
         self.set_interval(5.0, self.action_refresh)
 
@@ -141,8 +151,9 @@ class CamerasScreen(Screen):
         table.clear()
         for cam in cameras:
             seq = cam.get("last_segment_seq")
-            table.add_row(cam["id"], (cam.get("location") or "")[:24], cam.get("status", ""),
-                          "-" if seq is None else f"#{seq}", (cam.get("last_segment_at") or "-")[:19])
+            received = (cam.get("last_segment_at") or "")[11:19] or "-"
+            table.add_row(cam["id"][:12], (cam.get("location") or "")[:22], cam.get("status", "")[:17],
+                          "-" if seq is None else f"#{seq}", received)
 
 
 class CustodianApp(App):
