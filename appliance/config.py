@@ -35,7 +35,7 @@ class CameraConfig:
 class NodeConfig:
     name: str = "camera-1"
     data_dir: str = "var/node"
-    central_url: str = "http://127.0.0.1:8650"
+    central_url: str = ""               # empty: the URL given at `custodian node init`
     segment_seconds: int = 60
     chunk_bytes: int = 256 * 1024       # plaintext buffered before one encrypted chunk
     chunk_seconds: float = 1.0          # ...or this much video, whichever comes first

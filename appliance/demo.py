@@ -243,6 +243,8 @@ def run_demo(cameras: int, data: Path, headless: bool, seconds: float, segment_s
         for name, (role, passphrase) in DEMO_PEOPLE.items():
             print(f"  {role:9} user {name:9} passphrase {passphrase}")
         print(f"  recovery code: {(system.data / 'recovery-code.txt').read_text().strip()}")
+        print(f"starting {cameras} synthetic camera(s); the Director's placement approval follows their "
+              "first snapshots...", flush=True)
         system.start_nodes()
         system.after_start()
         if headless:

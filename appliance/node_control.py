@@ -535,6 +535,8 @@ class NodeService:
 
         self.cfg = cfg
         self.identity = NodeIdentity.load(Path(data_dir))
+        if cfg.node.central_url:   # the config file may move the central (a new address, a new port)
+            self.identity.central_url = cfg.node.central_url
         self.client = ControlClient(self.identity)
         self.spool = Spool(Path(data_dir) / "spool", cfg.node.spool_max_bytes)
         self.uploader = Uploader(self.spool, self.identity, cfg)

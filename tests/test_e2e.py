@@ -177,14 +177,21 @@ def test_central_killed_mid_upload_node_retries_nothing_lost_or_duplicated(tmp_p
     assert os.path.getsize(files[0]) > 0
 
 
-def test_headless_demo_ends_with_its_summary_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "demo", "--headless", "--seconds", "14",
-                          "--cameras", "2", "--segment-seconds", "4", "--data", str(tmp_path / "demo")],
+def run_headless_demo(data: Path, seconds: int) -> tuple[list[int], str]:
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", "demo", "--headless", "--seconds", str(seconds),
+                          "--cameras", "2", "--segment-seconds", "4", "--data", str(data)],
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     m = re.fullmatch(r"demo: cameras=(\d+) segments=(\d+) verified=(\d+) gaps=(\d+)", last)
     assert m, last
-    cameras, segments, verified, gaps = map(int, m.groups())
+    return list(map(int, m.groups())), out.stdout
+
+
+def test_headless_demo_ends_with_its_summary_line_and_runs_again_on_its_data(tmp_path):
+    (cameras, segments, verified, gaps), stdout = run_headless_demo(tmp_path / "demo", 14)
     assert cameras == 2 and segments >= 2 and verified == segments and gaps == 0
-    assert "passphrase demo-staff-pass" in out.stdout  # one account per role, printed at start
+    assert "passphrase demo-staff-pass" in stdout  # one account per role, printed at start
+    # A second run on the same data (new ingest port) carries on the same chains.
+    (_, more, verified, gaps), _ = run_headless_demo(tmp_path / "demo", 10)
+    assert more > segments and verified == more and gaps == 0
