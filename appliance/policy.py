@@ -4,10 +4,11 @@ Each concern lives in its own module, named after what it governs; the clause
 map (C1-C22 in DESIGN.md) says which module enforces which clause:
 
     accounts   C2 C8 C22   people, roles, logins, acting director, the archive's seal
-    cameras    C1 C5 C6    enrolment, placement approval, privacy masks, signage, node control
-    incidents  C7 C9 C17 C19  incidents, requests, decisions, grants, imminent danger
-    footage    C8 C9       segments under a grant, stills, clips, live view sessions
-    legal      C3 C13 C14 C18  instruments, counsel, releases, outcomes
+    cameras    C1 C5 C6    enrolment, placement approval, privacy masks, signage, view checks
+    live       C4 C8       live view sessions (frames sealed in transit)
+    incidents  C7 C9 C17 C18 C19  incidents, requests, decisions, grants, imminent danger, outcomes
+    footage    C9          segments under a grant, stills, clips (decrypted through pipes)
+    legal      C3 C13 C14  instruments, counsel, releases, the export register
     retention  C11 C12 C20 holds, schedule, sweeper, disk-full behaviour
     breaches   C15 C16     breach cases
     notices    C21         suspension notices
@@ -15,23 +16,15 @@ map (C1-C22 in DESIGN.md) says which module enforces which clause:
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from . import accounts, breaches, cameras, footage, incidents, legal, live, notices, reports, retention
 
-
-POLICY_MODULES = ("accounts", "cameras", "incidents", "footage", "legal", "retention", "breaches",
-                  "notices", "reports")
-
-_loaded = []
-for _name in POLICY_MODULES:
-    if importlib.util.find_spec(f"appliance.{_name}") is not None:
-        _loaded.append(importlib.import_module(f"appliance.{_name}"))
+POLICY_MODULES = (accounts, cameras, live, incidents, footage, legal, retention, breaches, notices, reports)
 
 
 def periodic_tasks(central):
     """Coroutines each module wants run while the central serves (sweeps, offline checks)."""
     tasks = []
-    for module in _loaded:
+    for module in POLICY_MODULES:
         hook = getattr(module, "periodic", None)
         if hook is not None:
             tasks.extend(hook(central))
