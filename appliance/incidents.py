@@ -22,7 +22,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from .ops import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
+from .ops import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso, audit_action
 from .records import valid_id
 
 log = logging.getLogger("custodian.incidents")
@@ -49,15 +49,6 @@ ATTESTATION_TEXT = (
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _audit(central, caller, action: str, *, target: str, refs: dict, why: str | None = None,
-           details: dict | None = None) -> None:
-    details = dict(details or {})
-    if caller.acting_director:
-        details["acting_director"] = True
-    central.audit.append(caller.user_id, action, role=caller.role, target=target,
-                         refs={k: v for k, v in refs.items() if v}, why=why, details=details)
 
 
 def _get(central, table: str, record_id: str, what: str) -> dict:
@@ -139,7 +130,7 @@ def create_incident(central, caller, args):
            "filed_by": caller.user_id, "filed_at": iso(now), "status": "open",
            "outcome": None, "closed_at": None, "closed_by": None, "close_notes": None}
     doc["id"] = central.records.insert("incidents", doc)
-    _audit(central, caller, "incident.create", target=doc["id"], refs={"incident": doc["id"]},
+    audit_action(central, caller, "incident.create", target=doc["id"], refs={"incident": doc["id"]},
            why=grounds, details={"occurred_at": doc["occurred_at"], "location": location, "attested": True})
     return {"incident": doc}
 
@@ -170,7 +161,7 @@ def get_incident(central, caller, args):
     if not caller.is_director:
         requests = [r for r in requests if r["requested_by"] == caller.user_id]
         grants = [g for g in grants if caller.user_id in g["holders"]]
-    _audit(central, caller, "incident.view", target=incident_id, refs={"incident": incident_id})
+    audit_action(central, caller, "incident.view", target=incident_id, refs={"incident": incident_id})
     return {"incident": incident, "requests": requests, "grants": grants}
 
 
@@ -220,7 +211,7 @@ def create_request(central, caller, args):
            "reason": reason, "requested_by": caller.user_id, "requested_at": iso(now), "status": "pending",
            "decided_by": None, "decided_at": None, "decision_reason": None, "grant": None}
     doc["id"] = central.records.insert("requests", doc)
-    _audit(central, caller, "request.create", target=doc["id"], refs={"incident": incident_id, "request": doc["id"]},
+    audit_action(central, caller, "request.create", target=doc["id"], refs={"incident": incident_id, "request": doc["id"]},
            why=reason, details={"kind": kind, "cameras": cameras, "start": doc["start"], "end": doc["end"]})
     return {"request": doc}
 
@@ -337,7 +328,7 @@ def decide_request(central, caller, args):
     updated = central.records.update("requests", request_id, {
         "status": "approved" if grant else "denied", "decided_by": caller.user_id,
         "decided_at": iso(central.now()), "decision_reason": reason, "grant": grant and grant["id"]})
-    _audit(central, caller, "request.decide", target=request_id,
+    audit_action(central, caller, "request.decide", target=request_id,
            refs={"incident": request["incident"], "request": request_id, "grant": grant and grant["id"]},
            why=reason, details=_decision_details(decision, request, grant, hold_id))
     return {"request": updated, "grant": grant, "hold": hold_id}
@@ -369,7 +360,7 @@ def revoke_grant(central, caller, args):
     if grant["revoked_at"]:
         raise Refused(f"grant {grant_id} was already revoked at {grant['revoked_at']}")
     updated = _revoke(central, caller.user_id, grant_id, reason)
-    _audit(central, caller, "grant.revoke", target=grant_id,
+    audit_action(central, caller, "grant.revoke", target=grant_id,
            refs={"grant": grant_id, "incident": grant["incident"], "request": grant["request"]}, why=reason)
     return {"grant": updated}
 
@@ -451,7 +442,7 @@ def record_outcome(central, caller, args):
     record = {"outcome": outcome, "notes": notes, "corrective_action": corrective,
               "by": caller.user_id, "at": iso(central.now())}
     updated = central.records.update("incidents", incident_id, {"outcome": record})
-    _audit(central, caller, "incident.record_outcome", target=incident_id, refs={"incident": incident_id},
+    audit_action(central, caller, "incident.record_outcome", target=incident_id, refs={"incident": incident_id},
            why=notes, details={"outcome": outcome, "corrective_action": corrective})
     result = {"incident": updated}
     if outcome == "law_enforcement_referral":
@@ -481,7 +472,7 @@ def close_incident(central, caller, args):
                                                         "decided_at": now, "decision_reason": "incident closed"})
     updated = central.records.update("incidents", incident_id, {"status": "closed", "closed_at": now,
                                                                 "closed_by": caller.user_id, "close_notes": notes})
-    _audit(central, caller, "incident.close", target=incident_id, refs={"incident": incident_id}, why=notes,
+    audit_action(central, caller, "incident.close", target=incident_id, refs={"incident": incident_id}, why=notes,
            details={"grants_revoked": revoked, "requests_cancelled": cancelled})
     return {"incident": updated, "grants_revoked": revoked, "requests_cancelled": cancelled}
 
@@ -514,7 +505,7 @@ def invoke_imminent(central, caller, args):
              "start": start, "end": end, "expires_at": end, "holders": [caller.user_id], "granted_by": None,
              "granted_at": iso(now), "revoked_at": None, "revoked_by": None, "revoke_reason": None}
     grant["id"] = central.records.insert("grants", grant)
-    _audit(central, caller, "imminent.invoke", target=use_id, refs={"request": use_id, "grant": grant["id"]},
+    audit_action(central, caller, "imminent.invoke", target=use_id, refs={"request": use_id, "grant": grant["id"]},
            why=reason, details={"cameras": cameras, "start": start, "end": end})
     hold_id = _place_hold(central, grant, "imminent_danger", f"imminent danger: {reason}", "system", "system")
     use = central.records.update("requests", use_id, {"grant": grant["id"], "hold": hold_id})
@@ -540,7 +531,7 @@ def link_incident(central, caller, args):
         raise Refused(f"{use_id} is already linked to incident {use['incident']}", clause="C19")
     updated = central.records.update("requests", use_id, {"incident": incident_id})
     central.records.update("grants", use["grant"], {"incident": incident_id})
-    _audit(central, caller, "imminent.link_incident", target=use_id,
+    audit_action(central, caller, "imminent.link_incident", target=use_id,
            refs={"request": use_id, "incident": incident_id, "grant": use["grant"]})
     return {"request": updated}
 
@@ -558,7 +549,7 @@ def review_imminent(central, caller, args):
     _not_own_as_acting(caller, use["requested_by"], "imminent-danger use", "C19")
     review = {"finding": finding, "notes": notes, "by": caller.user_id, "at": iso(central.now())}
     updated = central.records.update("requests", use_id, {"review": review})
-    _audit(central, caller, "imminent.review", target=use_id,
+    audit_action(central, caller, "imminent.review", target=use_id,
            refs={"request": use_id, "grant": use["grant"], "incident": use["incident"]},
            why=notes, details={"finding": finding})
     return {"request": updated}

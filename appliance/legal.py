@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from .ops import BadRequest, NotFound, Refused, iso, op, parse_iso
+from .ops import BadRequest, NotFound, Refused, iso, op, parse_iso, audit_action
 from .retention import check_cameras, check_window, place_hold, segment_spans
 
 INSTRUMENT_KINDS = ("subpoena", "court_order", "search_warrant")
@@ -79,15 +79,6 @@ def _get_instrument(central, instrument_id: str) -> dict:
     if instrument is None:
         raise NotFound(f"no legal instrument {instrument_id}")
     return instrument
-
-
-def _audit(central, caller, action: str, *, target: str, refs: dict, why: str | None = None,
-           details: dict | None = None) -> None:
-    details = dict(details or {})
-    if caller.acting_director:
-        details["acting_director"] = True
-    central.audit.append(caller.user_id, action, role=caller.role, target=target,
-                         refs={k: v for k, v in refs.items() if v}, why=why, details=details)
 
 
 def _check_dates(central, issued_on, received_on) -> None:
@@ -152,10 +143,10 @@ def record_instrument(central, caller, args):
                       placed_by=caller.user_id)
     instrument = central.records.update("instruments", instrument["id"], {"hold": hold["id"]})
     scope = {"cameras": cameras, "start": instrument["start"], "end": instrument["end"]}
-    _audit(central, caller, "instrument.record", target=instrument["id"], refs=refs, why=f"received {named}",
+    audit_action(central, caller, "instrument.record", target=instrument["id"], refs=refs, why=f"received {named}",
            details={"kind": kind, "sealed": True} if sealed else
            {"kind": kind, "reference": reference, "court": court, "received_on": instrument["received_on"]} | scope)
-    _audit(central, caller, "hold.place", target=hold["id"], refs=refs, why=hold["why"],
+    audit_action(central, caller, "hold.place", target=hold["id"], refs=refs, why=hold["why"],
            details={"kind": "instrument", "automatic": True} | ({} if sealed else scope))
     return {"instrument": instrument_view(caller, instrument), "hold": hold["id"]}
 
@@ -180,7 +171,7 @@ def mark_filed(central, caller, args):
     instrument = central.records.update("instruments", instrument["id"], {
         "filed_at": iso(central.now()), "filed_on": filed_on.isoformat(), "filed_by": caller.user_id,
         "filed_note": note})
-    _audit(central, caller, "instrument.mark_filed", target=instrument["id"],
+    audit_action(central, caller, "instrument.mark_filed", target=instrument["id"],
            refs={"instrument": instrument["id"], "incident": instrument["incident"]}, why=note,
            details={"filed_on": instrument["filed_on"]})
     return {"instrument": instrument_view(caller, instrument)}
@@ -227,7 +218,7 @@ def record_counsel(central, caller, args):
            "summary": summary, "recorded_by": caller.user_id, "recorded_at": iso(central.now())}
     doc["id"] = central.records.insert("counsel", doc)
     # The summary is legal advice: it stays in the record, out of the audit log.
-    _audit(central, caller, "counsel.record", target=doc["id"],
+    audit_action(central, caller, "counsel.record", target=doc["id"],
            refs={"instrument": instrument["id"], "incident": instrument["incident"]},
            details={"counsel": counsel, "consulted_on": doc["consulted_on"]})
     return {"counsel": doc}
@@ -276,7 +267,7 @@ def create_release(central, caller, args):
                "package": {"status": "not_built", "built_at": None, "built_by": None, "manifest_sha256": None}}
     release["id"] = central.records.insert("releases", release)
     sealed = is_sealed(instrument)
-    _audit(central, caller, "release.create", target=release["id"],
+    audit_action(central, caller, "release.create", target=release["id"],
            refs={"instrument": instrument["id"], "incident": instrument["incident"], "export": export["id"]},
            why=notes or f"release under {KIND_NAMES[instrument['kind']]} {instrument['id']}",
            details={"cameras": cameras, "start": export["start"], "end": export["end"],
@@ -321,7 +312,7 @@ def mark_retrieved(central, caller, args):
         raise Refused(f"{export_id} was already marked retrieved at {export['retrieved_at']}")
     export = central.records.update("exports", export_id, {"retrieved_at": iso(central.now()),
                                                            "retrieved_note": note})
-    _audit(central, caller, "export.mark_retrieved", target=export_id,
+    audit_action(central, caller, "export.mark_retrieved", target=export_id,
            refs={"export": export_id, "instrument": export.get("instrument"), "incident": export.get("incident")},
            why=note, details={"kind": export["kind"]})
     return {"export": export}

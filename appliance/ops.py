@@ -237,6 +237,16 @@ class Args:
             raise BadRequest(f"unknown argument(s): {', '.join(sorted(unknown))}")
 
 
+def audit_action(central, caller: Caller, action: str, *, target: str | None = None, refs: dict | None = None,
+                 why: str | None = None, details: dict | None = None) -> None:
+    """Write one audit entry for a person's action: who (and in what capacity), what, why, on what."""
+    details = dict(details or {})
+    if caller.acting_director:
+        details["acting_director"] = True
+    central.audit.append(caller.user_id, action, role=caller.role, target=target,
+                         refs={k: v for k, v in (refs or {}).items() if v}, why=why, details=details)
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
