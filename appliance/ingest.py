@@ -83,7 +83,7 @@ def make_ingest_app(host: IngestHost) -> web.Application:
         except SegmentError as e:
             host.ingest_rejected(camera, seq_text, e, peer)
             return _error(STATUS_FOR_KIND.get(e.kind, 400), str(e))
-        extra = host.segment_stored(info, status)
+        extra = await asyncio.to_thread(host.segment_stored, info, status)   # a records write: off the loop
         return web.json_response({"status": status, "digest": info.digest, **extra},
                                  status=201 if status == "stored" else 200)
 
@@ -102,15 +102,17 @@ async def _receive(request: web.Request, host: IngestHost, camera: str, seq: int
     tmp = host.archive.incoming_path(camera, seq)
     f = open(tmp, "wb")
     try:
-        pending = bytearray()
+        pending: list[bytes] = []
+        pending_bytes = 0
         async for piece in request.content.iter_chunked(256 * 1024):
-            pending += piece
-            if len(pending) >= FLUSH_BYTES:
-                block, pending = bytes(pending), bytearray()
-                # Hashing and writing release the GIL: let a worker thread do them.
-                await asyncio.to_thread(_feed_and_write, verifier, f, block)
+            pending.append(piece)
+            pending_bytes += len(piece)
+            if pending_bytes >= FLUSH_BYTES:
+                # Hashing and writing release the GIL: a worker thread does them, without copies here.
+                await asyncio.to_thread(_feed_and_write, verifier, f, pending)
+                pending, pending_bytes = [], 0
         if pending:
-            await asyncio.to_thread(_feed_and_write, verifier, f, bytes(pending))
+            await asyncio.to_thread(_feed_and_write, verifier, f, pending)
         info = verifier.finish()
         if info.seq != seq:
             raise SegmentError(f"upload for sequence {seq} carries segment {info.seq}", kind="malformed")
@@ -122,9 +124,10 @@ async def _receive(request: web.Request, host: IngestHost, camera: str, seq: int
         raise
 
 
-def _feed_and_write(verifier: SegmentVerifier, f, block: bytes) -> None:
-    verifier.feed(block)
-    f.write(block)
+def _feed_and_write(verifier: SegmentVerifier, f, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        verifier.feed(piece)
+        f.write(piece)
 
 
 def _fsync_close(f) -> None:

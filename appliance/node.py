@@ -273,7 +273,8 @@ class Uploader(threading.Thread):
     def _send(self, path: Path) -> None:
         seq = int(path.name.split(".")[0])
         size = path.stat().st_size
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=self.cfg.node.upload_timeout)
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=self.cfg.node.upload_timeout,
+                                          blocksize=256 * 1024)   # fewer system calls per upload
         try:
             with open(path, "rb") as body:
                 conn.request("PUT", f"/v1/segments/{self.identity.name}/{seq}", body=body,

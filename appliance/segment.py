@@ -433,7 +433,7 @@ class SegmentVerifier:
         self._key_lookup = key_lookup
         self._max_bytes = max_bytes
         self._body_hash = hashlib.sha256()
-        self._file_hash = hashlib.sha256()
+        self._tail = bytearray()   # the trailer's bytes: the chain digest is the body hash plus these
         self._in_body = True
         self._buf = bytearray()
         self._need = len(PREFIX) + 4
@@ -453,7 +453,6 @@ class SegmentVerifier:
         self._size += len(mv)
         if self._max_bytes is not None and self._size > self._max_bytes:
             raise SegmentError(f"segment larger than {self._max_bytes} bytes", kind="too_large")
-        self._file_hash.update(mv)
         while mv:
             if self._state == "done":
                 raise SegmentError("bytes after the trailer")
@@ -469,6 +468,8 @@ class SegmentVerifier:
             self._consumed += take
             if self._in_body:
                 self._body_hash.update(mv[:take])
+            else:
+                self._tail += mv[:take]
             mv = mv[take:]
             if len(self._buf) == self._need:
                 self._step()
@@ -543,7 +544,13 @@ class SegmentVerifier:
             raise SegmentError(f"segment ends early (while reading its {self._state.replace('_', ' ')})",
                                kind="truncated")
         return SegmentInfo(header=self.header, trailer=self.trailer,
-                           digest=self._file_hash.hexdigest(), size=self._size)
+                           digest=self._file_digest(), size=self._size)
+
+    def _file_digest(self) -> str:
+        # The body is a prefix of the file: one hashing pass serves both digests.
+        file_hash = self._body_hash.copy()
+        file_hash.update(self._tail)
+        return file_hash.hexdigest()
 
 
 def verify_file(path: Path, key_lookup: KeyLookup = header_key, block: int = 1024 * 1024) -> SegmentInfo:
