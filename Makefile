@@ -7,7 +7,9 @@ PY     := $(VENV)/bin/python
 APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench system-deps clean
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-other-python bench system-deps clean
 
 system-deps:
 	@missing=""; \
@@ -26,7 +28,7 @@ system-deps:
 
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) || { \
-	  echo "python3 -m venv failed: run 'sudo apt-get install -y python3-venv'"; exit 1; }
+	  echo "$(PYTHON) -m venv failed: run 'sudo apt-get install -y python3-venv'"; exit 1; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
@@ -35,10 +37,18 @@ demo: system-deps $(STAMP)
 	$(VENV)/bin/custodian demo
 
 test: system-deps $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# Raspberry Pi OS trixie ships Python 3.13 (bookworm 3.11): run the fast tests there too
+# when this machine has it. The slow end-to-end tests run once, in `make test`.
+OTHER_PYTHON ?= $(firstword $(wildcard /usr/bin/python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13))
+test-other-python:
+	@if [ -n "$(OTHER_PYTHON)" ] && $(OTHER_PYTHON) -c pass 2>/dev/null; then \
+	  $(MAKE) test PYTHON=$(OTHER_PYTHON) VENV=.venv-3.13 PYTEST_ARGS="-m 'not slow'"; \
+	else echo "no Python 3.13 on this machine: skipping"; fi
 
 bench: system-deps $(STAMP)
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-* var build *.egg-info .pytest_cache

@@ -111,6 +111,34 @@ def test_two_cameras_record_verify_chain_and_decode(system):
     assert recorded - 10 - 12 <= duration <= recorded + 1, (duration, recorded)
     summary = system.verify_archive()
     assert summary["gaps"] == 0 and summary["verified"] == summary["segments"]
+    assert_nodes_hold_audit_heads_that_catch_a_rewritten_log(system)
+
+
+def audit_verify(system: DemoSystem, *heads: Path) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "appliance.cli", "audit", "verify", "--data", str(system.central_dir)]
+    if heads:
+        args += ["--node-heads", *map(str, heads)]
+    return subprocess.run(args, capture_output=True, text=True)
+
+
+def assert_nodes_hold_audit_heads_that_catch_a_rewritten_log(system: DemoSystem) -> None:
+    heads_file = system.node_dir("entrance") / "audit-heads.json"
+    heads = json.loads(heads_file.read_text())
+    assert heads, "each acknowledgement hands the node the latest signed checkpoint"
+    assert audit_verify(system, heads_file).returncode == 0
+    # Rewrite history: cut the log back before the node's newest head and drop the
+    # checkpoints that would show it. The log alone now looks consistent...
+    keep = heads[-1]["checkpoint"]["seq"]
+    log = system.central_dir / "audit" / "audit.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:keep]))
+    for cp in (system.central_dir / "audit" / "checkpoints").iterdir():
+        if int(cp.name.split(".")[0]) >= keep:
+            cp.unlink()
+    assert audit_verify(system).returncode == 0
+    # ...but not to the heads the camera node kept.
+    result = audit_verify(system, heads_file)
+    assert result.returncode != 0, result.stdout
 
 
 def test_node_killed_mid_segment_seals_truncated_records_gap_and_resumes(tmp_path):
