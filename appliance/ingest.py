@@ -31,7 +31,7 @@ STATUS_FOR_KIND = {
     "conflict": 409, "chain": 409, "replay": 409,
     "too_large": 413,
 }
-FLUSH_BYTES = 1024 * 1024
+FLUSH_BYTES = 4 * 1024 * 1024
 
 
 class IngestHost(Protocol):
