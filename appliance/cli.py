@@ -293,10 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .client import ApiError
+
     try:
         return args.func(args)
     except CustodianError as e:
         print(f"custodian: {e}", file=sys.stderr)
+        return 2
+    except ApiError as e:
+        clause = f" (policy {e.clause})" if e.clause else ""
+        print(f"custodian: {e.message}{clause} [{e.code}]", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
