@@ -115,6 +115,10 @@ class Archive:
                 continue
             yield this
 
+    def get(self, camera: str, seq: int) -> StoredSegment | None:
+        path = self._index.get(camera, {}).get(seq)
+        return None if path is None else StoredSegment(camera, seq, _stamp_of(path), path)
+
     def digest(self, camera: str, seq: int) -> str | None:
         path = self._index.get(camera, {}).get(seq)
         if path is None:

@@ -371,13 +371,13 @@ def segment_seconds(central, camera: str) -> int:
     cache = hub_for(central).segment_seconds
     if (camera, head) not in cache:
         seconds = DEFAULT_SEGMENT_SECONDS
-        for stored in central.archive.segments(camera):
-            if stored.seq == head:
-                try:
-                    info = read_public(stored.path)
-                    seconds = max(1, min(3600, (info.trailer["end_us"] - info.header["start_us"]) // 1_000_000))
-                except (OSError, CustodianError, KeyError) as e:
-                    log.warning("cannot read the length of %s: %s", stored.path, e)
+        stored = central.archive.get(camera, head)
+        if stored is not None:
+            try:
+                info = read_public(stored.path)
+                seconds = max(1, min(3600, (info.trailer["end_us"] - info.header["start_us"]) // 1_000_000))
+            except (OSError, CustodianError, KeyError) as e:
+                log.warning("cannot read the length of %s: %s", stored.path, e)
         cache[(camera, head)] = seconds
     return cache[(camera, head)]
 

@@ -72,8 +72,8 @@ def overlapping_segments(central, camera: str, start: datetime, end: datetime) -
     A segment runs from its start to the next one's start. The file name's start is
     rounded down to the second, so names are used only to skip what is surely outside.
     """
-    stored = list(central.archive.segments(camera, end=end + timedelta(seconds=1)))
-    second = timedelta(seconds=1)
+    second = timedelta(seconds=1)   # names are rounded down to the second: widen by one
+    stored = list(central.archive.segments(camera, start=start - second, end=end + second))
     candidates = [s for i, s in enumerate(stored)
                   if i + 1 == len(stored) or stored[i + 1].start + second > start]
     headers = [segment_header(s.path) for s in candidates]
