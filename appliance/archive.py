@@ -9,12 +9,14 @@ then does the caller acknowledge it to the node.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import os
 import re
 import threading
 import time
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,8 +53,8 @@ class StoredSegment:
     path: Path
 
 
-def _stamp_of(path: Path) -> datetime:
-    return datetime.strptime(SEGMENT_NAME.match(path.name).group(2), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+def _epoch(stamp: str) -> int:
+    return int(datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp())
 
 
 def _sha256_file(path: Path) -> str:
@@ -61,6 +63,37 @@ def _sha256_file(path: Path) -> str:
         while block := f.read(1024 * 1024):
             h.update(block)
     return h.hexdigest()
+
+
+class _CameraIndex:
+    """One camera's stored segments as two sorted integer arrays (16 bytes a segment).
+
+    A month of 60 s segments from 16 cameras is ~700k entries: ~11 MB here, where a
+    dict of Path objects would take hundreds of megabytes on a Pi.
+    """
+
+    def __init__(self) -> None:
+        self.seqs = array("q")
+        self.starts = array("q")   # Unix seconds, as in the file name
+
+    def add(self, seq: int, start: int) -> None:
+        if not self.seqs or seq > self.seqs[-1]:
+            self.seqs.append(seq)
+            self.starts.append(start)
+        else:
+            i = bisect.bisect_left(self.seqs, seq)
+            self.seqs.insert(i, seq)
+            self.starts.insert(i, start)
+
+    def find(self, seq: int) -> int | None:
+        i = bisect.bisect_left(self.seqs, seq)
+        return i if i < len(self.seqs) and self.seqs[i] == seq else None
+
+    def remove(self, seq: int) -> None:
+        i = self.find(seq)
+        if i is not None:
+            del self.seqs[i]
+            del self.starts[i]
 
 
 class Archive:
@@ -74,8 +107,8 @@ class Archive:
         for leftover in self.incoming.iterdir():
             # An upload cut off by a crash was never acknowledged: the node still has it.
             leftover.unlink()
-        self._index: dict[str, dict[int, Path]] = defaultdict(dict)
-        self._digests: dict[Path, str] = {}
+        self._index: dict[str, _CameraIndex] = defaultdict(_CameraIndex)
+        self._head_digest: dict[str, tuple[int, str]] = {}   # camera -> (seq, digest) of its head
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._index_lock = threading.Lock()
         self._load_index()
@@ -84,20 +117,30 @@ class Archive:
         for camera_dir in self.root.iterdir():
             if camera_dir.name == INCOMING or not camera_dir.is_dir():
                 continue
-            for dirpath, _dirs, files in os.walk(camera_dir):
+            found = []
+            for _dirpath, _dirs, files in os.walk(camera_dir):
                 for name in files:
                     m = SEGMENT_NAME.match(name)
                     if m:
-                        self._index[camera_dir.name][int(m.group(1))] = Path(dirpath) / name
+                        found.append((int(m.group(1)), _epoch(m.group(2))))
+            index = self._index[camera_dir.name]
+            for seq, start in sorted(found):
+                index.add(seq, start)
+
+    def _stored(self, camera: str, seq: int, start: int) -> StoredSegment:
+        stamp = datetime.fromtimestamp(start, tz=timezone.utc)
+        path = (self.root / camera / f"{stamp:%Y}" / f"{stamp:%m}" / f"{stamp:%d}"
+                / f"{seq:010d}-{stamp:%Y%m%dT%H%M%SZ}.cseg")
+        return StoredSegment(camera, seq, stamp, path)
 
     # ------------------------------------------------------------------ queries
 
     def cameras(self) -> list[str]:
-        return sorted(c for c, segs in self._index.items() if segs)
+        return sorted(c for c, index in self._index.items() if index.seqs)
 
     def head(self, camera: str) -> int | None:
-        segs = self._index.get(camera)
-        return max(segs) if segs else None
+        index = self._index.get(camera)
+        return index.seqs[-1] if index is not None and index.seqs else None
 
     def segments(self, camera: str, start: datetime | None = None, end: datetime | None = None
                  ) -> Iterator[StoredSegment]:
@@ -105,27 +148,40 @@ class Archive:
 
         A segment covers [its start, the next segment's start); the last one, up to now.
         """
+        index = self._index.get(camera)
+        if index is None:
+            return
         with self._index_lock:
-            items = sorted(self._index.get(camera, {}).items())
-        stored = [StoredSegment(camera, seq, _stamp_of(path), path) for seq, path in items]
-        for this, following in zip(stored, stored[1:] + [None]):
-            if end is not None and this.start >= end:
+            seqs, starts = array("q", index.seqs), array("q", index.starts)
+        # A plain scan, not a bisection: a Pi's clock can step back when NTP syncs,
+        # so start times are not guaranteed to rise with the sequence number.
+        lo = None if start is None else start.timestamp()
+        hi = None if end is None else end.timestamp()
+        for i in range(len(seqs)):
+            if hi is not None and starts[i] >= hi:
                 continue
-            if start is not None and following is not None and following.start <= start:
+            # Over when its successor starts by `lo`; where the clock stepped back between
+            # them, keep it (what it covers is unknown, so it may matter).
+            if lo is not None and i + 1 < len(seqs) and starts[i] <= starts[i + 1] <= lo:
                 continue
-            yield this
+            yield self._stored(camera, seqs[i], starts[i])
 
     def get(self, camera: str, seq: int) -> StoredSegment | None:
-        path = self._index.get(camera, {}).get(seq)
-        return None if path is None else StoredSegment(camera, seq, _stamp_of(path), path)
+        index = self._index.get(camera)
+        i = index.find(seq) if index is not None else None
+        return None if i is None else self._stored(camera, seq, index.starts[i])
 
     def digest(self, camera: str, seq: int) -> str | None:
-        path = self._index.get(camera, {}).get(seq)
-        if path is None:
+        cached = self._head_digest.get(camera)
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        stored = self.get(camera, seq)
+        if stored is None:
             return None
-        if path not in self._digests:
-            self._digests[path] = _sha256_file(path)
-        return self._digests[path]
+        digest = _sha256_file(stored.path)
+        if seq == self.head(camera):
+            self._head_digest[camera] = (seq, digest)
+        return digest
 
     def path_for(self, header: dict) -> Path:
         stamp = start_stamp(header["start_us"])
@@ -146,7 +202,7 @@ class Archive:
         camera, seq = info.camera, info.seq
         with self._locks[camera]:
             try:
-                existing = self._index[camera].get(seq)
+                existing = self._index[camera].find(seq)
                 if existing is not None:
                     if self.digest(camera, seq) == info.digest:
                         log.info("%s/%d: duplicate upload of a stored segment, acknowledged again", camera, seq)
@@ -173,8 +229,9 @@ class Archive:
                 fsync_dir(final.parent)
                 fsync_dir(self.incoming)
                 with self._index_lock:
-                    self._index[camera][seq] = final
-                self._digests[final] = info.digest
+                    self._index[camera].add(seq, info.header["start_us"] // 1_000_000)
+                if seq == self.head(camera):
+                    self._head_digest[camera] = (seq, info.digest)
             finally:
                 if tmp.exists():
                     tmp.unlink()
@@ -189,5 +246,6 @@ class Archive:
             stored.path.unlink(missing_ok=True)
             fsync_dir(stored.path.parent)
             with self._index_lock:
-                self._index[stored.camera].pop(stored.seq, None)
-            self._digests.pop(stored.path, None)
+                self._index[stored.camera].remove(stored.seq)
+            if self._head_digest.get(stored.camera, (None,))[0] == stored.seq:
+                del self._head_digest[stored.camera]
