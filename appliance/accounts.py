@@ -10,6 +10,8 @@ by the Director's own passphrase in a key slot, separate from her login hash.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 from datetime import datetime
 from pathlib import Path
 
@@ -28,9 +30,9 @@ def policy_text() -> str:
     return POLICY_FILE.read_text()
 
 
+@functools.lru_cache(maxsize=1)
 def policy_version() -> str:
-    import hashlib
-
+    """A short hash of the installed policy text: a new text needs a new acknowledgement (C22)."""
     return hashlib.sha256(POLICY_FILE.read_bytes()).hexdigest()[:16]
 
 
@@ -61,6 +63,12 @@ def public_user(user: dict) -> dict:
     return {k: user.get(k) for k in ("id", "name", "role", "disabled", "locked_until", "created_at",
                                        "must_change_passphrase", "acting_periods")} | {
         "policy_acknowledged": bool(user.get("policy_ack"))}
+
+
+def has_acting_period(central, user: dict) -> bool:
+    """Whether the user is, or is yet to be, an acting director (an unrevoked period not over)."""
+    now = central.now()
+    return any(not p.get("revoked") and parse_iso(p["end"]) > now for p in user.get("acting_periods", []))
 
 
 def acting_director_now(central, user: dict) -> bool:
@@ -103,6 +111,8 @@ def login(central, caller, args):
         raise WrongPassphrase("unknown user or wrong passphrase")
     if user.get("disabled"):
         central.audit.append(user["id"], "session.login_failed", details={"reason": "disabled"})
+        if not keys_mod.verify_passphrase(user["pass_hash"], passphrase):
+            raise WrongPassphrase("unknown user or wrong passphrase")   # no hint that the account exists
         raise Refused("this account is disabled: ask the Director", code="disabled")
     if user.get("locked_until") and parse_iso(user["locked_until"]) > now:
         central.audit.append(user["id"], "session.login_failed", details={"reason": "locked"})
@@ -125,13 +135,14 @@ def login(central, caller, args):
                                                  "last_login": iso(now)})
     token = central.new_session(user)
     acting = acting_director_now(central, user)
-    if acting and not central.custody.is_sealed and not has_slot(central, user["name"]):
+    if (acting and not user.get("must_change_passphrase") and not central.custody.is_sealed
+            and not has_slot(central, user["name"])):
         # The acting director gets her own key slot while the archive is open (removed at period end).
         central.keys.add_passphrase_slot(central.custody.private_key(), user["name"], passphrase)
         central.audit.append(user["id"], "keys.slot_added", details={"acting_director": True})
     central.audit.append(user["id"], "session.login", role=user["role"], details={"acting_director": acting})
     return {"token": token, "user": public_user(user) | {"acting_director": acting},
-            "must_acknowledge_policy": not user.get("policy_ack"),
+            "must_acknowledge_policy": (user.get("policy_ack") or {}).get("version") != policy_version(),
             "must_change_passphrase": bool(user.get("must_change_passphrase"))}
 
 
@@ -189,13 +200,15 @@ def create_user(central, caller, args):
     role = args.str("role", choices=("staff", "it"))
     passphrase = args.str("passphrase", max_len=1024)
     args.done()
+    if caller.role != "director":
+        raise Refused("only the Director creates accounts (one person, one account)", clause="C2")
     user = create_user_record(central.records, name, role, passphrase, now=central.now(), must_change=True)
     central.audit.append(caller.user_id, "user.create", role=caller.role, target=user["id"],
                          details={"name": name, "role": role})
     return {"user": public_user(user)}
 
 
-def _may_manage(caller, target: dict) -> None:
+def _may_manage(central, caller, target: dict) -> None:
     """Director: any other account. IT: staff accounts only (never the Director's, C2)."""
     if target["id"] == caller.user_id:
         raise Refused("use user.change_passphrase for your own account")
@@ -207,6 +220,9 @@ def _may_manage(caller, target: dict) -> None:
             raise Refused("an acting director manages staff accounts only")
         return
     if caller.role == "it" and target["role"] == "staff":
+        if has_acting_period(central, target):
+            raise Refused("this staff member is or will be acting director: only the Director may reset "
+                          "her account", clause="C2")
         return
     raise Refused("IT may manage staff accounts only")
 
@@ -217,7 +233,7 @@ def reset_passphrase(central, caller, args):
     target = _get_user(central, args.id("user"))
     passphrase = args.str("passphrase", max_len=1024)
     args.done()
-    _may_manage(caller, target)
+    _may_manage(central, caller, target)
     validate_passphrase(passphrase)
     central.records.update("users", target["id"], {
         "pass_hash": keys_mod.hash_passphrase(passphrase), "must_change_passphrase": True,
@@ -232,7 +248,7 @@ def unlock(central, caller, args):
     """Clear a lockout after failed logins."""
     target = _get_user(central, args.id("user"))
     args.done()
-    _may_manage(caller, target)
+    _may_manage(central, caller, target)
     central.records.update("users", target["id"], {"failed_logins": 0, "locked_until": None})
     central.audit.append(caller.user_id, "user.unlock", role=caller.role, target=target["id"])
     return {}
@@ -244,10 +260,14 @@ def set_disabled(central, caller, args):
     target = _get_user(central, args.id("user"))
     disabled = args.bool("disabled", required=True)
     args.done()
-    _may_manage(caller, target)
+    _may_manage(central, caller, target)
     central.records.update("users", target["id"], {"disabled": disabled})
     if disabled:
         _end_sessions(central, target["id"])
+        if target["role"] == "staff" and has_slot(central, target["name"]):
+            central.keys.remove_slot(target["name"])
+            central.audit.append("system", "keys.slot_removed", target=target["id"],
+                                 details={"reason": "account disabled"})
     central.audit.append(caller.user_id, "user.disable" if disabled else "user.enable", target=target["id"])
     return {}
 
@@ -270,13 +290,14 @@ def change_passphrase(central, caller, args):
         central.audit.append(caller.user_id, "keys.slot_rewrapped")
     central.records.update("users", caller.user_id, {"pass_hash": keys_mod.hash_passphrase(new),
                                                      "must_change_passphrase": False})
+    _end_sessions(central, caller.user_id, keep=caller.session)   # e.g. whoever knew the temporary one
     central.audit.append(caller.user_id, "user.change_passphrase")
     return {}
 
 
-def _end_sessions(central, user_id: str) -> None:
+def _end_sessions(central, user_id: str, keep: str | None = None) -> None:
     for token, session in list(central.sessions.items()):
-        if session["user_id"] == user_id:
+        if session["user_id"] == user_id and token != keep:
             del central.sessions[token]
 
 
@@ -327,6 +348,22 @@ def revoke_acting(central, caller, args):
     _end_sessions(central, target["id"])
     central.audit.append(caller.user_id, "director.revoke_acting", role="director", target=target["id"])
     return {}
+
+
+def periodic(central):
+    """Remove acting directors' key slots soon after their period ends."""
+    import asyncio
+
+    async def slots_loop():
+        while True:
+            await asyncio.sleep(60)
+            await asyncio.to_thread(_locked, central, remove_expired_slots)
+    return [slots_loop()]
+
+
+def _locked(central, fn):
+    with central.policy_lock:
+        fn(central)
 
 
 def remove_expired_slots(central) -> None:

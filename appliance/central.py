@@ -175,10 +175,11 @@ class Central:
             del self.sessions[token]
             raise ops_mod.NotAuthenticated("this account is disabled")
         session["last_seen"] = time.monotonic()
-        from .accounts import acting_director_now
+        from .accounts import acting_director_now, policy_version
         return ops_mod.Caller(user_id=user["id"], name=user["name"], role=user["role"], session=token,
                               acting_director=acting_director_now(self, user),
-                              pending_ack=not user.get("policy_ack"))
+                              pending_ack=(user.get("policy_ack") or {}).get("version") != policy_version(),
+                              must_change=bool(user.get("must_change_passphrase")))
 
     def call(self, name: str, args: dict | None = None, token: str | None = None) -> dict:
         """Run one API operation as the session's user. Raises CustodianError subclasses."""

@@ -114,7 +114,13 @@ class DemoSystem:
         existing = {u["name"] for u in director.call("user.list")["users"]}
         for name, (role, passphrase) in DEMO_PEOPLE.items():
             if name not in existing:
-                director.call("user.create", {"name": name, "role": role, "passphrase": passphrase})
+                # As in real life: a temporary passphrase, then the person's own at first login.
+                temporary = f"{passphrase}-temporary"
+                director.call("user.create", {"name": name, "role": role, "passphrase": temporary})
+                person = ApiClient(str(self.socket))
+                person.login(name, temporary)
+                person.call("user.change_passphrase", {"old": temporary, "new": passphrase})
+                person.logout()
         if not director.call("signage.list")["entrance_signed"]:
             today = time.strftime("%Y-%m-%d", time.gmtime())
             director.call("signage.add", {"location": "entrance", "posted_on": today,

@@ -185,6 +185,17 @@ def _granted(central, caller, grant_id: str, camera: str, start=None, end=None) 
         raise
 
 
+def _deliver(central, caller, action: str, grant: dict, camera: str, window: tuple, details: dict) -> None:
+    """After a decode (which ran outside the policy lock): check again, under the lock, that the
+    grant still stands and the archive is still unsealed; only then record the use and hand it over."""
+    from .incidents import check_grant
+
+    with central.policy_lock:
+        check_grant(central, caller, grant["id"], camera, *window)
+        require_unsealed(central)
+        _audit_use(central, caller, action, grant, camera, details)
+
+
 def _audit_use(central, caller, action: str, grant: dict, camera: str, details: dict) -> None:
     why = (f"{grant['kind']} for incident {grant['incident']}" if grant.get("incident")
            else f"{grant['kind']} (no incident linked yet)")
@@ -206,8 +217,8 @@ def list_segments(central, caller, args):
     start, end = parse_iso(grant["start"]), parse_iso(grant["end"])
     segments = [{"seq": s.seq, "start": iso(_time(h["start_us"])), "size": s.path.stat().st_size}
                 for s, h in overlapping_segments(central, camera, start, end)]
-    _audit_use(central, caller, "footage.segments", grant, camera,
-               {"start": grant["start"], "end": grant["end"], "count": len(segments)})
+    _deliver(central, caller, "footage.segments", grant, camera, (None, None),
+             {"start": grant["start"], "end": grant["end"], "count": len(segments)})
     return {"camera": camera, "grant": grant_id, "start": grant["start"], "end": grant["end"],
             "segments": segments}
 
@@ -223,8 +234,8 @@ def still(central, caller, args):
     grant = _granted(central, caller, grant_id, camera, at, at)
     require_unsealed(central)
     result = render_still(central, camera, at, width)
-    _audit_use(central, caller, "footage.still", grant, camera,
-               {"at": result["at"], "frame_at": result["frame_at"], "width": result["width"]})
+    _deliver(central, caller, "footage.still", grant, camera, (at, at),
+             {"at": result["at"], "frame_at": result["frame_at"], "width": result["width"]})
     return result
 
 
@@ -241,7 +252,7 @@ def clip(central, caller, args):
     grant = _granted(central, caller, grant_id, camera, start, start + timedelta(seconds=seconds))
     require_unsealed(central)
     result = render_clip(central, camera, start, seconds, fps, width)
-    _audit_use(central, caller, "footage.clip", grant, camera,
-               {"start": result["start"], "seconds": seconds, "fps": fps, "width": result["width"],
-                "frames": len(result["frames"]), "missing": len(result["missing"])})
+    _deliver(central, caller, "footage.clip", grant, camera, (start, start + timedelta(seconds=seconds)),
+             {"start": result["start"], "seconds": seconds, "fps": fps, "width": result["width"],
+              "frames": len(result["frames"]), "missing": len(result["missing"])})
     return result

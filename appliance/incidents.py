@@ -399,6 +399,9 @@ def check_grant(central, caller, grant_id: str, camera: str, start=None, end=Non
     _check_inside_grant(grant, _as_time(start), _as_time(end))
     if live:
         _check_live(grant, now)
+    elif grant["kind"] not in ("review", "imminent_danger"):
+        raise Refused(f"grant {grant_id} is for watching live, not for reviewing recordings: "
+                      "request a review for the incident", clause="C9")
     return grant
 
 

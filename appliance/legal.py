@@ -218,9 +218,11 @@ def record_counsel(central, caller, args):
            "summary": summary, "recorded_by": caller.user_id, "recorded_at": iso(central.now())}
     doc["id"] = central.records.insert("counsel", doc)
     # The summary is legal advice: it stays in the record, out of the audit log.
+    # The audit log is readable by an acting director: a sealed warrant's particulars stay out (C13).
     audit_action(central, caller, "counsel.record", target=doc["id"],
            refs={"instrument": instrument["id"], "incident": instrument["incident"]},
-           details={"counsel": counsel, "consulted_on": doc["consulted_on"]})
+           details={"sealed": True} if is_sealed(instrument)
+           else {"counsel": counsel, "consulted_on": doc["consulted_on"]})
     return {"counsel": doc}
 
 
@@ -269,9 +271,11 @@ def create_release(central, caller, args):
     sealed = is_sealed(instrument)
     audit_action(central, caller, "release.create", target=release["id"],
            refs={"instrument": instrument["id"], "incident": instrument["incident"], "export": export["id"]},
-           why=notes or f"release under {KIND_NAMES[instrument['kind']]} {instrument['id']}",
-           details={"cameras": cameras, "start": export["start"], "end": export["end"],
-                    "segments": release["segments_at_approval"]} | ({} if sealed else {"recipient": recipient}))
+           why=f"release under a sealed warrant {instrument['id']}" if sealed
+           else notes or f"release under {KIND_NAMES[instrument['kind']]} {instrument['id']}",
+           details={"sealed": True} if sealed else {
+               "cameras": cameras, "start": export["start"], "end": export["end"],
+               "segments": release["segments_at_approval"], "recipient": recipient})
     return {"release": release, "export": export}
 
 

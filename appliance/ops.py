@@ -56,7 +56,8 @@ class Caller:
     role: str                       # the account's own role
     session: str | None = None
     acting_director: bool = False   # a designated acting director inside the period
-    pending_ack: bool = False       # has not yet acknowledged the policy
+    pending_ack: bool = False       # has not yet acknowledged the current policy
+    must_change: bool = False       # logged in with a temporary passphrase set by someone else
 
     @property
     def is_director(self) -> bool:
@@ -109,6 +110,9 @@ def authorize(operation: Op, caller: Caller | None) -> None:
         return
     if caller is None:
         raise NotAuthenticated("log in first")
+    if caller.must_change and not operation.before_ack:
+        raise Refused("this passphrase was set by someone else: choose your own (user.change_passphrase) "
+                      "before using the system", clause="C8", code="passphrase_change_required")
     if caller.pending_ack and not operation.before_ack:
         raise Refused("acknowledge the video surveillance policy before using the system", clause="C22",
                       code="policy_ack_required")

@@ -68,10 +68,16 @@ def central(tmp_path, monkeypatch):
 
 @pytest.fixture
 def people(central):
+    """The Director creates each account with a temporary passphrase; each person then
+    logs in once and chooses their own (the system requires it before anything else)."""
     p = People(central)
     p.login("director")
     for name, (role, passphrase) in PEOPLE.items():
-        central.call("user.create", {"name": name, "role": role, "passphrase": passphrase}, p.tokens["director"])
+        temporary = f"temporary-{name}-1"
+        central.call("user.create", {"name": name, "role": role, "passphrase": temporary}, p.tokens["director"])
+        token = central.call("session.login", {"user": name, "passphrase": temporary})["token"]
+        central.call("user.change_passphrase", {"old": temporary, "new": passphrase}, token)
+        central.call("session.logout", {}, token)
     return p
 
 

@@ -80,8 +80,10 @@ def callers(central, people):
     now = central.now()
     people.call("director", "director.designate_acting", user=people.ids["sue"], start=iso(now - timedelta(hours=1)),
                 end=iso(now + timedelta(days=1)), why="Director on leave")
-    central.call("user.create", {"name": "ann", "role": "staff", "passphrase": "ann-passphrase-1"},
+    central.call("user.create", {"name": "ann", "role": "staff", "passphrase": "ann-temporary-1"},
                  people.tokens["director"])
+    first = central.call("session.login", {"user": "ann", "passphrase": "ann-temporary-1"})["token"]
+    central.call("user.change_passphrase", {"old": "ann-temporary-1", "new": "ann-passphrase-1"}, first)
     people.login("ann", "ann-passphrase-1")
     people.call("director", "director.designate_acting", user=people.ids["ann"],
                 start=iso(now - timedelta(days=10)), end=iso(now - timedelta(days=1)), why="last month")
