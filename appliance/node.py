@@ -124,7 +124,7 @@ class Spool:
 
     def remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
-        fsync_dir(self.dir)
+        fsync_dir(path.parent)
 
     def reject(self, path: Path, why: str) -> None:
         """Keep a segment the central refused, out of the queue, never deleted silently."""
@@ -134,14 +134,28 @@ class Spool:
 
     def record_loss(self, name: str, why: str) -> None:
         log.error("spool loss: %s: %s", name, why)
-        with open(self.losses, "a") as f:
-            f.write(json.dumps({"at_us": time.time_ns() // 1000, "segment": name, "why": why}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.losses, "a") as f:
+                f.write(json.dumps({"at_us": time.time_ns() // 1000, "segment": name, "why": why}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:   # a full disk must not stop recording; the log line above remains
+            log.error("cannot write %s: %s", self.losses, e)
+
+    def make_room(self, why: str) -> bool:
+        """Evict the oldest unsent segment (or a rejected one first) to free space. False if none."""
+        rejected = sorted((self.dir / "rejected").glob("*"))
+        candidates = rejected or self.finished()
+        if not candidates:
+            return False
+        oldest = candidates[0]
+        self.remove(oldest)
+        self.record_loss(oldest.name, why)
+        return True
 
     def enforce_bound(self) -> None:
-        """Evict the oldest unsent segments while the spool is over its size bound."""
-        files = self.finished()
+        """Evict the oldest unsent segments while the spool (refused ones included) is over its bound."""
+        files = sorted((self.dir / "rejected").glob("*")) + self.finished()
         total = sum(p.stat().st_size for p in files)
         while files and total > self.max_bytes:
             oldest = files.pop(0)
@@ -151,7 +165,14 @@ class Spool:
 
 
 class Recorder:
-    """Opens segments for the camera backend and keeps the chain head durable."""
+    """Opens segments for the camera backend and keeps the chain head durable.
+
+    A full disk must not break the chain or the node: a segment that cannot be
+    written further is sealed as truncated (the whole chunks survive), a part that
+    cannot even be sealed is retried before the next segment opens (frames are
+    dropped and logged meanwhile, never written out of chain), and the oldest unsent
+    segment is evicted, as a recorded loss, to make room.
+    """
 
     def __init__(self, identity: NodeIdentity, cfg: Config, spool: Spool,
                  on_segment=lambda info: None, boot_id: str = "", clock_synced=lambda: False):
@@ -162,23 +183,12 @@ class Recorder:
         self.boot_id = boot_id
         self.clock_synced = clock_synced
         self.state_path = identity.data_dir / "chain.json"
-        self._lock = threading.Lock()
-        self.next_seq, self.prev_digest = self._recover()
+        self._lock = threading.RLock()
+        self.next_seq, self.prev_digest = self._load_head()
+        self._seal_leftovers("node restarted mid-segment")
 
-    def _recover(self) -> tuple[int, str | None]:
-        """Seal torn segments, then find the chain head from the state file and the spool."""
-        for part in self.spool.parts():
-            try:
-                info = seal_truncated(part, self.identity.signing_key, "node restarted mid-segment")
-            except SegmentError as e:
-                # Kept aside, never deleted: the node must start recording again regardless.
-                self.spool.reject(part, f"cannot seal after a crash: {e}")
-                continue
-            if info is None:
-                log.warning("%s: header never reached the disk; nothing was recorded in it", part.name)
-            else:
-                log.warning("%s: sealed as truncated after a restart (%d chunks kept)",
-                            part.name, info.trailer["chunks"])
+    def _load_head(self) -> tuple[int, str | None]:
+        """The chain head from the state file and the finished segments in the spool."""
         seq, digest = -1, None
         try:
             state = json.loads(self.state_path.read_text())
@@ -197,38 +207,110 @@ class Recorder:
     def _save_head(self, seq: int, digest: str) -> None:
         atomic_write(self.state_path, json.dumps({"seq": seq, "digest": digest}).encode(), mode=0o644)
 
+    def _seal_leftovers(self, reason: str) -> bool:
+        """Seal every part without a trailer. False while one cannot be sealed (disk full)."""
+        for part in self.spool.parts():
+            seq = int(part.name.split(".")[0])
+            try:
+                info = seal_truncated(part, self.identity.signing_key, reason)
+            except SegmentError as e:
+                # Kept aside, never deleted: the node must start recording again regardless.
+                self.spool.reject(part, f"cannot seal after a crash: {e}")
+                continue
+            except OSError as e:
+                log.error("%s: cannot seal it yet (%s); retrying before the next segment", part.name, e)
+                return False
+            if info is None:
+                log.warning("%s: header never reached the disk; nothing was recorded in it", part.name)
+                continue
+            log.warning("%s: sealed as truncated (%s; %d chunks kept)", part.name, reason, info.trailer["chunks"])
+            if seq >= self.next_seq - 1:
+                self._advance(info)
+        return True
+
+    def _advance(self, info: SegmentInfo) -> None:
+        self.next_seq, self.prev_digest = info.seq + 1, info.digest
+        self._save_head(info.seq, info.digest)
+
     def open_segment(self) -> FrameSink:
         cam = self.cfg.camera
         with self._lock:
+            if not self._seal_leftovers("disk full while recording"):
+                self.spool.make_room("disk full: evicted to keep recording")
+                if not self._seal_leftovers("disk full while recording"):
+                    return _Dropped(self, "the previous segment cannot be sealed: disk full")
             seq = self.next_seq
-            self.next_seq += 1
-            writer = SegmentWriter(
-                self.spool.path_for(seq),
-                params=StreamParams(camera=self.identity.name, width=cam.width, height=cam.height,
-                                    fps_num=cam.fps, boot_id=self.boot_id, clock_synced=self.clock_synced()),
-                seq=seq, prev_digest=self.prev_digest, archive_key=self.identity.archive_key,
-                signing_key=self.identity.signing_key, chunk_bytes=self.cfg.node.chunk_bytes,
-                chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds)
+            try:
+                writer = SegmentWriter(
+                    self.spool.path_for(seq),
+                    params=StreamParams(camera=self.identity.name, width=cam.width, height=cam.height,
+                                        fps_num=cam.fps, boot_id=self.boot_id, clock_synced=self.clock_synced()),
+                    seq=seq, prev_digest=self.prev_digest, archive_key=self.identity.archive_key,
+                    signing_key=self.identity.signing_key, chunk_bytes=self.cfg.node.chunk_bytes,
+                    chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds)
+            except OSError as e:
+                self._seal_leftovers("disk full while recording")   # removes a torn header: seq is reused
+                self.spool.make_room("disk full: evicted to keep recording")
+                return _Dropped(self, f"cannot start a segment: {e}")
+            self.next_seq = seq + 1
         return _OpenSegment(self, writer)
 
     def _finished(self, info: SegmentInfo) -> None:
         with self._lock:
-            self.prev_digest = info.digest
-            self._save_head(info.seq, info.digest)
+            self._advance(info)
         self.spool.enforce_bound()
         self.on_segment(info)
+
+    def _failed(self, writer: SegmentWriter, error: Exception) -> None:
+        """A write failed mid-segment: keep what is on disk as a truncated segment."""
+        log.error("segment %s failed: %s", writer.path.name, error)
+        writer.abort()
+        with self._lock:
+            if self._seal_leftovers("disk full while recording"):
+                self.on_segment(None)
 
 
 class _OpenSegment:
     def __init__(self, recorder: Recorder, writer: SegmentWriter):
         self._recorder = recorder
         self._writer = writer
+        self._dropped: _Dropped | None = None
 
     def write_frame(self, frame: Frame) -> None:
-        self._writer.write_frame(frame)
+        if self._dropped is not None:
+            return self._dropped.write_frame(frame)
+        try:
+            self._writer.write_frame(frame)
+        except OSError as e:
+            self._recorder._failed(self._writer, e)
+            self._dropped = _Dropped(self._recorder, f"segment {self._writer.path.name} failed: {e}")
 
     def close(self) -> None:
-        self._recorder._finished(self._writer.close())
+        if self._dropped is not None:
+            return self._dropped.close()
+        try:
+            info = self._writer.close()
+        except OSError as e:
+            self._recorder._failed(self._writer, e)
+            return
+        self._recorder._finished(info)
+
+
+class _Dropped:
+    """Where frames go while nothing can be written: counted and logged as a loss, never out of chain."""
+
+    def __init__(self, recorder: Recorder, why: str):
+        self._recorder = recorder
+        self.why = why
+        self.frames = 0
+        log.error("recording interrupted: %s", why)
+
+    def write_frame(self, frame: Frame) -> None:
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.frames:
+            self._recorder.spool.record_loss("-", f"{self.frames} frames not recorded: {self.why}")
 
 
 class Uploader(threading.Thread):

@@ -191,7 +191,15 @@ class SegmentWriter:
 
     def _write(self, data: bytes) -> None:
         self._body_hash.update(data)
-        self._file.write(data)
+        view = memoryview(data)
+        try:
+            while view:   # an unbuffered write may be short (a disk filling up): write the rest
+                view = view[self._file.write(view):]
+        except OSError:
+            # The file no longer matches the running digest: never sign it. The caller
+            # aborts; recovery seals what is on disk as a truncated segment.
+            self._closed = True
+            raise
 
     def write_frame(self, frame: Frame) -> None:
         if self._closed:
@@ -256,16 +264,18 @@ class SegmentWriter:
         return info
 
     def abort(self) -> None:
-        """Stop without a trailer (tests and shutdown paths use recovery to seal it)."""
-        if not self._closed:
-            self._closed = True
+        """Stop without a trailer (after a failed write, or in tests): recovery seals what is on disk."""
+        self._closed = True
+        if not self._file.closed:
             self._file.close()
 
 
 def _finish(f, body_hash, trailer: dict, signing_key, header: dict) -> SegmentInfo:
     trailer_json = canonical_json(trailer)
     tail = U32.pack(len(trailer_json)) + trailer_json + signing_key.sign(trailer_json).signature
-    f.write(tail)
+    view = memoryview(tail)
+    while view:
+        view = view[f.write(view):]
     file_hash = body_hash.copy()
     file_hash.update(tail)
     size = f.tell()

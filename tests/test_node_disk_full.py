@@ -1,0 +1,77 @@
+"""A camera node whose disk fills up: nothing signed is garbage, the chain holds, recording resumes.
+
+Runs on a real 2 MiB tmpfs (we are root in CI); skipped where mounting is not allowed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nacl.public
+import pytest
+
+from appliance.archive import Archive
+from appliance.config import Config
+from appliance.node import NodeIdentity, Recorder, Spool
+from appliance.segment import enrolled_key, verify_file
+from hw.backend import Frame
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    filler = disk / "filler"
+    st = os.statvfs(disk)
+    filler.write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - leave))
+    return filler
+
+
+def record(recorder: Recorder, frames: int, size: int = 20_000, pts0: int = 0) -> None:
+    sink = recorder.open_segment()
+    for i in range(frames):
+        sink.write_frame(Frame(os.urandom(size), i == 0, pts0 + i * 40_000))
+    sink.close()
+
+
+def test_disk_full_mid_segment_keeps_the_chain_and_recording_resumes(small_disk, tmp_path):
+    archive_key = nacl.public.PrivateKey.generate()
+    identity = NodeIdentity.init(small_disk / "node", "cam-1", bytes(archive_key.public_key).hex(),
+                                 "http://127.0.0.1:9", live_key_hex=bytes(archive_key.public_key).hex())
+    cfg = Config()
+    spool = Spool(small_disk / "node" / "spool", 10**9)
+    recorder = Recorder(identity, cfg, spool)
+    record(recorder, 3)                                   # segment 0
+    filler = fill(small_disk, leave=60_000)
+    record(recorder, 50, pts0=10**7)                      # runs out of disk: must not raise
+    record(recorder, 5, pts0=2 * 10**7)                   # still full: dropped and logged, no exception
+    filler.unlink()
+    record(recorder, 3, pts0=3 * 10**7)                   # room again: recording resumes
+    record(recorder, 3, pts0=4 * 10**7)
+    restarted = Recorder(identity, cfg, Spool(small_disk / "node" / "spool", 10**9))
+    # Everything spooled verifies, chains, and is accepted by the central's archive in order.
+    archive = Archive(tmp_path / "archive")
+    lookup = enrolled_key(identity.signing_key.verify_key, "cam-1")
+    infos = []
+    for path in spool.finished():
+        incoming = archive.incoming_path("cam-1", 0)
+        shutil.copy(path, incoming)
+        info = verify_file(incoming, lookup)
+        assert archive.commit(incoming, info) == "stored"
+        infos.append(info)
+    seqs = [i.seq for i in infos]
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 3
+    assert not infos[1].complete and infos[1].trailer["truncated_reason"] == "disk full while recording"
+    assert infos[-1].complete
+    assert restarted.next_seq == seqs[-1] + 1
+    assert not list(spool.dir.glob("*.part"))
