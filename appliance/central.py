@@ -124,8 +124,15 @@ class Central:
             self.records.update("cameras", info.camera, {
                 "last_segment_seq": info.seq, "last_segment_at": ops_mod.iso(self.now()),
                 "last_segment_start_us": info.header["start_us"]})
-        head = self.audit.head()
-        return {"audit_head": head} if head else {}
+        # The node deletes its copy only on this receipt: sealed so that nobody else on the
+        # LAN can acknowledge (and so erase) footage that was never stored.
+        import base64
+
+        from .nodeapi import seal_for_node
+
+        receipt = {"camera": info.camera, "seq": info.seq, "digest": info.digest, "status": status,
+                   "audit_head": self.audit.head()}
+        return {"receipt": base64.b64encode(seal_for_node(self, info.header["node_key"], receipt)).decode()}
 
     def ingest_rejected(self, camera: str, seq: str, error: SegmentError, peer: str) -> None:
         log.warning("ingest refused %s/%s from %s: %s (%s)", camera, seq, peer, error, error.kind)

@@ -10,6 +10,7 @@ on it, and no plaintext video is ever written to its storage.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -358,7 +359,8 @@ class Uploader(threading.Thread):
         conn = http.client.HTTPConnection(self._host, self._port, timeout=self.cfg.node.upload_timeout,
                                           blocksize=256 * 1024)   # fewer system calls per upload
         try:
-            with open(path, "rb") as body:
+            with open(path, "rb") as f:
+                body = _HashingReader(f)
                 conn.request("PUT", f"/v1/segments/{self.identity.name}/{seq}", body=body,
                              headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
                 response = conn.getresponse()
@@ -370,15 +372,28 @@ class Uploader(threading.Thread):
         except ValueError:
             answer = {"error": payload[:200].decode(errors="replace")}
         if response.status in (200, 201):
+            receipt = self._open_receipt(answer.get("receipt"), seq, body.hexdigest())
             self.spool.remove(path)
             self.uploaded += 1
-            if answer.get("audit_head"):
-                self._keep_head(answer["audit_head"])
-            log.info("uploaded %s (%s)", path.name, answer.get("status"))
+            if receipt.get("audit_head"):
+                self._keep_head(receipt["audit_head"])
+            log.info("uploaded %s (%s)", path.name, receipt["status"])
         elif response.status in (400, 403, 409, 413):
             self.spool.reject(path, f"{response.status} {answer.get('error', '')}")
         else:
             raise _RetryLater(f"central answered {response.status} {answer.get('error', '')}")
+
+    def _open_receipt(self, sealed: str | None, seq: int, digest: str) -> dict:
+        """The central's sealed receipt for exactly this segment, or _RetryLater (keep the file)."""
+        try:
+            box = nacl.public.Box(self.identity.signing_key.to_curve25519_private_key(), self.identity.live_key)
+            receipt = json.loads(box.decrypt(base64.b64decode(sealed or "", validate=True)))
+        except (nacl.exceptions.CryptoError, ValueError, TypeError) as e:
+            raise _RetryLater(f"an acknowledgement without a valid receipt from the central ({e}): "
+                              "keeping the segment") from None
+        if (receipt.get("camera"), receipt.get("seq"), receipt.get("digest")) != (self.identity.name, seq, digest):
+            raise _RetryLater("the receipt is for another segment: keeping this one")
+        return receipt
 
     def _keep_head(self, head: dict) -> None:
         """Keep the latest audit checkpoints the central sent: a rewritten log would contradict them."""
@@ -390,6 +405,22 @@ class Uploader(threading.Thread):
             return
         heads = (heads + [head])[-HEADS_KEPT:]
         atomic_write(self.heads_path, json.dumps(heads).encode(), mode=0o644)
+
+
+class _HashingReader:
+    """A file for http.client to send that hashes what it reads (no second pass over the file)."""
+
+    def __init__(self, f):
+        self._f = f
+        self._hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._hash.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 class _RetryLater(CustodianError):

@@ -180,12 +180,16 @@ def _whole(v) -> bool:
 # --------------------------------------------------------------------------- the three requests
 
 
+def seal_for_node(central, node_key_hex: str, doc: dict) -> bytes:
+    """An answer only this node can open, and only this central can have written (live key)."""
+    node_key = nacl.signing.VerifyKey(bytes.fromhex(node_key_hex)).to_curve25519_public_key()
+    return bytes(nacl.public.Box(central.keys.live_key(), node_key).encrypt(json.dumps(doc).encode()))
+
+
 def control_answer(central, cam: dict, time_us: int) -> bytes:
     from .cameras import control_for
 
-    doc = dict(control_for(central, cam), time=time_us)
-    node_key = nacl.signing.VerifyKey(bytes.fromhex(cam["key"])).to_curve25519_public_key()
-    return bytes(nacl.public.Box(central.keys.live_key(), node_key).encrypt(json.dumps(doc).encode()))
+    return seal_for_node(central, cam["key"], dict(control_for(central, cam), time=time_us))
 
 
 def receive_snapshot(central, cam: dict, body: bytes) -> dict:
