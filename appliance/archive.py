@@ -223,6 +223,11 @@ class Archive:
                 if not info.complete:
                     gaps.append({"camera": camera, "kind": "truncated", "from_seq": seq, "to_seq": seq,
                                  "detail": info.trailer.get("truncated_reason", "segment ended early")})
+                for gap in gaps:
+                    # Before the segment is stored: a crash between the two repeats the gap
+                    # record on the node's retry (recorded once) rather than losing it.
+                    log.warning("gap: %s", gap["detail"])
+                    self.on_gap(gap)
                 final = self.path_for(info.header)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
@@ -235,9 +240,6 @@ class Archive:
             finally:
                 if tmp.exists():
                     tmp.unlink()
-        for gap in gaps:
-            log.warning("gap: %s", gap["detail"])
-            self.on_gap(gap)
         return "stored"
 
     def remove(self, stored: StoredSegment) -> None:

@@ -83,6 +83,7 @@ class Central:
         self.policy_lock = threading.RLock()
         self._camera_keys: dict[str, nacl.signing.VerifyKey] = {}
         self._refusal: str | None = None
+        self._rejections: dict[tuple, tuple[float, float, int]] = {}
         self.services: dict[str, object] = {}
         self.reload_cameras()
         from . import policy  # noqa: F401  (registers every operation)
@@ -136,15 +137,35 @@ class Central:
 
     def ingest_rejected(self, camera: str, seq: str, error: SegmentError, peer: str) -> None:
         log.warning("ingest refused %s/%s from %s: %s (%s)", camera, seq, peer, error, error.kind)
-        if error.kind in ("signature", "chain", "conflict", "replay", "digest"):
-            # A forged or replayed segment is a security event, not just a bad request.
-            self.audit.append("system", "ingest.rejected", target=f"{camera}/{seq}",
-                              details={"kind": error.kind, "error": str(error), "peer": peer})
+        if error.kind not in ("signature", "chain", "conflict", "replay", "digest"):
+            return
+        # A forged or replayed segment is a security event, not just a bad request. A flood of
+        # them is one event: at most one audit entry a minute and one alert an hour per
+        # camera, peer and kind, each saying how many were folded into it.
+        key = (camera, peer, error.kind)
+        now = time.monotonic()
+        last_entry, last_alert, folded = self._rejections.get(key, (-1e9, -1e9, 0))
+        if now - last_entry < 60:
+            self._rejections[key] = (last_entry, last_alert, folded + 1)
+            return
+        self.audit.append("system", "ingest.rejected", target=f"{camera}/{seq}",
+                          details={"kind": error.kind, "error": str(error), "peer": peer,
+                                   "similar_refusals_since_last_entry": folded})
+        if now - last_alert >= 3600:
             self.alert("integrity", f"segment {camera}/{seq} refused: {error}", camera=camera)
+            last_alert = now
+        self._rejections[key] = (now, last_alert, 0)
 
     def _gap_found(self, gap: dict) -> None:
+        """Record a gap once (the archive calls this before storing, so a crash can only repeat it)."""
+        import hashlib
+
+        what = f"{gap['camera']}/{gap['from_seq']}/{gap['to_seq']}/{gap['kind']}"
+        gap_id = "gap-" + hashlib.sha256(what.encode()).hexdigest()[:24]
+        if self.records.get("gaps", gap_id) is not None:
+            return
         gap = dict(gap, detected_at=ops_mod.iso(self.now()))
-        self.records.insert("gaps", gap)
+        self.records.insert("gaps", gap, id=gap_id)
         self.audit.append("system", "archive.gap", target=gap["camera"], details=gap)
         self.alert("gap", gap["detail"], camera=gap["camera"])
 

@@ -32,6 +32,8 @@ STATUS_FOR_KIND = {
     "too_large": 413,
 }
 FLUSH_BYTES = 4 * 1024 * 1024
+READ_TIMEOUT = 30.0        # seconds without a byte before an upload is dropped
+MAX_UPLOADS = 64           # at once, all cameras together
 
 
 class IngestHost(Protocol):
@@ -55,6 +57,7 @@ def _error(status: int, message: str) -> web.Response:
 
 def make_ingest_app(host: IngestHost) -> web.Application:
     app = web.Application(client_max_size=host.max_segment_bytes)
+    uploading: set[str] = set()   # one upload per camera at a time: memory stays bounded
 
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -78,11 +81,19 @@ def make_ingest_app(host: IngestHost) -> web.Application:
             refusal = host.ingest_refusal()
             if refusal:
                 return _error(507, refusal)
-            info, tmp = await _receive(request, host, camera, int(seq_text), key)
-            status = await asyncio.to_thread(host.archive.commit, tmp, info)
+            if camera in uploading or len(uploading) >= MAX_UPLOADS:
+                return _error(429, "an upload for this camera is already under way: try again shortly")
+            uploading.add(camera)
+            try:
+                info, tmp = await _receive(request, host, camera, int(seq_text), key)
+                status = await asyncio.to_thread(host.archive.commit, tmp, info)
+            finally:
+                uploading.discard(camera)
         except SegmentError as e:
-            host.ingest_rejected(camera, seq_text, e, peer)
+            await asyncio.to_thread(host.ingest_rejected, camera, seq_text, e, peer)
             return _error(STATUS_FOR_KIND.get(e.kind, 400), str(e))
+        except asyncio.TimeoutError:
+            return _error(408, f"no data for {READ_TIMEOUT:.0f} s: upload dropped")
         extra = await asyncio.to_thread(host.segment_stored, info, status)   # a records write: off the loop
         return web.json_response({"status": status, "digest": info.digest, **extra},
                                  status=201 if status == "stored" else 200)
@@ -104,7 +115,11 @@ async def _receive(request: web.Request, host: IngestHost, camera: str, seq: int
     try:
         pending: list[bytes] = []
         pending_bytes = 0
-        async for piece in request.content.iter_chunked(256 * 1024):
+        while piece := await asyncio.wait_for(request.content.read(256 * 1024), READ_TIMEOUT):
+            if verifier.header is None:
+                # Until the signed header checks out, nothing is buffered: junk is refused at once.
+                _feed_and_write(verifier, f, [piece])
+                continue
             pending.append(piece)
             pending_bytes += len(piece)
             if pending_bytes >= FLUSH_BYTES:

@@ -186,3 +186,23 @@ def test_upload_of_a_truncated_but_sealed_segment_records_a_gap(serving, central
 
 def test_frame_record_layout_is_what_the_reader_expects():
     assert struct.calcsize(">qBI") == seg.FRAME_RECORD.size == 13
+
+
+def test_a_flood_of_forgeries_is_one_audit_entry_and_one_alert(serving, central, node, tmp_path):
+    impostor = Node(central, tmp_path, name=node.name)
+    forged = impostor.make()
+    for _ in range(30):
+        assert put(serving.url, node.name, 0, forged)[0] == 403
+    entries = central.audit.query(action_prefix="ingest.rejected")
+    assert len(entries) == 1
+    assert [a["kind"] for a in central.records.all("alerts")].count("integrity") == 1
+
+
+def test_a_gap_is_recorded_once_even_when_its_segment_arrives_twice(central):
+    # The archive records a gap before it stores the segment; if the central dies in between,
+    # the node's retry reports the same gap again: it must be one record and one alert.
+    gap = {"camera": "cam-a", "kind": "missing", "from_seq": 3, "to_seq": 4, "detail": "segments 3..4 never arrived"}
+    central._gap_found(dict(gap))
+    central._gap_found(dict(gap))
+    assert len(central.records.all("gaps")) == 1
+    assert [a["kind"] for a in central.records.all("alerts")].count("gap") == 1
