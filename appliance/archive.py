@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import logging
 import os
 import re
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import SegmentError
-from .fsutil import fsync_dir
+from .fsutil import atomic_write, fsync_dir
 from .segment import SegmentInfo
 
 log = logging.getLogger("custodian.archive")
@@ -32,6 +33,7 @@ log = logging.getLogger("custodian.archive")
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 SEGMENT_NAME = re.compile(r"^(\d{10})-(\d{8}T\d{6}Z)\.cseg$")
 INCOMING = ".incoming"
+HEAD_FILE = "head.json"
 
 
 def check_camera_id(camera: str) -> str:
@@ -109,6 +111,9 @@ class Archive:
             leftover.unlink()
         self._index: dict[str, _CameraIndex] = defaultdict(_CameraIndex)
         self._head_digest: dict[str, tuple[int, str]] = {}   # camera -> (seq, digest) of its head
+        # The head of a camera whose newest segment retention deleted: the chain (and replay
+        # protection) must outlive the footage. Kept in <camera>/head.json.
+        self._retired: dict[str, tuple[int, str]] = {}
         self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._index_lock = threading.Lock()
         self._load_index()
@@ -126,6 +131,10 @@ class Archive:
             index = self._index[camera_dir.name]
             for seq, start in sorted(found):
                 index.add(seq, start)
+            retired = camera_dir / HEAD_FILE
+            if retired.exists():
+                doc = json.loads(retired.read_text())
+                self._retired[camera_dir.name] = (doc["seq"], doc["digest"])
 
     def _stored(self, camera: str, seq: int, start: int) -> StoredSegment:
         stamp = datetime.fromtimestamp(start, tz=timezone.utc)
@@ -139,8 +148,11 @@ class Archive:
         return sorted(c for c, index in self._index.items() if index.seqs)
 
     def head(self, camera: str) -> int | None:
+        """The newest sequence number stored for a camera, or deleted by retention after it was."""
         index = self._index.get(camera)
-        return index.seqs[-1] if index is not None and index.seqs else None
+        stored = index.seqs[-1] if index is not None and index.seqs else None
+        retired = self._retired.get(camera, (None,))[0]
+        return max((s for s in (stored, retired) if s is not None), default=None)
 
     def segments(self, camera: str, start: datetime | None = None, end: datetime | None = None
                  ) -> Iterator[StoredSegment]:
@@ -172,6 +184,9 @@ class Archive:
         return None if i is None else self._stored(camera, seq, index.starts[i])
 
     def digest(self, camera: str, seq: int) -> str | None:
+        retired = self._retired.get(camera)
+        if retired is not None and retired[0] == seq:
+            return retired[1]
         cached = self._head_digest.get(camera)
         if cached is not None and cached[0] == seq:
             return cached[1]
@@ -209,7 +224,7 @@ class Archive:
                         return "duplicate"
                     raise SegmentError(f"{camera} already has a different segment {seq}", kind="conflict")
                 head = self.head(camera)
-                if head is not None and seq < head:
+                if head is not None and seq <= head:
                     raise SegmentError(f"{camera} segment {seq} is older than the stored head {head}: "
                                        "replayed or out of order", kind="replay")
                 gaps = []
@@ -245,6 +260,13 @@ class Archive:
     def remove(self, stored: StoredSegment) -> None:
         """Delete one segment (retention). The caller writes the deletion receipt first."""
         with self._locks[stored.camera]:
+            index = self._index[stored.camera]
+            if index.seqs and index.seqs[-1] == stored.seq and stored.seq >= self._retired.get(stored.camera, (-1,))[0]:
+                # The camera's newest segment is going: keep its place in the chain first.
+                digest = self.digest(stored.camera, stored.seq)
+                atomic_write(self.root / stored.camera / HEAD_FILE,
+                             json.dumps({"seq": stored.seq, "digest": digest}).encode(), mode=0o640)
+                self._retired[stored.camera] = (stored.seq, digest)
             stored.path.unlink(missing_ok=True)
             fsync_dir(stored.path.parent)
             with self._index_lock:

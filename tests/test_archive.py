@@ -56,9 +56,27 @@ def test_reloaded_index_knows_the_head_ranges_and_chain(tmp_path, keys):
         store(again, keys, 6, "00" * 32, T0 + timedelta(minutes=7), tmp_path)
 
 
-def test_removing_the_head_forgets_its_digest(tmp_path, keys):
+def test_removing_the_newest_segment_keeps_its_place_in_the_chain(tmp_path, keys):
     archive = Archive(tmp_path / "archive")
     d0 = store(archive, keys, 0, None, T0, tmp_path)
-    store(archive, keys, 1, d0, T0 + timedelta(minutes=1), tmp_path)
+    d1 = store(archive, keys, 1, d0, T0 + timedelta(minutes=1), tmp_path)
     archive.remove(archive.get("cam", 1))
-    assert archive.head("cam") == 0 and archive.digest("cam", 0) == d0 and archive.get("cam", 1) is None
+    assert archive.get("cam", 1) is None and archive.digest("cam", 0) == d0
+    assert archive.head("cam") == 1 and archive.digest("cam", 1) == d1
+
+
+def test_the_chain_outlives_footage_retention_deleted(tmp_path, keys):
+    root = tmp_path / "archive"
+    archive = Archive(root)
+    prev = None
+    for seq in range(3):
+        prev = store(archive, keys, seq, prev, T0 + timedelta(minutes=seq), tmp_path)
+    for stored in list(archive.segments("cam")):
+        archive.remove(stored)
+    reloaded = Archive(root)
+    assert reloaded.head("cam") == 2 and list(reloaded.segments("cam")) == []
+    with pytest.raises(SegmentError, match="replayed"):   # an old segment cannot come back
+        store(reloaded, keys, 1, "ab" * 32, T0 + timedelta(minutes=1), tmp_path)
+    with pytest.raises(SegmentError, match="does not chain"):
+        store(reloaded, keys, 3, "00" * 32, T0 + timedelta(minutes=3), tmp_path)
+    store(reloaded, keys, 3, prev, T0 + timedelta(minutes=3), tmp_path)
