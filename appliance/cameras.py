@@ -64,6 +64,14 @@ def get_camera(central, camera: str) -> dict:
     return cam
 
 
+def in_service(central, camera: str) -> dict:
+    """A camera that is not retired (a retired camera takes no more decisions)."""
+    cam = get_camera(central, camera)
+    if cam["status"] == "retired":
+        raise Refused(f"camera {camera} is retired")
+    return cam
+
+
 def public_camera(central, cam: dict) -> dict:
     """What camera.list shows: no images, no keys beyond the public one."""
     hub = hub_for(central)
@@ -186,9 +194,7 @@ def approve_placement(central, caller, args):
     camera = _camera_id(args)
     note = args.str("note", min_len=3, max_len=1000)
     args.done()
-    cam = get_camera(central, camera)
-    if cam["status"] == "retired":
-        raise Refused(f"camera {camera} is retired")
+    cam = in_service(central, camera)
     if cam["status"] == "approved" and not cam.get("view_changed"):
         raise Refused(f"camera {camera} is already approved and its view has not changed")
     image = _fresh_snapshot(central, cam)
@@ -213,9 +219,7 @@ def reject_placement(central, caller, args):
     camera = _camera_id(args)
     note = args.str("note", min_len=3, max_len=1000)
     args.done()
-    cam = get_camera(central, camera)
-    if cam["status"] == "retired":
-        raise Refused(f"camera {camera} is retired")
+    cam = in_service(central, camera)
     if cam["status"] == "approved" and not cam.get("view_changed"):
         raise Refused(f"camera {camera} is approved and its view has not changed: retire it instead")
     central.records.update("cameras", camera, {"status": "rejected"})
@@ -231,9 +235,7 @@ def set_masks(central, caller, args):
     masks = args.rects("masks", required=True)
     why = args.str("why", required=False, max_len=1000)
     args.done()
-    cam = get_camera(central, camera)
-    if cam["status"] == "retired":
-        raise Refused(f"camera {camera} is retired")
+    cam = in_service(central, camera)
     size = cam.get("resolution")
     if not size:
         raise Refused(f"the size of camera {camera}'s picture is not known yet: wait for its first snapshot")
@@ -253,9 +255,7 @@ def retire(central, caller, args):
     camera = _camera_id(args)
     why = args.str("why", min_len=3, max_len=1000)
     args.done()
-    cam = get_camera(central, camera)
-    if cam["status"] == "retired":
-        raise Refused(f"camera {camera} is already retired")
+    cam = in_service(central, camera)
     central.records.update("cameras", camera, {"status": "retired", "retired_at": iso(central.now()),
                                                "retired_by": caller.user_id})
     live.close_camera_sessions(central, camera, "camera retired")
