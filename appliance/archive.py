@@ -10,7 +10,6 @@ then does the caller acknowledge it to the node.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import SegmentError
-from .fsutil import atomic_write, fsync_dir
+from .fsutil import atomic_write, fsync_dir, sha256_file
 from .segment import SegmentInfo
 
 log = logging.getLogger("custodian.archive")
@@ -58,13 +57,6 @@ class StoredSegment:
 def _epoch(stamp: str) -> int:
     return int(datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp())
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1024 * 1024):
-            h.update(block)
-    return h.hexdigest()
 
 
 class _CameraIndex:
@@ -193,7 +185,7 @@ class Archive:
         stored = self.get(camera, seq)
         if stored is None:
             return None
-        digest = _sha256_file(stored.path)
+        digest = sha256_file(stored.path)
         if seq == self.head(camera):
             self._head_digest[camera] = (seq, digest)
         return digest

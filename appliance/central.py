@@ -12,7 +12,9 @@ policy lock so that two terminals cannot race a decision.
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
@@ -29,6 +31,7 @@ from .audit import AuditLog
 from .config import Config
 from .errors import ConfigError, CustodianError, SegmentError
 from .keys import ArchiveCustody, KeyStore
+from .nodeapi import seal_for_node
 from .records import open_records
 
 log = logging.getLogger("custodian.central")
@@ -127,10 +130,6 @@ class Central:
                 "last_segment_start_us": info.header["start_us"]})
         # The node deletes its copy only on this receipt: sealed so that nobody else on the
         # LAN can acknowledge (and so erase) footage that was never stored.
-        import base64
-
-        from .nodeapi import seal_for_node
-
         receipt = {"camera": info.camera, "seq": info.seq, "digest": info.digest, "status": status,
                    "audit_head": self.audit.head()}
         return {"receipt": base64.b64encode(seal_for_node(self, info.header["node_key"], receipt)).decode()}
@@ -158,8 +157,6 @@ class Central:
 
     def _gap_found(self, gap: dict) -> None:
         """Record a gap once (the archive calls this before storing, so a crash can only repeat it)."""
-        import hashlib
-
         what = f"{gap['camera']}/{gap['from_seq']}/{gap['to_seq']}/{gap['kind']}"
         gap_id = "gap-" + hashlib.sha256(what.encode()).hexdigest()[:24]
         if self.records.get("gaps", gap_id) is not None:

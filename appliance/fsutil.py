@@ -5,6 +5,7 @@ whole new one, and once we return the new one survives a power cut.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -61,3 +62,9 @@ def remove_temp_leftovers(directory: Path | str) -> list[Path]:
             entry.unlink()
             removed.append(entry)
     return removed
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex SHA-256 of a file's bytes (a segment's chain digest, a deletion receipt's digest)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

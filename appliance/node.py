@@ -31,7 +31,7 @@ from hw.backend import Frame, FrameSink
 
 from .config import Config
 from .errors import ConfigError, CustodianError, SegmentError
-from .fsutil import atomic_write, fsync_dir
+from .fsutil import atomic_write, fsync_dir, sha256_file
 from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, seal_truncated
 
 log = logging.getLogger("custodian.node")
@@ -39,13 +39,6 @@ log = logging.getLogger("custodian.node")
 SEGMENT_GLOB = "*.cseg"
 HEADS_KEPT = 16
 
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1024 * 1024):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -201,7 +194,7 @@ class Recorder:
             newest = finished[-1]
             newest_seq = int(newest.name.split(".")[0])
             if newest_seq > seq:
-                seq, digest = newest_seq, _sha256_file(newest)
+                seq, digest = newest_seq, sha256_file(newest)
                 self._save_head(seq, digest)
         return seq + 1, digest
 

@@ -23,7 +23,6 @@ appliance.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from .archive import StoredSegment
 from .errors import ConfigError, SegmentError
+from .fsutil import sha256_file
 from .ops import BadRequest, NotFound, Refused, iso, op, parse_iso
 from .segment import read_public
 
@@ -180,15 +180,11 @@ def _oldest_first(central, now: datetime) -> list[tuple[StoredSegment, datetime]
 # --------------------------------------------------------------------------- deleting
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
 
 def _delete(central, stored: StoredSegment, end: datetime, rule: str, details: dict) -> int:
     """Write the deletion receipt, then delete. Returns the bytes freed."""
     size = stored.path.stat().st_size
-    digest = _sha256_file(stored.path)
+    digest = sha256_file(stored.path)
     name = stored.path.relative_to(central.archive.root).as_posix()
     central.audit.deletion_receipt(name, digest, rule, details={
         "camera": stored.camera, "seq": stored.seq, "start": iso(stored.start), "covers_until": iso(end),
