@@ -24,6 +24,7 @@ LOCKOUT_MINUTES = 15
 MIN_PASSPHRASE = 10
 POLICY_FILE = Path(__file__).with_name("policy.txt")
 USER_NAME = r"^[a-z][a-z0-9._-]{1,31}$"
+ACCOUNT_ID = r"^usr-\d+$"           # a login name may not look like one: operations take either
 
 
 def policy_text() -> str:
@@ -47,6 +48,8 @@ def create_user_record(records, name: str, role: str, passphrase: str, *, now: d
 
     if not re.match(USER_NAME, name or ""):
         raise BadRequest("a user name is 2-32 lower-case letters, digits, '.', '_' or '-', starting with a letter")
+    if re.match(ACCOUNT_ID, name):
+        raise BadRequest(f"{name!r} looks like an account id: choose another user name")
     if role not in ("staff", "director", "it"):
         raise BadRequest("role must be staff, director or it")
     if records.search("users", name=name):
@@ -88,6 +91,23 @@ def _user_by_name(central, name: str) -> dict | None:
     return found[0] if found else None
 
 
+def find_user(central, ref: str) -> dict | None:
+    """The account `ref` names: an account id (`usr-000002`) or a login name (`sam`)."""
+    return central.records.get("users", ref) or _user_by_name(central, ref)
+
+
+def person_arg(central, args, name: str = "user", *, required: bool = True) -> dict | None:
+    """Read argument `name` as a person, by login name or account id: every operation that
+    names a person reads it here, so a name works wherever an id does."""
+    ref = args.id(name, required=required)    # both are safe ids: no path separators
+    if ref is None:
+        return None
+    user = find_user(central, ref)
+    if user is None:
+        raise NotFound(f"no account {ref!r}: give a login name or an account id")
+    return user
+
+
 def _get_user(central, user_id: str) -> dict:
     user = central.records.get("users", user_id)
     if user is None:
@@ -98,7 +118,8 @@ def _get_user(central, user_id: str) -> dict:
 # --------------------------------------------------------------------------- sessions
 
 
-@op("session.login", ANYONE, public=True)
+@op("session.login", ANYONE, public=True,
+    labels={"user": "User name", "passphrase": "Passphrase"}, secrets=("passphrase",))
 def login(central, caller, args):
     """Log in with user name and passphrase; returns a session token."""
     name = args.str("user", max_len=64)
@@ -193,7 +214,9 @@ def list_users(central, caller, args):
     return {"users": [public_user(u) for u in central.records.all("users")]}
 
 
-@op("user.create", "director")
+@op("user.create", "director",
+    labels={"name": "User name", "passphrase": "Temporary passphrase"}, secrets=("passphrase",),
+    new_secrets=("passphrase",))
 def create_user(central, caller, args):
     """Create a staff or IT account with a temporary passphrase (changed at first login)."""
     name = args.str("name", max_len=32)
@@ -227,10 +250,12 @@ def _may_manage(central, caller, target: dict) -> None:
     raise Refused("IT may manage staff accounts only")
 
 
-@op("user.reset_passphrase", ("director", "it"))
+@op("user.reset_passphrase", ("director", "it"),
+    labels={"user": "Account", "passphrase": "Temporary passphrase"}, secrets=("passphrase",),
+    new_secrets=("passphrase",))
 def reset_passphrase(central, caller, args):
     """Give another account a temporary passphrase and unlock it."""
-    target = _get_user(central, args.id("user"))
+    target = person_arg(central, args)
     passphrase = args.str("passphrase", max_len=1024)
     args.done()
     _may_manage(central, caller, target)
@@ -243,10 +268,11 @@ def reset_passphrase(central, caller, args):
     return {"user": public_user(central.records.get("users", target["id"]))}
 
 
-@op("user.unlock", ("director", "it"))
+@op("user.unlock", ("director", "it"),
+    labels={"user": "Account"})
 def unlock(central, caller, args):
     """Clear a lockout after failed logins."""
-    target = _get_user(central, args.id("user"))
+    target = person_arg(central, args)
     args.done()
     _may_manage(central, caller, target)
     central.records.update("users", target["id"], {"failed_logins": 0, "locked_until": None})
@@ -254,10 +280,11 @@ def unlock(central, caller, args):
     return {}
 
 
-@op("user.set_disabled", "director")
+@op("user.set_disabled", "director",
+    labels={"user": "Account"})
 def set_disabled(central, caller, args):
     """Disable or re-enable another account (e.g. when someone leaves)."""
-    target = _get_user(central, args.id("user"))
+    target = person_arg(central, args)
     disabled = args.bool("disabled", required=True)
     args.done()
     _may_manage(central, caller, target)
@@ -272,7 +299,9 @@ def set_disabled(central, caller, args):
     return {}
 
 
-@op("user.change_passphrase", ANYONE, before_ack=True)
+@op("user.change_passphrase", ANYONE, before_ack=True,
+    labels={"old": "Current passphrase", "new": "New passphrase"}, secrets=("old", "new"),
+    new_secrets=("new",))
 def change_passphrase(central, caller, args):
     """Change your own passphrase (the Director's also re-wraps her archive key slot)."""
     old = args.str("old", max_len=1024)
@@ -304,12 +333,13 @@ def _end_sessions(central, user_id: str, keep: str | None = None) -> None:
 # --------------------------------------------------------------------------- acting director (C2)
 
 
-@op("director.designate_acting", "director")
+@op("director.designate_acting", "director",
+    labels={"user": "Staff member", "start": "From", "end": "Until"})
 def designate_acting(central, caller, args):
     """Designate a staff member as acting director for a dated period (C2)."""
     if caller.role != "director":
         raise Refused("only the Director designates an acting director", clause="C2")
-    target = _get_user(central, args.id("user"))
+    target = person_arg(central, args)
     start = args.time("start")
     end = args.time("end")
     why = args.str("why", max_len=1000, min_len=3)
@@ -328,12 +358,13 @@ def designate_acting(central, caller, args):
     return {"period": period}
 
 
-@op("director.revoke_acting", "director")
+@op("director.revoke_acting", "director",
+    labels={"user": "Staff member"})
 def revoke_acting(central, caller, args):
     """End every acting-director period of a staff member now."""
     if caller.role != "director":
         raise Refused("only the Director revokes an acting director", clause="C2")
-    target = _get_user(central, args.id("user"))
+    target = person_arg(central, args)
     args.done()
     stamp = iso(central.now())
 
@@ -385,7 +416,9 @@ def archive_status(central, caller, args):
     return {"sealed": central.custody.is_sealed}
 
 
-@op("archive.unseal", "director")
+@op("archive.unseal", "director",
+    labels={"passphrase": "Your passphrase", "recovery_code": "Recovery code"},
+    secrets=(("passphrase", "recovery_code"),))
 def unseal(central, caller, args):
     """Unseal the archive with your passphrase or the recovery code (Director only)."""
     passphrase = args.str("passphrase", required=False, max_len=1024)

@@ -21,10 +21,12 @@ from aiohttp import web
 
 from . import ops as ops_mod
 from .errors import CustodianError
+from .ops import BadRequest
 
 log = logging.getLogger("custodian.api")
 
 MAX_REQUEST_BYTES = 1024 * 1024
+MAX_DEPTH = 16          # no operation takes anything nested deeper than a list of rectangles
 STATUS = {"bad_request": 400, "not_authenticated": 401, "refused": 403, "forbidden": 403,
           "not_found": 404, "sealed": 409, "wrong_passphrase": 401, "locked": 423}
 
@@ -46,9 +48,45 @@ def _peer_uid(request: web.Request) -> int | None:
 
 def error_body(e: CustodianError) -> dict:
     body = {"code": e.code, "message": str(e)}
-    clause = getattr(e, "clause", None)
-    if clause:
-        body["clause"] = clause
+    for extra in ("clause", "field"):
+        if getattr(e, extra, None):
+            body[extra] = getattr(e, extra)
+    return body
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value) -> int:
+    """How deeply `value` nests lists and objects (iteratively: a deep value must not recurse)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def parse_call(raw: bytes) -> dict:
+    """The body of POST /v1/call, or BadRequest saying why it cannot be read (never anything else)."""
+    try:
+        text = raw.decode("utf-8")       # JSON is UTF-8 (RFC 8259), whatever the header claims
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the request is not UTF-8 text (byte {e.start} cannot be read)") from None
+    try:
+        body = json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise BadRequest(f"the request nests lists or objects more than {MAX_DEPTH} levels deep") from None
+    except ValueError as e:             # JSONDecodeError, NaN, an integer with thousands of digits
+        raise BadRequest(f"the request is not JSON: {str(e)[:120]}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("op"), str):
+        raise BadRequest('expected {"op": "name.verb", "args": {...}, "token": "..."}')
+    if _depth(body) > MAX_DEPTH:
+        raise BadRequest(f"the request nests lists or objects more than {MAX_DEPTH} levels deep")
     return body
 
 
@@ -57,14 +95,9 @@ def make_api_app(central) -> web.Application:
 
     async def call(request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"ok": False, "error": {"code": "bad_request",
-                                                             "message": "the request is not JSON"}}, status=400)
-        if not isinstance(body, dict) or not isinstance(body.get("op"), str):
-            return web.json_response({"ok": False, "error": {"code": "bad_request",
-                                                             "message": "expected {\"op\": ..., \"args\": {...}}"}},
-                                     status=400)
+            body = parse_call(await request.read())
+        except BadRequest as e:
+            return web.json_response({"ok": False, "error": error_body(e)}, status=400)
         token = body.get("token")
         if token is not None and not isinstance(token, str):
             token = None
@@ -80,7 +113,9 @@ def make_api_app(central) -> web.Application:
         return web.json_response({"ok": True, "result": result}, dumps=lambda o: json.dumps(o, default=str))
 
     async def operations(_request: web.Request) -> web.Response:
-        return web.json_response({name: {"roles": list(o.roles), "summary": o.summary}
+        return web.json_response({name: {"roles": list(o.roles), "summary": o.summary, "labels": o.labels,
+                                         "secrets": [list(group) for group in o.secrets],
+                                         "new_secrets": list(o.new_secrets)}
                                   for name, o in sorted(ops_mod.OPS.items())})
 
     @web.middleware

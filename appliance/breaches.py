@@ -97,7 +97,9 @@ def _append(central, breach_id: str, field: str, item: dict) -> dict:
 # --------------------------------------------------------------------------- reporting (C15)
 
 
-@op("breach.report", ANYONE)
+@op("breach.report", ANYONE,
+    labels={"what": "What happened", "noticed_at": "When you noticed it",
+            "suspected_window_start": "Suspected from", "suspected_window_end": "Suspected until"})
 def report(central, caller, args):
     """Report an unauthorised disclosure or a possible privacy breach; the Director is told at once."""
     what = args.str("what", min_len=10, max_len=4000)
@@ -168,7 +170,8 @@ def _evidence_missing(breach: dict, step: str) -> str | None:
     return None
 
 
-@op("breach.step", "director")
+@op("breach.step", "director",
+    labels={"not_applicable": "Not applicable"})
 def record_step(central, caller, args):
     """Record one response step as done (with notes), or as not applicable (with the reason)."""
     breach_id = args.id("breach")
@@ -245,7 +248,8 @@ def copies(central, caller, args):
             "copies": [_copy_view(central, caller, e) for e in found], "outstanding": outstanding}
 
 
-@op("breach.notification", "director")
+@op("breach.notification", "director",
+    labels={"who": "Who was notified", "how": "How", "when": "When"})
 def record_notification(central, caller, args):
     """Record that an individual whose personal information was disclosed was notified: who, how, when."""
     breach = _open_case(central, args.id("breach"))
@@ -263,7 +267,8 @@ def record_notification(central, caller, args):
     return {"breach": breach}
 
 
-@op("breach.complaint", "director")
+@op("breach.complaint", "director",
+    labels={"received_at": "Received"})
 def record_complaint(central, caller, args):
     """Record a complaint (with its informal resolution if reached), or the resolution of an earlier one."""
     breach = _open_case(central, args.id("breach"))

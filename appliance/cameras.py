@@ -113,7 +113,8 @@ def _check_key(key: str) -> str:
     return key
 
 
-@op("camera.enroll", ("director", "it"))
+@op("camera.enroll", ("director", "it"),
+    labels={"key": "Node public key", "reading_position": "Shows what people read"})
 def enroll(central, caller, args):
     """Enrol a camera node by its public key; it records only once its placement is approved (C6)."""
     camera = _camera_id(args)
@@ -440,7 +441,8 @@ def signage_wording() -> str:
     return paragraph.strip().strip("\u201c\u201d\"").strip()
 
 
-@op("signage.add", ("director", "it"))
+@op("signage.add", ("director", "it"),
+    labels={"posted_on": "Posted on"})
 def add_sign(central, caller, args):
     """Record a posted sign: location 'entrance' for the library entrance, or another place (C5)."""
     location = args.str("location", min_len=3, max_len=200)

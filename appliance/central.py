@@ -215,8 +215,8 @@ class Central:
             caller = self.caller_for(token)
             ops_mod.authorize(operation, caller)
             if not operation.concurrent:
-                return operation.func(self, caller, ops_mod.Args(args))
-        return operation.func(self, caller, ops_mod.Args(args))
+                return operation.func(self, caller, ops_mod.Args(args, operation.labels))
+        return operation.func(self, caller, ops_mod.Args(args, operation.labels))
 
     # ------------------------------------------------------------------ serving
 

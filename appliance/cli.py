@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import config as config_mod
+from .cli_access import DEMO_DATA, Secrets, find_api, login
 from .errors import CustodianError
 
 
@@ -37,19 +38,12 @@ def _load_config(args) -> config_mod.Config:
     return config_mod.load(args.config, overrides)
 
 
-def _socket(args, cfg) -> str:
-    if getattr(args, "socket", None):
-        return args.socket
-    return cfg.central.api_socket or str(Path(cfg.central.data_dir) / "api.sock")
-
-
-def _client(args, cfg, login: bool = True):
+def _client(args, cfg, log_in: bool = True):
     from .client import ApiClient
 
-    client = ApiClient(_socket(args, cfg))
-    if login:
-        user = getattr(args, "user", None) or os.environ.get("CUSTODIAN_USER") or getpass.getuser()
-        client.login(user, _passphrase(f"passphrase for {user}: "))
+    client = ApiClient(find_api(args, cfg))
+    if log_in:
+        login(args, client, Secrets(passphrase_file=getattr(args, "passphrase_file", None)))
     return client
 
 
@@ -117,8 +111,11 @@ def cmd_node_run(args) -> int:
 def cmd_camera_add(args) -> int:
     cfg = _load_config(args)
     client = _client(args, cfg)
-    result = client.call("camera.enroll", {"camera": args.name, "key": args.key, "location": args.location,
-                                          "category": args.category})
+    try:
+        result = client.call("camera.enroll", {"camera": args.name, "key": args.key, "location": args.location,
+                                              "category": args.category})
+    finally:
+        client.logout()
     print(json.dumps(result, indent=2))
     return 0
 
@@ -169,13 +166,31 @@ def cmd_call(args) -> int:
     except ValueError as e:
         print(f"custodian call: the arguments are not JSON: {e}", file=sys.stderr)
         return 2
+    if not isinstance(payload, dict):
+        print("custodian call: the arguments must be a JSON object, e.g. '{\"user\": \"sam\"}'", file=sys.stderr)
+        return 2
+    secrets = Secrets(args.secret_file, args.passphrase_file)
+    public = args.op == "session.login"
+    client = None
     try:
-        client = _client(args, cfg, login=args.op != "session.login")
+        client = _client(args, cfg, log_in=False)
+        info = client.operations().get(args.op, {})
+        payload = secrets.fill(args.op, payload, info)    # before logging in: a typo costs no login
+        if not public:
+            login(args, client, secrets)
         result = client.call(args.op, payload)
     except ApiError as e:
-        print(json.dumps({"ok": False, "error": {"code": e.code, "message": e.message, "clause": e.clause}}),
-              file=sys.stderr)
+        error = {"code": e.code, "message": e.message, "clause": e.clause}
+        if e.field:
+            error["field"] = e.field
+        print(json.dumps({"ok": False, "error": error}), file=sys.stderr)
         return 1
+    finally:
+        if client is not None and not public and args.op != "session.logout":
+            try:
+                client.logout()     # one call, one session: nothing left open behind a script
+            except ApiError:
+                pass
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -197,7 +212,17 @@ def cmd_tui(args) -> int:
     from tui.app import run_tui
 
     cfg = _load_config(args)
-    return run_tui(_socket(args, cfg))
+    return run_tui(find_api(args, cfg))
+
+
+def _access_options(parser) -> None:
+    """How a command reaches the central's API and whom it logs in as."""
+    parser.add_argument("--user", help="the account to log in as (default: CUSTODIAN_USER, else your login "
+                        "name on this computer)")
+    parser.add_argument("--passphrase-file", metavar="PATH", help="read the login passphrase from PATH "
+                        "(- for standard input) instead of asking or CUSTODIAN_PASSPHRASE")
+    parser.add_argument("--socket", help="the central's API socket")
+    parser.add_argument("--data", help="the central's data directory (its API socket is in it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,9 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--location", required=True, help="where it is, e.g. 'Main entrance, facing the doors'")
     a.add_argument("--category", required=True, help="entrance, collection, seating, parking, service_desk, "
                    "corridor, exterior or other_public")
-    a.add_argument("--user")
-    a.add_argument("--socket")
-    a.add_argument("--data")
+    _access_options(a)
     a.set_defaults(func=cmd_camera_add)
 
     segment = sub.add_parser("segment", help="segment files").add_subparsers(dest="sub", required=True)
@@ -263,12 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--node-heads", nargs="*", help="audit-heads.json files copied from camera nodes")
     v.set_defaults(func=cmd_audit_verify)
 
-    c = sub.add_parser("call", help="call one API operation (scripts, health checks, auditors)")
-    c.add_argument("op")
-    c.add_argument("json", nargs="?")
-    c.add_argument("--user")
-    c.add_argument("--socket")
-    c.add_argument("--data")
+    c = sub.add_parser("call", help="call one API operation (scripts, health checks, auditors)",
+                       description="Log in, call one operation, log out. Secret arguments (passphrases, "
+                       "the recovery code) left out of the JSON are asked for without echo, or read with "
+                       "--secret-file: never put them on the command line, where ps and history show them.")
+    c.add_argument("op", help="the operation, e.g. user.unlock (docs/api.md lists them)")
+    c.add_argument("json", nargs="?", help="its arguments as a JSON object, e.g. '{\"user\": \"sam\"}'")
+    c.add_argument("--secret-file", action="append", metavar="NAME=PATH",
+                   help="read secret argument NAME from the file PATH (- for standard input); repeatable")
+    _access_options(c)
     c.set_defaults(func=cmd_call)
 
     t = sub.add_parser("selftest", help="on a Pi: check the camera, encoder and clock")
@@ -276,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the whole system on this machine")
     d.add_argument("--cameras", type=int, default=2)
-    d.add_argument("--data", default="var/demo")
+    d.add_argument("--data", default=DEMO_DATA)
     d.add_argument("--headless", action="store_true")
     d.add_argument("--seconds", type=float, default=60.0)
     d.add_argument("--segment-seconds", type=int, default=10)

@@ -11,11 +11,12 @@ import socket
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str, clause: str | None = None):
+    def __init__(self, code: str, message: str, clause: str | None = None, field: str | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.clause = clause
+        self.field = field      # the argument at fault, when the central names one
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -38,10 +39,27 @@ class ApiClient:
 
     def call(self, op: str, args: dict | None = None) -> dict:
         body = json.dumps({"op": op, "args": args or {}, "token": self.token}).encode()
+        status, answer = self._request("POST", "/v1/call", body)
+        if not isinstance(answer, dict):
+            raise ApiError("internal", f"the central answered {status} without JSON")
+        if not answer.get("ok"):
+            err = answer.get("error", {})
+            raise ApiError(err.get("code", "error"), err.get("message", "unknown error"), err.get("clause"),
+                           err.get("field"))
+        return answer["result"]
+
+    def operations(self) -> dict:
+        """Every operation: its roles, summary, argument labels and secret arguments."""
+        status, answer = self._request("GET", "/v1/operations")
+        if not isinstance(answer, dict):
+            raise ApiError("internal", f"the central answered {status} without JSON")
+        return answer
+
+    def _request(self, method: str, path: str, body: bytes | None = None):
         conn = _UnixConnection(self.socket_path, self.timeout)
         try:
             try:
-                conn.request("POST", "/v1/call", body=body, headers={"Content-Type": "application/json"})
+                conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
                 response = conn.getresponse()
                 payload = response.read()
             except (FileNotFoundError, ConnectionRefusedError):
@@ -52,13 +70,9 @@ class ApiClient:
         finally:
             conn.close()
         try:
-            answer = json.loads(payload)
+            return response.status, json.loads(payload)
         except ValueError:
-            raise ApiError("internal", f"the central answered {response.status} without JSON") from None
-        if not answer.get("ok"):
-            err = answer.get("error", {})
-            raise ApiError(err.get("code", "error"), err.get("message", "unknown error"), err.get("clause"))
-        return answer["result"]
+            return response.status, None
 
     def login(self, user: str, passphrase: str) -> dict:
         result = self.call("session.login", {"user": user, "passphrase": passphrase})

@@ -109,7 +109,8 @@ def attestation_text(central, caller, args):
     return {"text": ATTESTATION_TEXT}
 
 
-@op("incident.create", STAFF_OR_DIRECTOR)
+@op("incident.create", STAFF_OR_DIRECTOR,
+    labels={"occurred_at": "When it happened", "description": "What happened"})
 def create_incident(central, caller, args):
     """File an incident report: grounds, when, where, the conduct observed, the attestation."""
     grounds = args.str("grounds", choices=GROUNDS)
@@ -305,7 +306,8 @@ def _decision_details(decision: str, request: dict, grant: dict | None, hold_id:
             "narrowed": scope != (request["cameras"], request["start"], request["end"])}
 
 
-@op("request.decide", "director")
+@op("request.decide", "director",
+    labels={"expires_hours": "Grant lasts (hours)"})
 def decide_request(central, caller, args):
     """Approve (optionally narrower; creates the grant) or deny a pending request."""
     request_id = args.id("request")
@@ -338,7 +340,8 @@ def grant_is_active(central, grant: dict) -> bool:
     return not grant["revoked_at"] and parse_iso(grant["expires_at"]) > central.now()
 
 
-@op("grant.list", STAFF_OR_DIRECTOR)
+@op("grant.list", STAFF_OR_DIRECTOR,
+    labels={"active_only": "Active only"})
 def list_grants(central, caller, args):
     """Grants (the Director: all; staff: those they hold), each marked active or not."""
     active_only = args.bool("active_only")
@@ -426,7 +429,8 @@ def _check_live(grant: dict, now: datetime) -> None:
 # --------------------------------------------------------------------------- outcomes (C18)
 
 
-@op("incident.record_outcome", "director")
+@op("incident.record_outcome", "director",
+    labels={"corrective_action": "Corrective action"})
 def record_outcome(central, caller, args):
     """Record what the incident led to, with any corrective action the Director approves."""
     incident_id = args.id("incident")
@@ -490,7 +494,8 @@ def _imminent_use(central, request_id: str) -> dict:
     return use
 
 
-@op("imminent.invoke", STAFF_OR_DIRECTOR)
+@op("imminent.invoke", STAFF_OR_DIRECTOR,
+    labels={"minutes_back": "Minutes back"})
 def invoke_imminent(central, caller, args):
     """Break glass: at once, a 60-minute grant on recent and live footage; the Director is alerted."""
     reason = args.str("reason", min_len=10, max_len=2000)

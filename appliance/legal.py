@@ -109,7 +109,8 @@ def _segments_in(central, cameras: list[str], start, end) -> int:
 # --------------------------------------------------------------------------- instruments
 
 
-@op("instrument.record", "director")
+@op("instrument.record", "director",
+    labels={"issued_on": "Issued on", "received_on": "Received on"})
 def record_instrument(central, caller, args):
     """Record a subpoena, court order or search warrant; its scope is held at once (C12, C13, C14)."""
     kind = args.str("kind", choices=INSTRUMENT_KINDS)
@@ -151,7 +152,8 @@ def record_instrument(central, caller, args):
     return {"instrument": instrument_view(caller, instrument), "hold": hold["id"]}
 
 
-@op("instrument.mark_filed", "director")
+@op("instrument.mark_filed", "director",
+    labels={"filed_on": "Filed on"})
 def mark_filed(central, caller, args):
     """Record that a search warrant was filed with the court: it is no longer sealed (C13)."""
     instrument = _get_instrument(central, args.id("instrument"))
@@ -202,7 +204,8 @@ def get_instrument(central, caller, args):
 # --------------------------------------------------------------------------- counsel (C13, C14)
 
 
-@op("counsel.record", "director")
+@op("counsel.record", "director",
+    labels={"counsel": "Counsel consulted", "consulted_on": "Consulted on"})
 def record_counsel(central, caller, args):
     """Record that legal counsel was consulted about an instrument (C13, C14)."""
     instrument = _get_instrument(central, args.id("instrument"))
@@ -290,7 +293,8 @@ def list_releases(central, caller, args):
 # --------------------------------------------------------------------------- the export register (C4, C16)
 
 
-@op("export.list", "director")
+@op("export.list", "director",
+    labels={"open_only": "Open only"})
 def list_exports(central, caller, args):
     """The export register: every release and review export, newest first; `open_only` leaves out retrieved ones."""
     open_only = args.bool("open_only")

@@ -126,7 +126,8 @@ def _check_still_grants(central, caller, incident_id: str, refs) -> list[str]:
     return list(dict.fromkeys(grants))
 
 
-@op("notice.create", "director")
+@op("notice.create", "director",
+    labels={"suspended_until": "Suspended until"})
 def create_notice(central, caller, args):
     """Share stills of a person suspended from Library property with staff, until the suspension ends."""
     incident_id = args.id("incident")

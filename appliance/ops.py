@@ -12,11 +12,13 @@ entry through `ctx.audit.append`.
 from __future__ import annotations
 
 import re
+import reprlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 from .errors import CustodianError
+from .wording import role_name, roles_phrase
 
 ROLES = ("staff", "director", "it")
 ANYONE = ROLES
@@ -37,6 +39,10 @@ class Refused(CustodianError):
 
 class BadRequest(CustodianError):
     code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field     # the argument at fault (its API name), for a form to point at
 
 
 class NotFound(CustodianError):
@@ -79,27 +85,40 @@ class Op:
     public: bool = False            # callable without a session (login)
     before_ack: bool = False        # callable before the policy is acknowledged
     concurrent: bool = False        # slow and read-mostly (decoding footage): runs outside the policy lock
+    labels: dict[str, str] = field(default_factory=dict)    # argument -> what the form calls it
+    secrets: tuple[tuple[str, ...], ...] = ()   # secret arguments: each a group of alternatives
+    new_secrets: tuple[str, ...] = ()           # the secrets this sets (a client asks for them twice)
 
 
 OPS: dict[str, Op] = {}
 
 
 def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_ack: bool = False,
-       concurrent: bool = False):
+       concurrent: bool = False, labels: dict[str, str] | None = None, secrets: tuple = (),
+       new_secrets: tuple[str, ...] = ()):
     """Register an API operation. `roles` is who may call it; "director" includes an acting director.
 
     `concurrent` operations (ffmpeg decodes) run outside the policy lock so one long
     clip does not stall every other terminal; they must only read records and append
     to the audit log (both are thread-safe on their own).
+
+    `labels` name arguments as the form does, where that differs from the API name
+    ("what" is "What happened"): error messages use them. `secrets` are arguments
+    that hold a passphrase or code; a client asks for them without echo instead of
+    taking them on a command line. An entry that is a tuple is a choice of one
+    (`("passphrase", "recovery_code")`): the client asks for the first. `new_secrets`
+    are the ones that set a passphrase, which a person types twice.
     """
     if isinstance(roles, str):
         roles = (roles,)
+    secrets = tuple((s,) if isinstance(s, str) else tuple(s) for s in secrets)
 
     def register(func: Callable) -> Callable:
         if name in OPS:
             raise RuntimeError(f"operation {name} registered twice")
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent)
+        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent, dict(labels or {}),
+                       secrets, tuple(new_secrets))
         return func
 
     return register
@@ -117,29 +136,42 @@ def authorize(operation: Op, caller: Caller | None) -> None:
         raise Refused("acknowledge the video surveillance policy before using the system", clause="C22",
                       code="policy_ack_required")
     if not caller.effective_roles() & set(operation.roles):
-        allowed = ", ".join(operation.roles)
-        raise Refused(f"{operation.name} is for {allowed} only; you are {caller.role}", code="forbidden")
+        raise Refused(f"only {roles_phrase(operation.roles)} may use {operation.name}; "
+                      f"you are {role_name(caller.role)}", code="forbidden")
 
 
 # --------------------------------------------------------------------------- argument checking
 
 
 class Args:
-    """Reads a request's arguments with clear errors; unknown names are refused."""
+    """Reads a request's arguments with clear errors; unknown names are refused.
 
-    def __init__(self, raw: Any):
+    Errors name an argument as its form does (the operation's `labels`), and carry
+    the API name as `field`.
+    """
+
+    def __init__(self, raw: Any, labels: dict[str, str] | None = None):
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise BadRequest("arguments must be a JSON object")
         self.raw = raw
+        self.labels = labels or {}
         self.used: set[str] = set()
+
+    def label(self, name: str) -> str:
+        """The argument as a person knows it: the form's label in quotes, else its API name."""
+        return f'"{self.labels[name]}"' if name in self.labels else name
+
+    def bad(self, name: str, problem: str) -> BadRequest:
+        """A BadRequest about argument `name`: "<its label> <problem>"."""
+        return BadRequest(f"{self.label(name)} {problem}", field=name)
 
     def _get(self, name: str, default: Any, required: bool) -> Any:
         self.used.add(name)
         if name not in self.raw or self.raw[name] is None:
             if required:
-                raise BadRequest(f"{name} is required")
+                raise self.bad(name, "is required")
             return default
         return self.raw[name]
 
@@ -149,14 +181,16 @@ class Args:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise BadRequest(f"{name} must be text")
+            raise self.bad(name, "must be text")
         value = value.strip()
+        if required and not value:
+            raise self.bad(name, "is required")     # blank is missing, not a value
         if len(value) > max_len:
-            raise BadRequest(f"{name} is longer than {max_len} characters")
+            raise self.bad(name, f"is longer than {max_len} characters")
         if len(value) < min_len:
-            raise BadRequest(f"{name} must be at least {min_len} characters")
+            raise self.bad(name, f"must be at least {min_len} characters")
         if choices is not None and value not in choices:
-            raise BadRequest(f"{name} must be one of: {', '.join(choices)}")
+            raise self.bad(name, f"must be one of: {', '.join(choices)}")
         return value
 
     def id(self, name: str, *, required: bool = True) -> str | None:
@@ -164,18 +198,18 @@ class Args:
         if value is None:
             return None
         if not isinstance(value, str) or not SAFE_ID.match(value):
-            raise BadRequest(f"{name} is not a valid id (letters, digits, '-', '_', '.'; no path separators)")
+            raise self.bad(name, "is not a valid id (letters, digits, '-', '_', '.'; no path separators)")
         return value
 
     def ids(self, name: str, *, required: bool = True, max_items: int = 64) -> list[str]:
         value = self._get(name, [], required)
         if not isinstance(value, list) or len(value) > max_items:
-            raise BadRequest(f"{name} must be a list of at most {max_items} ids")
+            raise self.bad(name, f"must be a list of at most {max_items} ids")
         if required and not value:
-            raise BadRequest(f"{name} must name at least one")
+            raise self.bad(name, "must name at least one")
         for item in value:
             if not isinstance(item, str) or not SAFE_ID.match(item):
-                raise BadRequest(f"{name} holds an invalid id {item!r}")
+                raise self.bad(name, f"holds an invalid id {_short(item)}")
         return list(dict.fromkeys(value))
 
     def int(self, name: str, *, required: bool = True, default: int | None = None,
@@ -184,15 +218,15 @@ class Args:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadRequest(f"{name} must be a whole number")
+            raise self.bad(name, "must be a whole number")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise BadRequest(f"{name} must be between {lo} and {hi}")
+            raise self.bad(name, f"must be between {lo} and {hi}")
         return value
 
     def bool(self, name: str, *, required: bool = False, default: bool = False) -> bool:
         value = self._get(name, default, required)
         if not isinstance(value, bool):
-            raise BadRequest(f"{name} must be true or false")
+            raise self.bad(name, "must be true or false")
         return value
 
     def time(self, name: str, *, required: bool = True) -> datetime | None:
@@ -201,15 +235,15 @@ class Args:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise BadRequest(f"{name} must be an ISO 8601 date-time")
+            raise self.bad(name, "must be an ISO 8601 date-time")
         try:
             t = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise BadRequest(f"{name}: {value!r} is not a valid date-time (e.g. 2026-11-29T14:30:00Z)") from None
+            raise self.bad(name, f"{_short(value)} is not a valid date-time (e.g. 2026-11-29T14:30:00Z)") from None
         if t.tzinfo is None:
             t = t.replace(tzinfo=timezone.utc)
         if not 2000 <= t.year <= 2200:
-            raise BadRequest(f"{name}: year {t.year} is out of range")
+            raise self.bad(name, f"year {t.year} is out of range")
         return t.astimezone(timezone.utc)
 
     def date(self, name: str, *, required: bool = True) -> date | None:
@@ -221,24 +255,34 @@ class Args:
         except ValueError:
             d = None
         if d is None or not 2000 <= d.year <= 2200:
-            raise BadRequest(f"{name}: {value!r} is not a valid date (YYYY-MM-DD)")
+            raise self.bad(name, f"{_short(value)} is not a valid date (YYYY-MM-DD)")
         return d
 
     def rects(self, name: str, *, required: bool = False, max_items: int = 16) -> list[list[int]]:
         value = self._get(name, [], required)
         if not isinstance(value, list) or len(value) > max_items:
-            raise BadRequest(f"{name} must be a list of at most {max_items} rectangles [x, y, w, h]")
+            raise self.bad(name, f"must be a list of at most {max_items} rectangles [x, y, w, h]")
         for r in value:
             if (not isinstance(r, list) or len(r) != 4
                     or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10000 for v in r)
                     or r[2] == 0 or r[3] == 0):
-                raise BadRequest(f"{name}: {r!r} is not a rectangle [x, y, w, h] in pixels")
+                raise self.bad(name, f"{_short(r)} is not a rectangle [x, y, w, h] in pixels")
         return value
 
     def done(self) -> None:
         unknown = set(self.raw) - self.used
         if unknown:
-            raise BadRequest(f"unknown argument(s): {', '.join(sorted(unknown))}")
+            names = sorted(unknown)
+            raise BadRequest(f"unknown argument(s): {', '.join(names)}"[:200], field=names[0])
+
+
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 40
+
+
+def _short(value: Any) -> str:
+    """A client's value quoted in a message, cut short (and shallow): a message is read on one line."""
+    return _QUOTE.repr(value)
 
 
 def audit_action(central, caller: Caller, action: str, *, target: str | None = None, refs: dict | None = None,

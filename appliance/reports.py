@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta, timezone
 
+from .accounts import find_user, person_arg
 from .legal import is_sealed
 from .ops import ANYONE, BadRequest, NotFound, iso, op, parse_iso
 
@@ -81,17 +82,18 @@ def _person_activity(central, user: dict, since, until, footage_entries: list[di
 @op("report.oversight", "director")
 def oversight_report(central, caller, args):
     """Each staff member's monitoring: incidents, requests, imminent danger, live sessions, footage views."""
-    user_id = args.id("user", required=False)
+    person = person_arg(central, args, required=False)
     since = args.time("since", required=False)
     until = args.time("until", required=False)
     args.done()
     if since and until and until <= since:
         raise BadRequest("until must be after since")
     staff = [u for u in central.records.all("users") if u["role"] == "staff"]
-    if user_id is not None:
+    user_id = person and person["id"]
+    if person is not None:
         staff = [u for u in staff if u["id"] == user_id]
         if not staff:
-            raise NotFound(f"no staff member {user_id}")
+            raise NotFound(f"{person['name']} is not a staff member: the report covers staff")
     views = central.audit.query(since=since, until=until, action_prefix="footage.")
     people = [_person_activity(central, u, since, until, views) for u in sorted(staff, key=lambda u: u["name"])]
     _log(central, caller, "report.oversight", {"user": user_id, "since": since and iso(since),
@@ -150,7 +152,8 @@ def transparency_report(central, caller, args):
 # --------------------------------------------------------------------------- audit queries
 
 
-@op("audit.query", "director")
+@op("audit.query", "director",
+    labels={"action_prefix": "Action"})
 def audit_query(central, caller, args):
     """Audit entries by time (since <= ts < until), actor and action prefix; the latest `limit`."""
     since = args.time("since", required=False)
@@ -163,6 +166,9 @@ def audit_query(central, caller, args):
         raise BadRequest(f"action_prefix {prefix!r} is not a dotted action name like 'footage.' or 'archive.unseal'")
     if since and until and until <= since:
         raise BadRequest("until must be after since")
+    person = find_user(central, actor) if actor else None
+    if person is not None:
+        actor = person["id"]        # a login name or an account id; entries name the account id
     entries = central.audit.query(since=since, until=until, actor=actor, action_prefix=prefix)
     _log(central, caller, "audit.query", {"since": since and iso(since), "until": until and iso(until),
                                           "actor": actor, "action_prefix": prefix, "found": len(entries)})

@@ -403,7 +403,8 @@ def place(central, caller, args):
     return {"hold": hold_view(central, caller, hold)}
 
 
-@op("hold.list", "director")
+@op("hold.list", "director",
+    labels={"active_only": "Active only"})
 def list_holds(central, caller, args):
     """Every hold, newest first; `active_only` leaves out released ones."""
     active_only = args.bool("active_only")

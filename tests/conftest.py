@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -45,29 +46,37 @@ class People:
         return self.call("director", "archive.unseal", passphrase=DIRECTOR[1])
 
 
-@pytest.fixture
-def central(tmp_path, monkeypatch):
+def _cheap_kdf(monkeypatch) -> None:
     from nacl.pwhash import argon2id
 
-    from appliance import config, keys
-    from appliance.central import Central, init_central
+    from appliance import keys
 
     # Real Argon2id, at libsodium's lowest cost: these tests are about the rules, not the KDF
     # (tests/test_keys.py covers the production limits).
     monkeypatch.setattr(keys, "ARGON2_OPSLIMIT", argon2id.OPSLIMIT_MIN)
     monkeypatch.setattr(keys, "ARGON2_MEMLIMIT", argon2id.MEMLIMIT_MIN)
 
-    data = tmp_path / "central"
+
+def new_central(data: Path):
+    from appliance import config
+    from appliance.central import Central, init_central
+
     recovery = init_central(data, *DIRECTOR)
     cfg = config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0}})
     c = Central(cfg, data)
     c.recovery_code = recovery
+    return c
+
+
+@pytest.fixture
+def central(tmp_path, monkeypatch):
+    _cheap_kdf(monkeypatch)
+    c = new_central(tmp_path / "central")
     yield c
     c.close()
 
 
-@pytest.fixture
-def people(central):
+def add_people(central) -> People:
     """The Director creates each account with a temporary passphrase; each person then
     logs in once and chooses their own (the system requires it before anything else)."""
     p = People(central)
@@ -79,6 +88,29 @@ def people(central):
         central.call("user.change_passphrase", {"old": temporary, "new": passphrase}, token)
         central.call("session.logout", {}, token)
     return p
+
+
+@pytest.fixture
+def people(central):
+    return add_people(central)
+
+
+@contextlib.contextmanager
+def serving_central_at(data: Path):
+    """A central initialised in `data`, serving ingest and its API on real sockets, with its
+    people: for a module-scoped fixture (one central for a module's tests)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _cheap_kdf(monkeypatch)
+        c = new_central(data)
+        c.cfg.central.ingest_host = "127.0.0.1"
+        people = add_people(c)
+        s = ServingCentral(c)
+        s.people = people
+        try:
+            yield s
+        finally:
+            s.stop()
+            c.close()
 
 
 @pytest.fixture

@@ -1,0 +1,41 @@
+"""How messages a person reads name times and roles: one place, so every screen agrees.
+
+Records and the API keep times as UTC ISO 8601 with microseconds (exact, sortable);
+a person reads them in the library's local time zone, to the minute. Roles are
+codes in records (`staff`, `director`, `it`); a person reads "the Director".
+
+Standard library only: the terminal UI may use it too.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+# How people say each role (DESIGN.md: the Director is the custodian; IT operates the system).
+ROLE_NAMES = {"director": "the Director", "it": "IT staff", "staff": "staff"}
+
+
+def role_name(role: str) -> str:
+    return ROLE_NAMES.get(role, role)
+
+
+def roles_phrase(roles) -> str:
+    """`("staff", "director")` -> "staff or the Director"."""
+    names = [role_name(r) for r in roles]
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def when(t: datetime | str | None) -> str:
+    """A moment as a person reads it: local time zone, to the minute, e.g. "30 Nov 2026 13:12 EST".
+
+    Accepts a datetime (naive means UTC, as everywhere in the records) or an ISO 8601 string.
+    """
+    if t is None:
+        return "(no time)"
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    local = t.astimezone()
+    return f"{local.day} {local:%b %Y %H:%M} {local:%Z}".rstrip()
