@@ -18,6 +18,7 @@ from pathlib import Path
 from . import keys as keys_mod
 from .errors import ArchiveSealed, WeakPassphrase, WrongPassphrase, WrongRecoveryCode
 from .ops import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
+from .wording import role_name, when
 
 LOCKOUT_FAILURES = 5
 LOCKOUT_MINUTES = 15
@@ -82,6 +83,15 @@ def acting_director_now(central, user: dict) -> bool:
                for p in user.get("acting_periods", []))
 
 
+def _who_unlocks(central, user: dict) -> str:
+    """Who may clear this account's lockout before it ends (as `_may_manage` decides)."""
+    if user["role"] == "director":
+        return "nobody can unlock the Director's account sooner"
+    if user["role"] == "staff" and not has_acting_period(central, user):
+        return f"{role_name('it')} or {role_name('director')} can unlock it sooner"
+    return f"{role_name('director')} can unlock it sooner"
+
+
 def has_slot(central, name: str) -> bool:
     return name in central.keys.passphrase_users()
 
@@ -137,7 +147,8 @@ def login(central, caller, args):
         raise Refused("this account is disabled: ask the Director", code="disabled")
     if user.get("locked_until") and parse_iso(user["locked_until"]) > now:
         central.audit.append(user["id"], "session.login_failed", details={"reason": "locked"})
-        raise Refused(f"too many failed logins: locked until {user['locked_until']}", code="locked")
+        raise Refused(f"too many failed logins: locked until {when(user['locked_until'])}; "
+                      f"{_who_unlocks(central, user)}", code="locked")
     if not keys_mod.verify_passphrase(user["pass_hash"], passphrase):
         failures = user.get("failed_logins", 0) + 1
         fields = {"failed_logins": failures}
@@ -247,7 +258,7 @@ def _may_manage(central, caller, target: dict) -> None:
             raise Refused("this staff member is or will be acting director: only the Director may reset "
                           "her account", clause="C2")
         return
-    raise Refused("IT may manage staff accounts only")
+    raise Refused(f"{role_name('it')} may manage staff accounts only")
 
 
 @op("user.reset_passphrase", ("director", "it"),

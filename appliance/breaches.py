@@ -22,6 +22,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from .ops import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
+from .wording import role_name, when
 
 STEPS = ("contain", "check_unauthorised_access", "retrieve_copies", "investigate", "review_adequacy",
          "notify_individuals", "resolve_complaints")
@@ -66,7 +67,7 @@ def _open_case(central, breach_id: str) -> dict:
 
 def _not_future(central, t: datetime, name: str) -> None:
     if t > central.now() + FUTURE_SLACK:
-        raise BadRequest(f"{name} {iso(t)} is in the future")
+        raise BadRequest(f"{name} ({when(t)}) is in the future")
 
 
 def _audit(central, caller, action: str, breach_id: str, *, why: str | None = None, details: dict | None = None):
@@ -122,7 +123,7 @@ def report(central, caller, args):
               "closed_at": None, "closed_by": None, "closing_summary": None}
     breach["id"] = central.records.insert("breaches", breach)
     # The description stays in the case record: the alert may leave the appliance by e-mail.
-    alert = central.alert("breach", f"{caller.name} ({caller.role}) reported a possible privacy breach at {now}: "
+    alert = central.alert("breach", f"{caller.name} ({role_name(caller.role)}) reported a possible privacy breach at {when(now)}: "
                                     f"open breach case {breach['id']} on the appliance", breach=breach["id"],
                           user=caller.user_id)
     _audit(central, caller, "breach.report", breach["id"],
@@ -293,7 +294,7 @@ def record_complaint(central, caller, args):
         if earlier is None:
             raise NotFound(f"breach case {breach['id']} has no complaint {complaint_id}")
         if earlier["resolution"] is not None:
-            raise Refused(f"complaint {complaint_id} was already resolved at {earlier['resolved_at']}")
+            raise Refused(f"complaint {complaint_id} was already resolved at {when(earlier['resolved_at'])}")
 
         def resolve(b):
             for c in b["complaints"]:

@@ -28,6 +28,7 @@ from .archive import check_camera_id
 from .errors import CustodianError, SegmentError
 from .nodeapi import hub_for, public_image
 from .ops import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
+from .wording import when
 
 log = logging.getLogger("custodian.cameras")
 
@@ -398,14 +399,14 @@ def check_offline(central) -> list[dict]:
             central.audit.append("system", "camera.offline", target=cam["id"],
                                  details={"last_segment_at": last, "limit_seconds": limit})
             alerts.append(central.alert("camera_offline", f"camera {cam['id']} ({cam['location']}) has sent no "
-                                        f"recording since {last}: it may be unplugged, broken or covered",
+                                        f"recording since {when(last)}: it may be unplugged, broken or covered",
                                         camera=cam["id"]))
         elif silent <= limit and cam.get("offline_since"):
             central.records.update("cameras", cam["id"], {"offline_since": None})
             central.audit.append("system", "camera.online", target=cam["id"],
                                  details={"offline_since": cam["offline_since"], "last_segment_at": last})
             alerts.append(central.alert("camera_online", f"camera {cam['id']} is recording again "
-                                        f"(silent since {cam['offline_since']})", camera=cam["id"]))
+                                        f"(silent since {when(cam['offline_since'])})", camera=cam["id"]))
     return alerts
 
 

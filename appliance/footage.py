@@ -27,6 +27,7 @@ from .accounts import require_unsealed
 from .canonical import CanonicalError, parse_canonical
 from .errors import SegmentError
 from .ops import NotFound, Refused, iso, op, parse_iso
+from .wording import when
 
 REVIEWERS = ("staff", "director")   # never "it" (C8)
 STILL_WIDTH = (32, 320, 96)         # lo, hi, default
@@ -140,7 +141,7 @@ def render_still(central, camera: str, at: datetime, width: int) -> dict:
     frames = timed_frames(central, key, camera, at, at)
     index = _nearest(frames, [f.at for f in frames], at)
     if index is None:
-        raise NotFound(f"camera {camera} has no recording at {iso(at)} (a gap, or outside what is stored)")
+        raise NotFound(f"camera {camera} has no recording at {when(at)} (a gap, or outside what is stored)")
     key_index = _keyframe_before(frames, index)
     w, h, pixels = media.decode_gray([f.frame for f in frames[key_index:index + 1]], width,
                                      fps=frames[index].fps)
@@ -158,7 +159,7 @@ def render_clip(central, camera: str, start: datetime, seconds: int, fps: int, w
     picks = [(t, _nearest(frames, times, t)) for t in wanted]
     found = [i for _, i in picks if i is not None]
     if not found:
-        raise NotFound(f"camera {camera} has no recording between {iso(start)} and {iso(end)}")
+        raise NotFound(f"camera {camera} has no recording between {when(start)} and {when(end)}")
     first = _keyframe_before(frames, min(found))
     w, h, decoded = media.decode_gray_all([f.frame for f in frames[first:max(found) + 1]], width,
                                           fps=frames[first].fps)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from .ops import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso, audit_action
 from .records import valid_id
+from .wording import when
 
 log = logging.getLogger("custodian.incidents")
 
@@ -121,7 +122,7 @@ def create_incident(central, caller, args):
     args.done()
     now = central.now()
     if occurred_at > now:
-        raise BadRequest(f"occurred_at {iso(occurred_at)} is in the future")
+        raise BadRequest(f"occurred_at ({when(occurred_at)}) is in the future")
     if not attested:
         raise Refused("an incident report needs the attestation (see incident.attestation_text): it must "
                       "concern conduct, not race, color, religion, sex, age, national origin, veteran "
@@ -177,7 +178,7 @@ def _check_review_window(incident: dict, start: datetime, end: datetime, now: da
         raise Refused("a review window may be at most 12 hours long", clause="C9")
     occurred = parse_iso(incident["occurred_at"])
     if start < occurred - REVIEW_MAX_DISTANCE or end > occurred + REVIEW_MAX_DISTANCE:
-        raise Refused(f"a review window must lie within 24 hours of the incident ({incident['occurred_at']}): "
+        raise Refused(f"a review window must lie within 24 hours of the incident ({when(incident['occurred_at'])}): "
                       "recorded data is used only for that specific incident", clause="C9")
 
 
@@ -243,8 +244,8 @@ def _narrowed_scope(request: dict, cameras: list[str], start: datetime | None, e
         raise Refused(f"cameras {', '.join(wider)} were not requested: an approval may narrow a request, "
                       "never widen it", clause="C17")
     if start < parse_iso(request["start"]) or end > parse_iso(request["end"]):
-        raise Refused(f"the approved window must lie inside the requested one ({request['start']} to "
-                      f"{request['end']})", clause="C17")
+        raise Refused(f"the approved window must lie inside the requested one ({when(request['start'])} to "
+                      f"{when(request['end'])})", clause="C17")
     if end <= start:
         raise BadRequest("end must be after start")
     return cameras, start, end
@@ -361,7 +362,7 @@ def revoke_grant(central, caller, args):
     args.done()
     grant = _get(central, "grants", grant_id, "grant")
     if grant["revoked_at"]:
-        raise Refused(f"grant {grant_id} was already revoked at {grant['revoked_at']}")
+        raise Refused(f"grant {grant_id} was already revoked at {when(grant['revoked_at'])}")
     updated = _revoke(central, caller.user_id, grant_id, reason)
     audit_action(central, caller, "grant.revoke", target=grant_id,
            refs={"grant": grant_id, "incident": grant["incident"], "request": grant["request"]}, why=reason)
@@ -391,12 +392,12 @@ def check_grant(central, caller, grant_id: str, camera: str, start=None, end=Non
         raise Refused(f"no grant {grant_id!r}: footage needs an approved grant for an incident", clause="C9")
     now = central.now()
     if grant["revoked_at"]:
-        raise Refused(f"grant {grant_id} was revoked at {grant['revoked_at']}", clause="C17")
+        raise Refused(f"grant {grant_id} was revoked at {when(grant['revoked_at'])}", clause="C17")
     if parse_iso(grant["expires_at"]) <= now:
-        raise Refused(f"grant {grant_id} expired at {grant['expires_at']}: ask the Director again", clause="C17")
+        raise Refused(f"grant {grant_id} expired at {when(grant['expires_at'])}: ask the Director again", clause="C17")
     if caller is None or not (caller.user_id in grant["holders"] or caller.is_director):
-        raise Refused(f"grant {grant_id} is usable only by the staff member who requested it and the "
-                      "Director", clause="C17")
+        raise Refused(f"grant {grant_id} is not yours: only the staff member who requested it and the "
+                      "Director may use it", clause="C17")
     if camera not in grant["cameras"]:
         raise Refused(f"grant {grant_id} does not cover camera {camera}", clause="C9")
     _check_inside_grant(grant, _as_time(start), _as_time(end))
@@ -412,7 +413,7 @@ def _check_inside_grant(grant: dict, start: datetime | None, end: datetime | Non
     g_start, g_end = parse_iso(grant["start"]), parse_iso(grant["end"])
     for t in (start, end):
         if t is not None and not g_start <= t <= g_end:
-            raise Refused(f"{iso(t)} is outside grant {grant['id']} ({grant['start']} to {grant['end']})",
+            raise Refused(f"{when(t)} is outside grant {grant['id']} ({when(grant['start'])} to {when(grant['end'])})",
                           clause="C9")
     if start is not None and end is not None and end < start:
         raise BadRequest("end must not be before start")
@@ -422,7 +423,7 @@ def _check_live(grant: dict, now: datetime) -> None:
     if grant["kind"] not in ("monitor", "imminent_danger"):
         raise Refused(f"grant {grant['id']} is for reviewing recordings, not live monitoring", clause="C17")
     if not parse_iso(grant["start"]) <= now <= parse_iso(grant["end"]):
-        raise Refused(f"grant {grant['id']} allows live monitoring from {grant['start']} to {grant['end']} only",
+        raise Refused(f"grant {grant['id']} allows live monitoring from {when(grant['start'])} to {when(grant['end'])} only",
                       clause="C17")
 
 
@@ -576,7 +577,7 @@ def alert_overdue_incidents(central) -> list[str]:
         central.audit.append("system", "imminent.incident_overdue", role="system", target=use["id"],
                              refs={"request": use["id"], "grant": use["grant"]},
                              details={"invoked_by": use["requested_by"], "invoked_at": use["requested_at"]})
-        central.alert("imminent_no_incident", f"imminent-danger use {use['id']} of {use['requested_at']} has "
+        central.alert("imminent_no_incident", f"imminent-danger use {use['id']} of {when(use['requested_at'])} has "
                                               "no incident report after 24 hours",
                       request=use["id"], user=use["requested_by"])
         alerted.append(use["id"])

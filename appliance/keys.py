@@ -430,7 +430,7 @@ class KeyStore:
             sk = _open_slot(pub, slot, secret)
             if sk is not None:
                 return sk
-        raise WrongPassphrase("wrong user name or passphrase for the archive key")
+        raise WrongPassphrase("wrong passphrase: it does not open the archive key")   # the user is the session's
 
     def unseal_with_recovery(self, code: str) -> nacl.public.PrivateKey:
         symbols = normalize_recovery_code(code)

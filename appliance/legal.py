@@ -24,6 +24,7 @@ from datetime import date
 
 from .ops import BadRequest, NotFound, Refused, iso, op, parse_iso, audit_action
 from .retention import check_cameras, check_window, place_hold, segment_spans
+from .wording import when
 
 INSTRUMENT_KINDS = ("subpoena", "court_order", "search_warrant")
 KIND_NAMES = {"subpoena": "subpoena", "court_order": "court order", "search_warrant": "search warrant"}
@@ -96,8 +97,8 @@ def _check_in_scope(instrument: dict, cameras: list[str], start, end) -> None:
         raise Refused(f"camera(s) {', '.join(outside)} are outside {instrument['id']}'s scope "
                       f"({', '.join(instrument['cameras'])})", clause="C3")
     if start < parse_iso(instrument["start"]) or end > parse_iso(instrument["end"]):
-        raise Refused(f"the window must lie inside {instrument['id']}'s scope ({instrument['start']} to "
-                      f"{instrument['end']})", clause="C3")
+        raise Refused(f"the window must lie inside {instrument['id']}'s scope ({when(instrument['start'])} to "
+                      f"{when(instrument['end'])})", clause="C3")
 
 
 def _segments_in(central, cameras: list[str], start, end) -> int:
@@ -317,7 +318,7 @@ def mark_retrieved(central, caller, args):
     if instrument:
         _refuse_if_hidden(caller, instrument)
     if export.get("retrieved_at"):
-        raise Refused(f"{export_id} was already marked retrieved at {export['retrieved_at']}")
+        raise Refused(f"{export_id} was already marked retrieved at {when(export['retrieved_at'])}")
     export = central.records.update("exports", export_id, {"retrieved_at": iso(central.now()),
                                                            "retrieved_note": note})
     audit_action(central, caller, "export.mark_retrieved", target=export_id,

@@ -18,6 +18,7 @@ from datetime import date, datetime, time, timezone
 from .accounts import require_unsealed
 from .footage import render_still
 from .ops import Args, BadRequest, NotFound, Refused, iso, op, parse_iso
+from .wording import when
 
 log = logging.getLogger("custodian.notices")
 
@@ -182,7 +183,7 @@ def withdraw_notice(central, caller, args):
     expire_notices(central)
     notice = _get(central, notice_id)
     if notice["status"] != "active":
-        raise Refused(f"notice {notice_id} already ended ({notice['status']} at {notice['ended_at']})")
+        raise Refused(f"notice {notice_id} already ended ({notice['status']} at {when(notice['ended_at'])})")
     notice = _end(central, notice, "withdrawn", caller.user_id, reason)
     central.audit.append(caller.user_id, "notice.withdraw", role=caller.role, target=notice_id,
                          refs={"incident": notice["incident"], "notice": notice_id}, why=reason,

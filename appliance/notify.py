@@ -23,6 +23,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 
 from .ops import iso, parse_iso
+from .wording import when
 
 log = logging.getLogger("custodian.notify")
 
@@ -95,7 +96,7 @@ class Notifier:
             msg["Subject"] = text[:120]
             msg["From"] = cfg.smtp_from
             msg["To"] = cfg.notify_email
-            msg.set_content(f"{alert['message']}\n\nAt {alert['at']}. Open the Custodian console for details.\n")
+            msg.set_content(f"{alert['message']}\n\nAt {when(alert['at'])}. Open the Custodian console for details.\n")
             with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=COMMAND_TIMEOUT) as smtp:
                 smtp.send_message(msg)
         else:

@@ -33,6 +33,7 @@ from .errors import ConfigError, SegmentError
 from .fsutil import sha256_file
 from .ops import BadRequest, NotFound, Refused, iso, op, parse_iso
 from .segment import read_public
+from .wording import when
 
 log = logging.getLogger("custodian.retention")
 
@@ -117,7 +118,7 @@ def window_view(central, caller, hold: dict) -> dict:
 
 def check_window(start: datetime, end: datetime, what: str = "the window") -> None:
     if end <= start:
-        raise BadRequest(f"{what} must end after it starts ({iso(start)} is not before {iso(end)})")
+        raise BadRequest(f"{what} must end after it starts ({when(start)} is not before {when(end)})")
 
 
 def check_cameras(central, cameras: list[str]) -> None:
@@ -421,7 +422,7 @@ def release(central, caller, args):
     reason = args.str("reason", min_len=3, max_len=2000)
     args.done()
     if hold["released_at"] is not None:
-        raise Refused(f"hold {hold['id']} was already released at {hold['released_at']}")
+        raise Refused(f"hold {hold['id']} was already released at {when(hold['released_at'])}")
     if _hidden(central, caller, hold):
         raise Refused("that hold keeps a sealed search warrant's footage: only the Director releases it",
                       clause="C13")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 # How people say each role (DESIGN.md: the Director is the custodian; IT operates the system).
-ROLE_NAMES = {"director": "the Director", "it": "IT staff", "staff": "staff"}
+ROLE_NAMES = {"staff": "staff", "director": "the Director", "it": "IT staff"}
 
 
 def role_name(role: str) -> str:
@@ -19,8 +19,8 @@ def role_name(role: str) -> str:
 
 
 def roles_phrase(roles) -> str:
-    """`("staff", "director")` -> "staff or the Director"."""
-    names = [role_name(r) for r in roles]
+    """`("director", "staff")` -> "staff or the Director" (always in the table's order)."""
+    names = [name for role, name in ROLE_NAMES.items() if role in roles]
     if len(names) <= 1:
         return "".join(names)
     return ", ".join(names[:-1]) + " or " + names[-1]
