@@ -122,6 +122,18 @@ def test_C14_release_blocked_until_counsel_consulted(central, people, court, kin
     assert people.call("director", "release.list")["releases"][0]["id"] == release["id"]
 
 
+def test_C14_counsel_about_another_instrument_does_not_open_a_release(central, people, court):
+    consulted = court.record(reference="SUB-2026-0117")["instrument"]
+    other = court.record(reference="SUB-2026-0200", kind="court_order")["instrument"]
+    court.counsel(consulted["id"])
+    with pytest.raises(Refused) as e:
+        court.release(other["id"])            # counsel was consulted about the first, not this one
+    assert e.value.clause == "C14" and "counsel" in str(e.value)
+    assert central.records.all("exports") == [] and central.records.all("releases") == []
+    about_other = court.counsel(other["id"])["counsel"]
+    assert court.release(other["id"])["release"]["counsel"] == [about_other["id"]]
+
+
 def test_C13_warrant_release_blocked_until_counsel_consulted(central, people, court):
     ins = court.record(kind="search_warrant", reference="SW-88")["instrument"]
     with pytest.raises(Refused) as e:
