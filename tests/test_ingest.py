@@ -106,6 +106,53 @@ def test_segment_signed_by_another_nodes_key_is_refused(serving, central, node, 
     assert entries and entries[-1]["details"]["kind"] == "signature"
 
 
+def test_a_segment_naming_another_camera_is_refused_though_its_key_is_enrolled(serving, central, node, tmp_path):
+    # cam-a's own key signs a segment whose header says cam-b, sent to cam-a's address: one camera's
+    # key must never write another camera's footage.
+    cam_b = Node(central, tmp_path, name="cam-b")
+    enrol_camera_record(central, "cam-b", cam_b.key.verify_key.encode().hex())
+    forged = Node(central, tmp_path, name="cam-b", key=node.key).make()
+    status, answer = put(serving.url, node.name, 0, forged)
+    assert status == 403 and "cam-b" in answer["error"], answer
+    assert not list(central.paths.archive.rglob("*.cseg"))
+    assert central.records.get("cameras", "cam-b").get("last_segment_seq") is None
+    assert central.audit.query(action_prefix="ingest.rejected")[-1]["details"]["kind"] == "signature"
+    assert put(serving.url, "cam-b", 0, cam_b.make())[0] == 201      # cam-b's own still goes in
+
+
+def layout(data: bytes) -> dict[str, int]:
+    """Where each part of a segment file lies (docs/segment-format.md), found by walking it."""
+    (header_len,) = struct.unpack_from(">I", data, 5)
+    pos, chunks = 9 + header_len + 64, []
+    while True:
+        (n,) = struct.unpack_from(">I", data, pos)
+        if n == 0:
+            break
+        chunks.append((pos, n))
+        pos += 4 + n
+    end_marker, trailer = pos, pos + 4
+    (trailer_len,) = struct.unpack_from(">I", data, trailer)
+    assert trailer + 4 + trailer_len + 64 == len(data) and len(chunks) >= 2
+    (first, first_n), (last, last_n) = chunks[0], chunks[-1]
+    return {"first chunk's length": first + 2, "first chunk's ciphertext": first + 4 + first_n // 2,
+            "last chunk's tag": last + 4 + last_n - 1, "end marker": end_marker + 3,
+            "trailer's length": trailer + 3, "trailer JSON": trailer + 4 + trailer_len // 2,
+            "trailer signature": len(data) - 1}
+
+
+@pytest.mark.parametrize("part", ["first chunk's length", "first chunk's ciphertext", "last chunk's tag",
+                                  "end marker", "trailer's length", "trailer JSON", "trailer signature"])
+def test_a_byte_flipped_in_the_body_or_trailer_is_refused_at_ingest(serving, central, node, part):
+    data = node.make(frames=60)
+    flipped = bytearray(data)
+    flipped[layout(data)[part]] ^= 0x01
+    status, answer = put(serving.url, node.name, 0, bytes(flipped))
+    assert status in (400, 403), (part, status, answer)
+    assert not list(central.paths.archive.rglob("*.cseg"))
+    assert not list((central.paths.archive / ".incoming").iterdir())
+    assert put(serving.url, node.name, 0, data)[0] == 201             # the intact segment still goes in
+
+
 @pytest.mark.parametrize("offset", [30, 400, -40])
 def test_flipped_byte_is_refused(serving, node, offset):
     data = bytearray(node.make())
