@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clause_guard import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401  (no clause test skips)
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRECTOR = ("director", "director-passphrase-1")

@@ -121,7 +121,6 @@ def test_C8_closing_a_session_is_logged_and_stops_the_frames(tmp_path, central, 
 
 
 def test_C19_imminent_danger_grant_opens_live_view_bounded_by_the_grant(tmp_path, central, people, server):
-    pytest.importorskip("appliance.incidents")
     approved_camera(tmp_path, central, people, server)
     grant = people.call("sam", "imminent.invoke", reason="a man is threatening staff at the desk",
                         cameras=["cam-a"])["grant"]

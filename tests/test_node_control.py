@@ -370,7 +370,6 @@ def test_C6_node_remembers_the_centrals_word_across_a_reboot(tmp_path, central, 
 # --------------------------------------------------------------------------- a real node
 
 
-@needs_ffmpeg
 def test_C6_camera_does_not_record_until_placement_approved_from_snapshot(tmp_path, central, people, server):
     identity = new_node(tmp_path, central, server.url)
     enrol(people, identity)
@@ -401,7 +400,6 @@ def test_C6_camera_does_not_record_until_placement_approved_from_snapshot(tmp_pa
     no_sps_under(identity.data_dir)
 
 
-@needs_ffmpeg
 def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_path, central, people, server):
     from appliance.segment import enrolled_key, iter_frames
 
@@ -440,7 +438,6 @@ def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_
     assert entry["details"]["masks"] == [[0, 0, 160, 180]] and entry["why"].startswith("the left half")
 
 
-@needs_ffmpeg
 def test_C8_node_sends_frames_only_while_a_session_is_open(tmp_path, central, people, server):
     identity = new_node(tmp_path, central, server.url)
     enrol(people, identity)
