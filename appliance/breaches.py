@@ -65,9 +65,9 @@ def _open_case(central, breach_id: str) -> dict:
     return breach
 
 
-def _not_future(central, t: datetime, name: str) -> None:
+def _not_future(central, args, t: datetime, name: str) -> None:
     if t > central.now() + FUTURE_SLACK:
-        raise BadRequest(f"{name} ({when(t)}) is in the future")
+        raise args.bad(name, f"({when(t)}) is in the future")
 
 
 def _audit(central, caller, action: str, breach_id: str, *, why: str | None = None, details: dict | None = None):
@@ -108,12 +108,12 @@ def report(central, caller, args):
     start = args.time("suspected_window_start", required=False)
     end = args.time("suspected_window_end", required=False)
     args.done()
-    _not_future(central, noticed_at, "noticed_at")
+    _not_future(central, args, noticed_at, "noticed_at")
     if start and end and end <= start:
         raise BadRequest("suspected_window_end must be after suspected_window_start")
     for t, name in ((start, "suspected_window_start"), (end, "suspected_window_end")):
         if t:
-            _not_future(central, t, name)
+            _not_future(central, args, t, name)
     now = iso(central.now())
     breach = {"what": what, "noticed_at": iso(noticed_at), "suspected_window_start": start and iso(start),
               "suspected_window_end": end and iso(end), "reported_by": caller.user_id,
@@ -259,7 +259,7 @@ def record_notification(central, caller, args):
     when = args.time("when")
     notes = args.str("notes", required=False, max_len=2000)
     args.done()
-    _not_future(central, when, "when")
+    _not_future(central, args, when, "when")
     item = {"who": who, "how": how, "when": iso(when), "notes": notes, "recorded_by": caller.user_id,
             "recorded_at": iso(central.now())}
     breach = _append(central, breach["id"], "notifications", item)
@@ -281,7 +281,7 @@ def record_complaint(central, caller, args):
     args.done()
     now = iso(central.now())
     if complaint_id is None:
-        _not_future(central, received_at, "received_at")
+        _not_future(central, args, received_at, "received_at")
         complaint_id = f"c{len(breach['complaints']) + 1}"
         item = {"id": complaint_id, "complainant": complainant, "received_at": iso(received_at),
                 "concern": concern, "resolution": resolution, "resolved_at": resolution and now,

@@ -122,7 +122,7 @@ def create_incident(central, caller, args):
     args.done()
     now = central.now()
     if occurred_at > now:
-        raise BadRequest(f"occurred_at ({when(occurred_at)}) is in the future")
+        raise args.bad("occurred_at", f"({when(occurred_at)}) is in the future")
     if not attested:
         raise Refused("an incident report needs the attestation (see incident.attestation_text): it must "
                       "concern conduct, not race, color, religion, sex, age, national origin, veteran "
