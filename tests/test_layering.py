@@ -37,7 +37,7 @@ def test_core_runs_without_loading_textual():
 
 
 def test_tui_talks_only_to_the_api():
-    allowed_appliance = {"appliance.client"}
+    allowed_appliance = {"appliance.client", "appliance.wording"}   # the API, and how to word times and roles
     forbidden_roots = {"tinydb", "nacl", "hw", "ffmpeg", "sqlite3", "shutil"}
     for path, names in imports_of("tui").items():
         for name in names:
@@ -50,3 +50,9 @@ def test_tui_talks_only_to_the_api():
 def test_api_client_is_standard_library_only():
     names = imports_of("appliance")[ROOT / "appliance" / "client.py"]
     assert names <= {"__future__", "http.client", "json", "socket"}, names
+
+
+def test_wording_is_standard_library_only():
+    # The TUI may show times and roles the way the central's messages do, without the core.
+    names = imports_of("appliance")[ROOT / "appliance" / "wording.py"]
+    assert names <= {"__future__", "datetime"}, names
