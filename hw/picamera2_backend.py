@@ -264,19 +264,8 @@ class Picamera2Backend(CameraBackend):
                      choice.name, choice.reason)
 
     def _abandon_start(self, picam2, encoder) -> None:
-        """Undo a start that failed part-way. start_recording starts the encoder before the
-        camera, and Encoder.start marks it running before it opens anything (the V4L2
-        encoder opens /dev/video11 and starts its poll thread first); picam2.close() never
-        stops encoders. So stop it here, then close the camera, then the writer."""
-        if encoder is not None and getattr(encoder, "running", False):
-            try:
-                encoder.stop()
-            except Exception:
-                log.exception("camera %s: stopping the encoder after a failed start", self.camera_name)
-        try:
-            picam2.close()
-        except Exception:
-            log.exception("closing the camera after a failed start")
+        """Undo a start that failed part-way (the encoder may be running: see _stop_camera)."""
+        self._stop_camera(picam2, encoder)
         if self._writer is not None:
             self._writer.close()
         self._writer = self._encoder = self._splittable = None
@@ -311,11 +300,16 @@ class Picamera2Backend(CameraBackend):
             self._split_thread = None
 
     def _stop_camera(self, picam2, encoder) -> None:
+        """stop_recording(), then stop the encoder if it still runs, then close the camera.
+        start_recording starts the encoder before the camera, and Encoder.start marks it
+        running before it opens anything (the V4L2 encoder opens /dev/video11 and starts
+        its poll thread first): after a failed start, or a stop_recording() that raised
+        in the camera's stop, it still runs, and picam2.close() never stops encoders."""
         try:
             picam2.stop_recording()
         except Exception:
             log.exception("camera %s: stop_recording failed", self.camera_name)
-        if encoder is not None and getattr(encoder, "running", False):   # the camera's stop raised first
+        if encoder is not None and getattr(encoder, "running", False):
             try:
                 encoder.stop()
             except Exception:

@@ -52,6 +52,23 @@ def camera_cfg(**kw) -> CameraConfig:
     return CameraConfig(**base)
 
 
+def record(backend, opener, until, segment_seconds=1) -> None:
+    """Start the backend, wait until `until()` holds, stop it (the segment is finished)."""
+    backend.start(opener, segment_seconds)
+    try:
+        wait_for(until)
+    finally:
+        backend.stop()
+
+
+def fake_pi_selftest(tmp_path):
+    """The self-test on a (fake) Pi 4 with the fake picamera2; segment closes fsync in tmp_path."""
+    make_board(tmp_path, PI4, "Raspberry Pi 4 Model B Rev 1.5")
+    checks = run_selftest(camera_cfg(), seconds=2, compatible_path=tmp_path / "compatible",
+                          model_path=tmp_path / "model", clock_synced=lambda: True, scratch_dir=tmp_path)
+    return {c.name: c for c in checks}
+
+
 @pytest.fixture(scope="module")
 def p2():
     """The fake picamera2, first on sys.path for this module only."""
@@ -85,11 +102,7 @@ def recording(p2, tmp_path_factory):
     board = make_board(tmp_path_factory.mktemp("pi4"), PI4, "Raspberry Pi 4 Model B Rev 1.5")
     backend = Picamera2Backend(camera_cfg(), "lobby", board=board)
     opener = MemoryOpener()
-    backend.start(opener, 1)
-    try:
-        wait_for(lambda: backend.frames >= 40 and backend.splits >= 3)
-    finally:
-        backend.stop()
+    record(backend, opener, lambda: backend.frames >= 40 and backend.splits >= 3)
     return {"backend": backend, "opener": opener, "control": control,
             "config": control.configs[0], "encoder": control.encoders[0],
             "samples": dict(control.samples), "sample_configs": dict(control.sample_configs),
@@ -178,11 +191,7 @@ def test_pi5_uses_the_software_encoder(p2, control, tmp_path, monkeypatch):
     assert choose_encoder(pi5, True).name == "LibavH264Encoder"
     backend = Picamera2Backend(camera_cfg(masks=[]), "pi5", board=pi5)
     opener = MemoryOpener()
-    backend.start(opener, 1)
-    try:
-        wait_for(lambda: backend.frames >= 3)
-    finally:
-        backend.stop()
+    record(backend, opener, lambda: backend.frames >= 3)
     assert type(control.encoders[-1]).__name__ == "LibavH264Encoder"
     assert control.encoders[-1].repeat is True and control.encoders[-1].iperiod == FPS
     assert check_segments(opener.segments)[0]
@@ -224,11 +233,7 @@ def test_failing_masks_fail_closed(p2, control, monkeypatch):
 
     monkeypatch.setattr(backend, "_plan_for", broken)
     opener = MemoryOpener()
-    backend.start(opener, 1)
-    try:
-        wait_for(lambda: backend.frames >= 5)
-    finally:
-        backend.stop()
+    record(backend, opener, lambda: backend.frames >= 5)
     assert opener.segments == []                      # not one frame reached a segment
     assert "privacy masks" in backend.stall_reason
 
@@ -283,12 +288,9 @@ def test_stall_triggers_a_watchdog_restart(p2, control):
 
 
 def test_selftest_passes_on_a_fake_pi(p2, control, tmp_path):
-    make_board(tmp_path, PI4, "Raspberry Pi 4 Model B Rev 1.5")
-    checks = run_selftest(camera_cfg(), seconds=2, compatible_path=tmp_path / "compatible",
-                          model_path=tmp_path / "model", clock_synced=lambda: True, scratch_dir=tmp_path)
-    by_name = {c.name: c for c in checks}
-    failed = [c.name for c in checks if c.required and not c.ok and c.name != "dropped frames"]
-    assert failed == [], [c.line() for c in checks]
+    by_name = fake_pi_selftest(tmp_path)
+    failed = [c.name for c in by_name.values() if c.required and not c.ok and c.name != "dropped frames"]
+    assert failed == [], [c.line() for c in by_name.values()]
     for name in ("board", "picamera2", "encoder", "camera opens", "recording", "masks drawn",
                  "privacy masks", "clock synced"):
         assert by_name[name].ok, by_name[name].line()
@@ -303,8 +305,6 @@ def test_selftest_passes_on_a_fake_pi(p2, control, tmp_path):
 
 
 def test_selftest_reports_frames_missing_at_the_sensor(p2, control, tmp_path):
-    make_board(tmp_path, PI4, "Raspberry Pi 4 Model B Rev 1.5")
-
     def interrupt():                  # the sensor delivers nothing for 0.6 s (6 frames at 10 fps)
         wait_for(lambda: control.requests >= 15)
         cams = [cam for cam in control.opened if cam.is_open]
@@ -315,9 +315,7 @@ def test_selftest_reports_frames_missing_at_the_sensor(p2, control, tmp_path):
             cam._stalled.clear()
 
     threading.Thread(target=interrupt, daemon=True).start()
-    checks = run_selftest(camera_cfg(), seconds=2, compatible_path=tmp_path / "compatible",
-                          model_path=tmp_path / "model", clock_synced=lambda: True, scratch_dir=tmp_path)
-    dropped = {c.name: c for c in checks}["dropped frames"]
+    dropped = fake_pi_selftest(tmp_path)["dropped frames"]
     assert not dropped.ok and dropped.status == "FAIL", dropped.line()
     missing = int(dropped.detail.split(", ")[1].split()[0])
     assert missing >= 5, dropped.line()
@@ -404,11 +402,7 @@ def test_a_segment_switch_with_a_500ms_fsync_drops_no_frames(p2, control, tmp_pa
     board = make_board(tmp_path, *board_strings)
     backend = Picamera2Backend(camera_cfg(), "slow-disk", board=board)
     opener = SlowCloseOpener(tmp_path)
-    backend.start(opener, 1)
-    try:
-        wait_for(lambda: backend.splits >= 2 and backend.frames >= 25)
-    finally:
-        backend.stop()
+    record(backend, opener, lambda: backend.splits >= 2 and backend.frames >= 25)
     assert len(opener.segments) >= 3 and all(s.closed for s in opener.segments) and opener.order_errors == 0
     # libcamera always had a buffer to fill: no frame was lost at the sensor...
     assert control.buffer_drops == 0, f"{control.buffer_drops} frames lost for want of a camera buffer"
@@ -443,11 +437,7 @@ def test_a_failed_start_leaves_no_running_encoder(p2, control, fault):
     assert not any(cam.is_open for cam in control.opened)
     # and the next start (the watchdog's, or systemd's) gets the camera
     opener = MemoryOpener()
-    backend.start(opener, 1)
-    try:
-        wait_for(lambda: backend.frames >= 3)
-    finally:
-        backend.stop()
+    record(backend, opener, lambda: backend.frames >= 3)
     assert check_segments(opener.segments)[0]
 
 
