@@ -442,18 +442,19 @@ class _SegmentWriter:
             if self._closing:
                 return
             if self._frames_queued >= self.max_frames or (self._skipping and not frame.keyframe):
-                if not self._skipping:
-                    log.warning("camera %s: the segment writer is %d frames behind; dropping frames up to "
-                                "the next keyframe", self._backend.camera_name, self._frames_queued)
+                starts = not self._skipping
                 self._skipping = True
                 self._dropped_run += 1
                 self._backend.frames_dropped += 1
-                return
-            self._skipping = False
-            dropped, self._dropped_run = self._dropped_run, 0
-            self._items.append((output, frame, dropped))
-            self._frames_queued += 1
-            self._cond.notify()
+            else:
+                starts = self._skipping = False
+                dropped, self._dropped_run = self._dropped_run, 0
+                self._items.append((output, frame, dropped))
+                self._frames_queued += 1
+                self._cond.notify()
+        if starts:
+            log.warning("camera %s: the segment writer is %d frames behind; dropping frames up to the next "
+                        "keyframe", self._backend.camera_name, self.max_frames)
 
     def finish(self, output) -> None:
         """`output`'s segment ends here (after the frames already queued for it)."""
