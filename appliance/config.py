@@ -81,6 +81,10 @@ def _fill(cls, section: str, values: dict[str, Any]):
     obj = cls()
     for key, value in values.items():
         default = getattr(obj, key)
+        # An int setting takes a whole number only: a float would reach places that refuse
+        # one (a Pi's encoder fields are C ints) long after the node has started.
+        if type(default) is int and isinstance(value, float):
+            raise ConfigError(f"[{section}] {key}: expected a whole number, got {value!r}")
         if isinstance(default, bool) != isinstance(value, bool) or (
             isinstance(default, (int, float)) and not isinstance(value, (int, float))
         ) or (isinstance(default, str) and not isinstance(value, str)):

@@ -249,6 +249,10 @@ class Recorder:
             self.next_seq = seq + 1
         return _OpenSegment(self, writer)
 
+    def record_loss(self, why: str) -> None:
+        """Frames the camera backend dropped before they reached a segment: a loss like any other."""
+        self.spool.record_loss("-", why)
+
     def _finished(self, info: SegmentInfo) -> None:
         with self._lock:
             self._advance(info)

@@ -267,6 +267,10 @@ class CameraGate:
     def open_segment(self) -> FrameSink:
         return _GatedSegment(self)
 
+    def record_loss(self, why: str) -> None:
+        if self.recording:             # frames of a camera that is not recording are no loss
+            self.recorder.record_loss(why)
+
 
 class _GatedSegment:
     def __init__(self, gate: CameraGate):

@@ -34,6 +34,9 @@ class SegmentOpener(Protocol):
 
     def open_segment(self) -> FrameSink: ...
 
+    def record_loss(self, why: str) -> None:
+        """Frames the backend received but could not hand over (`why` says how many and why)."""
+
 
 class CameraFailed(RuntimeError):
     """The camera could not be (re)opened: the process should exit for systemd to restart it."""

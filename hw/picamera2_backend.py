@@ -1,17 +1,32 @@
 """The Raspberry Pi camera through picamera2: a thin adapter onto the backend interface.
 
 * Configuration: ``main`` and ``lores`` both YUV420 (``lores`` is half of ``main`` by
-  default and never larger), ``buffer_count`` 4 (camera buffers come from CMA; a Pi
-  Zero 2 W has little), ``FrameRate`` from the config.
+  default and never larger), no raw stream (``raw=None``), ``buffer_count`` 6 with
+  ``queue=False`` (see BUFFER_COUNT), ``FrameRate`` from the config.
 * Encoder: ``H264Encoder(bitrate, repeat=True, iperiod=fps*keyframe_seconds)`` on boards
   with the VideoCore encoder; ``LibavH264Encoder`` (libx264, software) on a Pi 5, or
   whenever ``picamera2.encoders._hw_encoder_available`` is False. ``repeat=True`` puts
-  SPS/PPS before every keyframe, so each segment decodes on its own.
+  SPS/PPS before every keyframe, so each segment decodes on its own. Every setting is an
+  int: both encoders write them into C integer fields, which refuse a float.
+* Who calls ``outputframe``: with ``LibavH264Encoder`` the camera loop itself, inside
+  ``process_requests`` under ``picam2.lock``; with ``H264Encoder`` the V4L2 poll thread,
+  which also hands the camera its buffers back. Either way, time spent there is time the
+  camera has no buffer to fill, and a frame with no buffer is lost at the sensor. So
+  ``outputframe`` only copies the frame and queues it; a writer thread opens, writes
+  (encrypts) and closes (seals, signs, fsyncs) segments. The queue is bounded
+  (WRITER_QUEUE_SECONDS): when it is full a frame is dropped, and every frame after it up
+  to the next keyframe, all counted (``frames_dropped``) and reported to the node as a
+  loss (``opener.record_loss``).
 * Output: a ``SplittableOutput`` wrapping one ``_SegmentOutput`` per segment. A timer
   thread asks for a switch every ``segment_seconds`` with ``split_output()``, which
   switches at the next keyframe without dropping a frame. ``split_output`` waits with
   no timeout, so it runs in a helper thread under a deadline (two keyframe intervals
   plus 5 s by default); a missed deadline marks the camera stalled for the watchdog.
+  ``SplittableOutput`` signals the switch before it makes it, so the old output may be
+  stopped before the new one has its first frame: the writer closes a segment when the
+  old output stops or the new output's first frame arrives, whichever comes first.
+* Start: ``start_recording`` starts the encoder before the camera, and ``close()`` does
+  not stop encoders, so a start that fails stops the encoder itself before closing.
 * Timestamps: picamera2 gives microseconds since the first frame on the sensor clock;
   adding the encoder's ``firsttimestamp`` puts them back on that clock (CLOCK_MONOTONIC,
   the same base as ``time.monotonic_ns()``), so they keep counting across segments.
@@ -24,6 +39,7 @@ picamera2 is imported only when a backend starts, so this module imports anywher
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import threading
@@ -42,6 +58,20 @@ log = logging.getLogger(__name__)
 PICAMERA2_HINT = ("install it with 'sudo apt install python3-picamera2' and make the venv with "
                   "'python3 -m venv --system-site-packages' (PyPI's picamera2 cannot work without libcamera)")
 HW_ENCODER_MAX = (1920, 1080)
+INTEGER_SETTINGS = ("width", "height", "fps", "bitrate_kbps", "keyframe_seconds")
+
+# Camera buffer sets (CMA). 6 is picamera2's own default for video. With frames leaving
+# the delivering thread at once, a set is held only while the encoder reads it (libav
+# keeps one more), so 6 leaves about four frame times (~270 ms at 15 fps) for a busy
+# moment before the sensor has nowhere to write. CMA is scarce on a Zero 2 W, and the
+# sets are smaller than they were: no raw stream (at 1280x720 the imx708's raw frame is
+# 1536x864 packed Bayer, 1.66 MB) and queue=False (picamera2 would otherwise keep one set
+# back for capture calls we never make). A set of 1280x720 main + 640x360 lores is 1.73 MB:
+# 6 of them take 10.4 MB, less than the 13.6 MB the 4 sets with a raw stream took before.
+BUFFER_COUNT = 6
+# Frames the writer may fall behind by (a slow fsync at a segment switch, a busy card)
+# before any is dropped: at 2 Mb/s, 10 s of video is 2.5 MB of RAM.
+WRITER_QUEUE_SECONDS = 10.0
 
 
 def import_picamera2() -> SimpleNamespace:
@@ -132,15 +162,20 @@ class Picamera2Backend(CameraBackend):
     name = "picamera2"
 
     def __init__(self, cfg: CameraConfig, name: str = "camera", *, board: board_mod.Board | None = None,
-                 lores_size: tuple[int, int] | None = None, buffer_count: int = 4, camera_num: int = 0,
-                 force_key_frame: bool = False, split_deadline: float | None = None, stop_grace: float = 3.0):
+                 lores_size: tuple[int, int] | None = None, buffer_count: int = BUFFER_COUNT, camera_num: int = 0,
+                 force_key_frame: bool = False, split_deadline: float | None = None, stop_grace: float = 3.0,
+                 writer_queue_frames: int | None = None):
         super().__init__()
+        for setting in INTEGER_SETTINGS:
+            value = getattr(cfg, setting)
+            if type(value) is not int:      # the encoders' fields are C ints: a float fails every start
+                raise ConfigError(f"[camera] {setting}: expected a whole number, got {value!r}")
         if cfg.width <= 0 or cfg.height <= 0 or cfg.width % 2 or cfg.height % 2:
             raise ConfigError(f"[camera] size {cfg.width}x{cfg.height}: width and height must be positive and even")
         if cfg.fps <= 0 or cfg.keyframe_seconds <= 0 or cfg.bitrate_kbps <= 0:
             raise ConfigError("[camera] fps, keyframe_seconds and bitrate_kbps must be positive")
-        if not 1 <= buffer_count <= 5:
-            raise ConfigError("picamera2 buffer_count must be 1..5 (camera buffers come from CMA)")
+        if not 1 <= buffer_count <= 8:
+            raise ConfigError("picamera2 buffer_count must be 1..8 (camera buffers come from CMA)")
         self.cfg = cfg
         self.camera_name = name
         self.board = board or board_mod.detect_board()
@@ -152,6 +187,7 @@ class Picamera2Backend(CameraBackend):
             raise ConfigError(f"[camera] {cfg.width}x{cfg.height}: the hardware H.264 encoder stops at "
                               f"{HW_ENCODER_MAX[0]}x{HW_ENCODER_MAX[1]}")
         self.buffer_count = buffer_count
+        self.writer_queue_frames = writer_queue_frames or max(8, math.ceil(cfg.fps * WRITER_QUEUE_SECONDS))
         self.camera_num = camera_num
         self.force_key_frame = force_key_frame
         self.split_deadline = split_deadline if split_deadline is not None else 2 * cfg.keyframe_seconds + 5.0
@@ -160,13 +196,12 @@ class Picamera2Backend(CameraBackend):
         self.camera_model = ""
         self.masked_frames = {"main": 0, "lores": 0}
         self.splits = 0
+        self.frames_dropped = 0                   # frames the writer could not keep up with (a loss)
         self._lock = threading.RLock()            # start/stop
-        self._outputs_lock = threading.Lock()     # the list of segment outputs
         self._picam2 = None
         self._encoder = None
         self._splittable = None
-        self._outputs: list = []
-        self._opener: SegmentOpener | None = None
+        self._writer: _SegmentWriter | None = None
         self._pts_base: int | None = None
         self._mask_failed = False
         self._plans: dict[str, tuple[tuple, list, int]] = {}
@@ -195,32 +230,29 @@ class Picamera2Backend(CameraBackend):
             except Exception as e:
                 raise CameraFailed(f"camera {self.camera_num} did not open: {e}") from e
             cfg = self.cfg
+            encoder = None
             try:
                 self.camera_model = str(picam2.camera_properties.get("Model", ""))
                 config = picam2.create_video_configuration(
                     main={"size": (cfg.width, cfg.height), "format": "YUV420"},
                     lores={"size": self.lores_size, "format": "YUV420"},
+                    raw=None,                     # otherwise picamera2 adds one, buffer_count buffers of it
                     buffer_count=self.buffer_count,
+                    queue=False,                  # keep no buffer back for capture calls
                     controls={"FrameRate": cfg.fps},
                     encode="main",
                 )
                 picam2.configure(config)
                 if self.masks:
                     picam2.pre_callback = self._mask_callback
-                gop = cfg.fps * cfg.keyframe_seconds
-                self._encoder = encoder_cls(bitrate=cfg.bitrate_kbps * 1000, repeat=True, iperiod=gop,
-                                            framerate=cfg.fps)
-                self._opener = opener
-                self._outputs = []
+                encoder = self._encoder = encoder_cls(bitrate=cfg.bitrate_kbps * 1000, repeat=True,
+                                                      iperiod=cfg.fps * cfg.keyframe_seconds, framerate=cfg.fps)
+                self._writer = _SegmentWriter(self, opener, self.writer_queue_frames)
                 self._splittable = p2.SplittableOutput(self._new_output())
-                picam2.start_recording(self._encoder, self._splittable)
+                picam2.start_recording(encoder, self._splittable)
             except Exception as e:
                 log.error("camera %s: picamera2 start failed: %s", self.camera_name, e)
-                self._close_outputs()
-                try:
-                    picam2.close()
-                except Exception:
-                    log.exception("closing the camera after a failed start")
+                self._abandon_start(picam2, encoder)
                 raise CameraFailed(f"camera did not start ({choice.name}): {e}") from e
             self._picam2 = picam2
             self._split_stop = threading.Event()
@@ -231,6 +263,13 @@ class Picamera2Backend(CameraBackend):
             log.info("camera %s: picamera2 %s recording with %s (%s)", self.camera_name, self.camera_model,
                      choice.name, choice.reason)
 
+    def _abandon_start(self, picam2, encoder) -> None:
+        """Undo a start that failed part-way (the encoder may be running: see _stop_camera)."""
+        self._stop_camera(picam2, encoder)
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = self._encoder = self._splittable = None
+
     def stop(self) -> None:
         with self._lock:
             picam2 = self._picam2
@@ -239,15 +278,15 @@ class Picamera2Backend(CameraBackend):
             self._split_stop.set()
             if self._split_thread is not None:
                 self._split_thread.join(2.0)
-            stopper = threading.Thread(target=self._stop_camera, args=(picam2,),
+            stopper = threading.Thread(target=self._stop_camera, args=(picam2, self._encoder),
                                        name=f"picamera2-{self.camera_name}-stop", daemon=True)
             stopper.start()
             stopper.join(self.stop_grace)
             if stopper.is_alive():
                 log.warning("camera %s: stop_recording() has not returned after %.0fs; closing the segment "
                             "without the frames still in flight", self.camera_name, self.stop_grace)
-            # finish the open segment now, whatever the camera does next
-            self._close_outputs()
+            # write what is queued and finish the open segment now, whatever the camera does next
+            self._writer.close()
             if stopper.is_alive():
                 stopper.join()   # a wedged camera: whoever called us (the watchdog) holds the deadline
             # a split still waiting for a keyframe that will never come: let it finish
@@ -257,13 +296,24 @@ class Picamera2Backend(CameraBackend):
             self._picam2 = None
             self._encoder = None
             self._splittable = None
+            self._writer = None
             self._split_thread = None
 
-    def _stop_camera(self, picam2) -> None:
+    def _stop_camera(self, picam2, encoder) -> None:
+        """stop_recording(), then stop the encoder if it still runs, then close the camera.
+        start_recording starts the encoder before the camera, and Encoder.start marks it
+        running before it opens anything (the V4L2 encoder opens /dev/video11 and starts
+        its poll thread first): after a failed start, or a stop_recording() that raised
+        in the camera's stop, it still runs, and picam2.close() never stops encoders."""
         try:
             picam2.stop_recording()
         except Exception:
             log.exception("camera %s: stop_recording failed", self.camera_name)
+        if encoder is not None and getattr(encoder, "running", False):
+            try:
+                encoder.stop()
+            except Exception:
+                log.exception("camera %s: stopping the encoder failed", self.camera_name)
         try:
             picam2.close()
         except Exception:
@@ -272,18 +322,7 @@ class Picamera2Backend(CameraBackend):
     # -- segments ------------------------------------------------------------
 
     def _new_output(self):
-        cls = _segment_output_class(self._p2.Output)
-        with self._outputs_lock:
-            prev = self._outputs[-1] if self._outputs else None
-            out = cls(self, self._opener, prev)
-            self._outputs = [o for o in self._outputs if not o.closed] + [out]
-            return out
-
-    def _close_outputs(self) -> None:
-        with self._outputs_lock:
-            outputs = list(self._outputs)
-        for out in outputs:
-            out.finish()
+        return _segment_output_class(self._p2.Output)(self, self._writer)
 
     def _split_loop(self, stop: threading.Event, splittable, segment_seconds: float) -> None:
         due = time.monotonic()
@@ -369,6 +408,136 @@ class Picamera2Backend(CameraBackend):
         return plan, needed
 
 
+class _SegmentWriter:
+    """The segment work, on its own thread: opening, writing (encrypting) and closing
+    (sealing, signing, fsyncing) segments, in the order frames were delivered.
+
+    Frames come from whichever thread delivers the encoder's output through a bounded
+    queue; putting never waits. When the queue is full the frame is dropped, and so is
+    every later frame up to the next keyframe (they could not be decoded without the
+    ones dropped): each counts in ``backend.frames_dropped``, and each run of them is
+    reported to the opener as a loss. End-of-segment marks are never dropped.
+    """
+
+    def __init__(self, backend: Picamera2Backend, opener: SegmentOpener, max_frames: int):
+        self._backend = backend
+        self._opener = opener
+        self.max_frames = max_frames
+        self._items: collections.deque = collections.deque()   # (output, frame or None, dropped before)
+        self._cond = threading.Condition()
+        self._frames_queued = 0
+        self._skipping = False          # dropping up to the next keyframe
+        self._dropped_run = 0           # dropped since the last frame queued
+        self._closing = False
+        self._output = None             # the output whose segment is open (or opens at its keyframe)
+        self._sink = None
+        self._thread = threading.Thread(target=self._run, name=f"picamera2-{backend.camera_name}-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- the delivering thread: never waits for the disk ---------------------------
+
+    def put(self, output, frame: Frame) -> None:
+        with self._cond:
+            if self._closing:
+                return
+            if self._frames_queued >= self.max_frames or (self._skipping and not frame.keyframe):
+                starts = not self._skipping
+                self._skipping = True
+                self._dropped_run += 1
+                self._backend.frames_dropped += 1
+            else:
+                starts = self._skipping = False
+                dropped, self._dropped_run = self._dropped_run, 0
+                self._items.append((output, frame, dropped))
+                self._frames_queued += 1
+                self._cond.notify()
+        if starts:
+            log.warning("camera %s: the segment writer is %d frames behind; dropping frames up to the next "
+                        "keyframe", self._backend.camera_name, self.max_frames)
+
+    def finish(self, output) -> None:
+        """`output`'s segment ends here (after the frames already queued for it)."""
+        with self._cond:
+            if not self._closing:
+                self._items.append((output, None, 0))
+                self._cond.notify()
+
+    def close(self) -> None:
+        """Write what is queued, finish the open segment, end the thread; later frames are ignored."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closing:
+                    self._cond.wait()
+                if not self._items:
+                    dropped, self._dropped_run = self._dropped_run, 0
+                    break
+                output, frame, dropped = self._items.popleft()
+                if frame is not None:
+                    self._frames_queued -= 1
+            if dropped:
+                self._report_loss(dropped)
+            if frame is None:
+                self._end(output)
+            else:
+                self._write(output, frame)
+        self._end(self._output)
+        if dropped:
+            self._report_loss(dropped)
+
+    def _write(self, output, frame: Frame) -> None:
+        if getattr(output, "ended", False):
+            return
+        if output is not self._output:
+            self._end(self._output)           # segments close in order, before the next opens
+            self._output = output
+        try:
+            if self._sink is None:
+                if not frame.keyframe:
+                    return                    # a segment starts at a keyframe
+                self._sink = self._opener.open_segment()
+            self._sink.write_frame(frame)
+            output.frames += 1
+        except Exception as e:
+            log.exception("camera %s: segment writer failed", self._backend.camera_name)
+            self._backend._report_stall(f"segment writer failed: {e}")
+            self._end(output)
+
+    def _end(self, output) -> None:
+        if output is None:
+            return
+        output.ended = True
+        if output is not self._output:
+            return
+        sink, self._sink, self._output = self._sink, None, None
+        if sink is not None:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("camera %s: closing a segment failed", self._backend.camera_name)
+                self._backend._report_stall("closing a segment failed")
+
+    def _report_loss(self, frames: int) -> None:
+        why = (f"{frames} frames dropped: the segment writer fell behind by {self.max_frames} frames "
+               "(a slow disk?)")
+        log.error("camera %s: %s", self._backend.camera_name, why)
+        record = getattr(self._opener, "record_loss", None)    # (openers written for tests may not keep one)
+        if record is not None:
+            try:
+                record(why)
+            except Exception:
+                log.exception("camera %s: recording a loss failed", self._backend.camera_name)
+
+
 _OUTPUT_CLASSES: dict[type, type] = {}
 
 
@@ -379,18 +548,16 @@ def _segment_output_class(output_base: type) -> type:
         return cls
 
     class _SegmentOutput(output_base):
-        """One segment: opened at its first keyframe, closed when the next one opens or
-        on stop. Runs on the encoder's thread; writes go to the node's segment writer."""
+        """One segment as picamera2 sees it. ``outputframe`` runs on the camera loop (Pi 5)
+        or the V4L2 poll thread (Pi 0-4), where any delay costs camera buffers: it only
+        copies the frame and hands it to the writer thread."""
 
-        def __init__(self, backend: Picamera2Backend, opener: SegmentOpener, prev):
+        def __init__(self, backend: Picamera2Backend, writer: _SegmentWriter):
             super().__init__()
             self._backend = backend
-            self._opener = opener
-            self._prev = prev
-            self._sink = None
-            self._lock = threading.Lock()
-            self.closed = False
-            self.frames = 0
+            self._writer = writer
+            self.ended = False        # set by the writer thread
+            self.frames = 0           # written to this output's segment (by the writer thread)
 
         def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
             if audio:
@@ -399,47 +566,12 @@ def _segment_output_class(output_base: type) -> type:
             backend._saw_frame()
             if backend._mask_failed:
                 return                     # fail closed: an unmasked frame never reaches a segment
-            data = bytes(frame)            # the encoder reuses its buffer
-            pts = backend._pts(timestamp)
-            with self._lock:
-                if self.closed:
-                    return
-                try:
-                    if self._sink is None:
-                        if not keyframe:
-                            return         # a segment starts at a keyframe
-                        if self._prev is not None:
-                            self._prev.finish()   # segments close in order, before the next opens
-                            self._prev = None
-                        self._sink = self._opener.open_segment()
-                    self._sink.write_frame(Frame(data, bool(keyframe), pts))
-                    self.frames += 1
-                except Exception as e:
-                    log.exception("camera %s: segment writer failed", backend.camera_name)
-                    self.closed = True
-                    backend._report_stall(f"segment writer failed: {e}")
+            # bytes(): the encoder reuses its buffer once we return
+            self._writer.put(self, Frame(bytes(frame), bool(keyframe), backend._pts(timestamp)))
 
         def stop(self):
             super().stop()
-            self.finish()
-
-        def finish(self):
-            # Everything under the lock, so that when finish() returns (in any thread) the
-            # segment is closed. Locks are only ever taken newer -> older: no deadlock.
-            with self._lock:
-                if self.closed:
-                    return
-                self.closed = True
-                prev, self._prev = self._prev, None
-                sink, self._sink = self._sink, None
-                if prev is not None:
-                    prev.finish()
-                if sink is not None:
-                    try:
-                        sink.close()
-                    except Exception:
-                        log.exception("camera %s: closing a segment failed", self._backend.camera_name)
-                        self._backend._report_stall("closing a segment failed")
+            self._writer.finish(self)
 
     _OUTPUT_CLASSES[output_base] = _SegmentOutput
     return _SegmentOutput

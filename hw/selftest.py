@@ -1,17 +1,22 @@
 """Camera self-test for a real Pi: `python -m hw.selftest [--config node.toml]`.
 
 Checks, in order: the board, picamera2 importable, the encoder picamera2 will use,
-the camera opens, a few seconds of recording through the real adapter into RAM give
-keyframe-aligned segments that each start with SPS/PPS and an IDR picture, the privacy
-masks are valid and drawn on both camera streams, and the clock is synchronised.
-Nothing is written to disk. Off a Pi every check still runs or is skipped with the
+the camera opens, a recording through the real adapter into RAM gives keyframe-aligned
+segments that each start with SPS/PPS and an IDR picture, no frame was dropped across
+at least three segment switches (the writer's drops and the gaps in the sensor's
+timestamps), the privacy masks are valid and drawn on both camera streams, and the
+clock is synchronised. Video stays in RAM: closing a segment writes and fsyncs as many
+bytes of zeros in a scratch file (the node's data directory), so that a switch costs
+what it costs on this card. Off a Pi every check still runs or is skipped with the
 reason; nothing raises. Exit status 1 if a required check failed.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -45,12 +50,18 @@ class Check:
         return f"[{self.status}] {self.name}: {self.detail}"
 
 
-class MemorySink:
-    """A segment kept in RAM (for the self-test and tests)."""
+SWITCHES = 3   # segment switches the recording waits for: where a slow disk would cost frames
 
-    def __init__(self) -> None:
+
+class MemorySink:
+    """A segment kept in RAM (for the self-test and tests). With a scratch path, closing it
+    writes and fsyncs as many zero bytes there as the segment holds, then removes the file."""
+
+    def __init__(self, scratch: Path | None = None) -> None:
         self.frames: list[Frame] = []
         self.closed = False
+        self.scratch = scratch
+        self.close_seconds = 0.0
 
     def write_frame(self, frame: Frame) -> None:
         if self.closed:
@@ -58,7 +69,19 @@ class MemorySink:
         self.frames.append(frame)
 
     def close(self) -> None:
-        self.closed = True
+        started = time.monotonic()
+        try:
+            if self.scratch is not None:
+                try:
+                    with open(self.scratch, "wb") as f:
+                        f.write(bytes(sum(len(fr.data) for fr in self.frames)))
+                        f.flush()
+                        os.fsync(f.fileno())
+                finally:
+                    self.scratch.unlink(missing_ok=True)
+        finally:
+            self.close_seconds = time.monotonic() - started
+            self.closed = True
 
     @property
     def data(self) -> bytes:
@@ -68,23 +91,44 @@ class MemorySink:
 class MemoryOpener:
     """Opens MemorySinks; insists that a segment is closed before the next opens."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch_dir: Path | None = None) -> None:
         self.segments: list[MemorySink] = []
         self.lock = threading.Lock()
         self.order_errors = 0
+        self.scratch_dir = scratch_dir
+        self.losses: list[str] = []
 
     def open_segment(self) -> MemorySink:
         with self.lock:
             if self.segments and not self.segments[-1].closed:
                 self.order_errors += 1
-            sink = MemorySink()
+            scratch = None
+            if self.scratch_dir is not None:
+                scratch = Path(self.scratch_dir) / f".selftest-{os.getpid()}-{len(self.segments)}.scratch"
+            sink = MemorySink(scratch)
             self.segments.append(sink)
             return sink
+
+    def record_loss(self, why: str) -> None:
+        with self.lock:
+            self.losses.append(why)
 
     @property
     def frames(self) -> list[Frame]:
         with self.lock:
             return [f for s in self.segments for f in s.frames]
+
+
+def missing_frames(frames: list[Frame], fps: int) -> int:
+    """Frames the sensor never delivered, from the gaps in the timestamps (a gap of more
+    than 1.5 frame periods is round(gap / period) - 1 frames missing)."""
+    period = 1_000_000 / fps
+    missing = 0
+    for a, b in zip(frames, frames[1:]):
+        gap = b.pts_us - a.pts_us
+        if gap > 1.5 * period:
+            missing += round(gap / period) - 1
+    return missing
 
 
 def check_segments(segments: list[MemorySink]) -> tuple[bool, str]:
@@ -108,7 +152,8 @@ def check_segments(segments: list[MemorySink]) -> tuple[bool, str]:
 
 
 def run_selftest(cfg: CameraConfig, *, seconds: float = 3.0, compatible_path: str | Path = board_mod.COMPATIBLE_PATH,
-                 model_path: str | Path = board_mod.MODEL_PATH, clock_synced=board_mod.clock_synced) -> list[Check]:
+                 model_path: str | Path = board_mod.MODEL_PATH, clock_synced=board_mod.clock_synced,
+                 scratch_dir: str | Path | None = None) -> list[Check]:
     from .picamera2_backend import Picamera2Backend, choose_encoder, import_picamera2
 
     checks: list[Check] = []
@@ -129,16 +174,17 @@ def run_selftest(cfg: CameraConfig, *, seconds: float = 3.0, compatible_path: st
         checks.append(Check("picamera2", False, f"import failed: {type(e).__name__}: {e}"))
 
     if p2 is None:
-        for name in ("encoder", "camera opens", "recording"):
+        for name in ("encoder", "camera opens", "recording", "dropped frames"):
             checks.append(Check(name, False, "skipped: picamera2 is not importable", skipped=True))
     else:
         choice = choose_encoder(board, p2.hw_encoder_available)
         checks.append(Check("encoder", True, f"{choice.name} ({choice.reason})"))
         opened = _check_open(p2, checks)
         if opened:
-            _check_recording(cfg, board, seconds, checks, Picamera2Backend)
+            _check_recording(cfg, board, seconds, checks, Picamera2Backend, scratch_dir)
         else:
-            checks.append(Check("recording", False, "skipped: the camera did not open", skipped=True))
+            for name in ("recording", "dropped frames"):
+                checks.append(Check(name, False, "skipped: the camera did not open", skipped=True))
 
     _check_masks(cfg, checks)
     synced = False
@@ -172,27 +218,32 @@ def _check_open(p2, checks: list[Check]) -> bool:
     return True
 
 
-def _check_recording(cfg: CameraConfig, board, seconds: float, checks: list[Check], backend_cls) -> None:
-    opener = MemoryOpener()
+def _check_recording(cfg: CameraConfig, board, seconds: float, checks: list[Check], backend_cls,
+                     scratch_dir: str | Path | None = None) -> None:
+    opener = MemoryOpener(Path(scratch_dir) if scratch_dir is not None else None)
     result: dict = {}
+    # at least `seconds`, and long enough for SWITCHES switches (each waits for a keyframe)
+    limit = seconds + SWITCHES * (cfg.keyframe_seconds + 1) + 10
 
     def record():
         try:
             backend = backend_cls(cfg, "selftest", board=board)
             result["backend"] = backend
             backend.start(opener, 1.0)
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
+            started = time.monotonic()
+            while time.monotonic() - started < limit and (
+                    time.monotonic() - started < seconds or backend.splits < SWITCHES):
                 time.sleep(0.05)
+            result["seconds"] = time.monotonic() - started
             backend.stop()
         except (CustodianError, RuntimeError, OSError, ValueError) as e:
             result["error"] = f"{type(e).__name__}: {e}"
 
     worker = threading.Thread(target=record, name="selftest-record", daemon=True)
     worker.start()
-    worker.join(seconds + 30)
+    worker.join(limit + 30)
     if worker.is_alive():
-        checks.append(Check("recording", False, f"the camera hung (no return within {seconds + 30:.0f}s)"))
+        checks.append(Check("recording", False, f"the camera hung (no return within {limit + 30:.0f}s)"))
         return
     if "error" in result:
         checks.append(Check("recording", False, result["error"]))
@@ -200,12 +251,27 @@ def _check_recording(cfg: CameraConfig, board, seconds: float, checks: list[Chec
     ok, detail = check_segments(opener.segments)
     if ok and opener.order_errors:
         ok, detail = False, "a segment opened before the previous one closed"
-    checks.append(Check("recording", ok, f"{seconds:.0f}s: {detail}"))
-    backend = result.get("backend")
-    if backend is not None and cfg.masks:
+    checks.append(Check("recording", ok, f"{result['seconds']:.0f}s: {detail}"))
+    backend = result["backend"]
+    checks.append(_dropped_frames_check(backend, opener, cfg.fps))
+    if cfg.masks:
         drawn = backend.masked_frames
         checks.append(Check("masks drawn", drawn["main"] > 0 and drawn["lores"] > 0 and not backend._mask_failed,
                             f"on {drawn['main']} main and {drawn['lores']} lores frames"))
+
+
+def _dropped_frames_check(backend, opener: MemoryOpener, fps: int) -> Check:
+    by_writer = backend.frames_dropped
+    missing = missing_frames(opener.frames, fps)
+    closes = [s.close_seconds for s in opener.segments if s.closed]
+    slowest = f"; slowest segment close {max(closes) * 1000:.0f} ms" if closes else ""
+    if backend.splits < SWITCHES:
+        return Check("dropped frames", False, f"only {backend.splits} segment switch(es) completed, "
+                                              f"{SWITCHES} needed to measure{slowest}")
+    total = by_writer + missing
+    return Check("dropped frames", total == 0,
+                 f"{total} across {backend.splits} segment switches ({by_writer} by the segment writer, "
+                 f"{missing} missing from the sensor's timestamps){slowest}")
 
 
 def _check_masks(cfg: CameraConfig, checks: list[Check]) -> None:
@@ -224,17 +290,22 @@ def _check_masks(cfg: CameraConfig, checks: list[Check]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="custodian-camera-selftest", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="node configuration (TOML); defaults apply without one")
-    parser.add_argument("--seconds", type=float, default=3.0, help="how long to record (default 3)")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help=f"record at least this long (default 3), and until {SWITCHES} segment switches")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         from appliance.config import load
-        cfg = load(args.config).camera
+        config = load(args.config)
     except CustodianError as e:
         print(f"[FAIL] config: {e}")
         return 2
-    cfg = replace(cfg, backend="picamera2")
-    checks = run_selftest(cfg, seconds=args.seconds)
+    cfg = replace(config.camera, backend="picamera2")
+    # segment closes fsync a scratch file where the node keeps its segments: the card that matters
+    scratch = Path(config.node.data_dir)
+    if not (scratch.is_dir() and os.access(scratch, os.W_OK)):
+        scratch = Path(tempfile.gettempdir())
+    checks = run_selftest(cfg, seconds=args.seconds, scratch_dir=scratch)
     for check in checks:
         print(check.line())
     failed = [c for c in checks if c.required and not c.ok and not c.skipped]

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from appliance import config
 from appliance.ingest import make_ingest_app
-from appliance.node import NodeIdentity
+from appliance.node import NodeIdentity, Recorder, Spool
 from appliance.node_control import (
     CameraGate,
     ControlClient,
@@ -326,6 +326,21 @@ def test_C6_gate_writes_no_segment_until_approved_and_starts_at_a_keyframe():
     gate.recording = False                                   # placement withdrawn
     sink.write_frame(frames[0])
     assert len(recorder.segments) == 1 and sink.real is None and gate.segments_opened == 1
+
+
+def test_frames_a_backend_dropped_are_a_loss_in_the_nodes_log_while_recording(tmp_path):
+    archive_key = nacl.public.PrivateKey.generate()
+    identity = NodeIdentity.init(tmp_path / "node", "cam-1", bytes(archive_key.public_key).hex(),
+                                 "http://127.0.0.1:9", live_key_hex=bytes(archive_key.public_key).hex())
+    spool = Spool(tmp_path / "node" / "spool", 10**9)
+    gate = CameraGate(Recorder(identity, config.Config(), spool), LatestGop())
+    gate.record_loss("3 frames dropped: not recording anyway")
+    assert not spool.losses.exists()                         # placement not approved: nothing was to be kept
+    gate.recording = True
+    gate.record_loss("12 frames dropped: the segment writer fell behind")
+    lines = [json.loads(line) for line in spool.losses.read_text().splitlines()]
+    assert [(line["segment"], line["why"]) for line in lines] == [
+        ("-", "12 frames dropped: the segment writer fell behind")]
 
 
 def test_latest_gop_is_bounded():

@@ -15,13 +15,20 @@ class FakeControl:
 
     def reset(self) -> None:
         self.fail_open = 0            # the next N opens raise (-1: every open)
+        self.fail_start = 0           # the next N Picamera2.start() calls raise (libcamera's camera.start() failing)
+        self.fail_encoder_buffers = 0 # the next N V4L2 encoder starts fail to get their buffers (ENOMEM from CMA)
         self.stall_new = False        # cameras opened from now on never deliver a frame
         self.hang_stop = False        # Picamera2.stop() blocks until release_hang()
         self._unhang = threading.Event()
         self.open_attempts = 0
         self.opened: list = []        # every Picamera2 that opened
         self.configs: list[dict] = [] # every configuration passed to configure()
-        self.encoders: list = []      # every encoder started
+        self.allocations: list[dict] = []   # per configure(): {stream: (buffers, bytes each)}
+        self.encoders: list = []      # every encoder whose start() was called (even if it raised)
+        self.buffer_drops = 0         # frames the sensor delivered while no request was queued: lost, as
+                                      # libcamera loses them when every buffer is still held downstream
+        self.late_frames = 0          # frames the fake skipped because this machine was too busy to keep
+                                      # time (not a libcamera behaviour: host load, kept apart)
         self.encoded: list[tuple[bytes, bool, int]] = []   # everything any encoder output, in order
         self.samples: dict[str, bytes] = {}   # the last request's buffers, after the callbacks
         self.sample_configs: dict[str, dict] = {}
@@ -41,12 +48,22 @@ class FakeControl:
     def _take_open_failure(self) -> bool:
         with self.lock:
             self.open_attempts += 1
-            if self.fail_open < 0:
+        return self.take("fail_open")
+
+    def take(self, fault: str) -> bool:
+        """True if the named fault counter says this call fails (and counts it down)."""
+        with self.lock:
+            left = getattr(self, fault)
+            if left < 0:
                 return True
-            if self.fail_open > 0:
-                self.fail_open -= 1
+            if left > 0:
+                setattr(self, fault, left - 1)
                 return True
             return False
+
+    def count(self, counter: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, counter, getattr(self, counter) + n)
 
 
 control = FakeControl()

@@ -5,26 +5,53 @@ from typing import Any
 
 
 class _LibcameraRequest:
-    """Stands in for the libcamera request: metadata (SensorTimestamp in ns) and buffers."""
+    """Stands in for a libcamera request: one buffer per configured stream, allocated once
+    at configure() and reused frame after frame, and the metadata of the frame in it
+    (SensorTimestamp in ns)."""
 
-    def __init__(self, metadata: dict, buffers: dict[str, bytearray]):
-        self.metadata = metadata
+    def __init__(self, buffers: dict[str, bytearray]):
         self.buffers = buffers
+        self.metadata: dict = {}
 
 
 class CompletedRequest:
-    def __init__(self, picam2, buffers: dict[str, bytearray], metadata: dict):
-        self.request = _LibcameraRequest(metadata, buffers)
-        self.picam2 = picam2
+    """A filled request on its way through picamera2 (picamera2/request.py, CompletedRequest).
+
+    It is reference counted: it starts at 1 (held by the list of completed requests the
+    camera manager hands over, picamera2.py CameraManager.handle_request), and whoever
+    keeps it longer acquires it (the encoders do, until they are done with its buffer).
+    When the count reaches 0 it goes back to the camera to be filled again, unless the
+    camera was stopped meanwhile (request.py, CompletedRequest.release). Until then the
+    camera cannot use its buffers: a consumer that holds requests starves the camera.
+    """
+
+    def __init__(self, request: _LibcameraRequest, picam2) -> None:
+        self.request: _LibcameraRequest | None = request
         self.ref_count = 1
+        self.lock = picam2.request_lock
+        self.picam2 = picam2
+        self.stop_count = picam2.stop_count
         self.config = dict(picam2.camera_config)
         self.stream_map = dict(picam2.stream_map)
 
     def acquire(self) -> None:
-        self.ref_count += 1
+        with self.lock:
+            if self.ref_count == 0:
+                raise RuntimeError("CompletedRequest: acquiring lock with ref_count 0")
+            self.ref_count += 1
 
     def release(self) -> None:
-        self.ref_count -= 1
+        with self.lock:
+            self.ref_count -= 1
+            if self.ref_count < 0:
+                raise RuntimeError("CompletedRequest: lock now has negative ref_count")
+            if self.ref_count == 0:
+                if self.picam2.is_open and self.stop_count == self.picam2.stop_count and self.picam2.started:
+                    self.picam2._queue_request(self.request)
+                # like the real one: a released request has no buffers any more
+                self.request = None
+                self.config = {}
+                self.stream_map = {}
 
     def get_metadata(self) -> dict:
         return dict(self.request.metadata)
@@ -32,6 +59,7 @@ class CompletedRequest:
 
 class _MappedBuffer:
     def __init__(self, request: CompletedRequest, stream: str, write: bool = True) -> None:
+        assert request.request is not None, "buffer of a released request"
         self._buf = request.request.buffers[stream]
         self._mv: memoryview | None = None
 

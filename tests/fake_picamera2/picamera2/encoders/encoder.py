@@ -1,5 +1,11 @@
 """Fake of picamera2.encoders.encoder: the Encoder base class, plus the libx264 engine
-both fake H.264 encoders use (an ffmpeg process fed the main buffer's pixels)."""
+both fake H.264 encoders use (an ffmpeg process fed the main buffer's pixels).
+
+Which thread calls ``Output.outputframe`` is each encoder's own (as in picamera2):
+``LibavH264Encoder`` on the camera loop, inside ``encode()`` and so under the camera's
+lock; ``H264Encoder`` (V4L2) on its poll thread, which also gives the camera its
+requests back. The engine only turns pixels into access units.
+"""
 from __future__ import annotations
 
 import collections
@@ -7,10 +13,8 @@ import subprocess
 import threading
 from enum import Enum
 
-from .. import _fake
 from .._fake import control
 from ..outputs import Output
-from ..request import _MappedBuffer
 
 
 class Quality(Enum):
@@ -97,6 +101,8 @@ class Encoder:
         self._output = outputs
 
     def start(self, quality=None):
+        """encoder.py l. 299-309: running is set *before* _start(), so an encoder whose
+        _start() raises is left running (with whatever _start() had started)."""
         with self._lock:
             if self._running:
                 raise RuntimeError("Encoder already running")
@@ -109,6 +115,7 @@ class Encoder:
             self._start()
 
     def stop(self):
+        """encoder.py l. 332-344."""
         with self._lock:
             if not self._running:
                 raise RuntimeError("Encoder already stopped")
@@ -118,6 +125,7 @@ class Encoder:
                 out.stop()
 
     def encode(self, stream, request):
+        """encoder.py l. 245-272: on the camera loop, under the camera's lock."""
         with self._lock:
             if not self._running:
                 return
@@ -149,12 +157,24 @@ class Encoder:
         raise NotImplementedError
 
 
-class _X264Engine:
-    """Encodes the stream's pixels with libx264 in an ffmpeg process; a thread reads the
-    Annex-B output and calls ``outputframe`` once per frame, with the keyframe flag of
-    the frame (it holds an IDR slice) and its timestamp (frames come out in order)."""
+AUD = b"\x00\x00\x00\x01\x09"
 
-    def _engine_start(self, bitrate, iperiod, repeat):
+
+class _X264Engine:
+    """libx264 in an ffmpeg process. ``_engine_feed`` writes one frame's pixels; a reader
+    thread cuts the Annex-B output into access units (every frame starts with an access
+    unit delimiter, so a frame is whole when the next one begins, or at the end) and
+    passes each to ``_engine_output(au, keyframe, timestamp)`` (keyframe: it holds an IDR
+    slice; timestamp: the fed frame's, in order), then calls ``_engine_end()``.
+    Subclasses decide on which thread those reach ``outputframe``.
+
+    Settings arrive as ints: the encoders put them through fields typed as the real
+    ones are (ctypes here, C ints in V4L2 and PyAV there), which refuse a float.
+    """
+
+    _proc = None
+
+    def _engine_start(self, bitrate: int | None, iperiod: int | None, repeat: bool) -> None:
         if self._format not in ("YUV420", "YVU420"):
             raise RuntimeError(f"fake encoder supports YUV420 only, not {self._format}")
         params = f"repeat-headers={1 if repeat else 0}:aud=1"
@@ -164,27 +184,28 @@ class _X264Engine:
                 "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
                 "-sc_threshold", "0", "-x264-params", params]
         if bitrate:
-            argv += ["-b:v", str(int(bitrate))]
+            argv += ["-b:v", str(bitrate)]
         if iperiod:
-            argv += ["-g", str(int(iperiod)), "-keyint_min", str(int(iperiod))]
+            argv += ["-g", str(iperiod), "-keyint_min", str(iperiod)]
         argv += ["-f", "h264", "-flush_packets", "1", "pipe:"]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, bufsize=0)
         self._pending_ts = collections.deque()
-        self._reader = threading.Thread(target=self._engine_read, name="fake-encoder-output", daemon=True)
+        self._reader = threading.Thread(target=self._engine_read, name="fake-x264-output", daemon=True)
         self._reader.start()
 
-    def _engine_encode(self, stream, request):
-        timestamp_us = self._timestamp(request)
-        with _MappedBuffer(request, stream) as b:
-            pixels = _fake.from_buffer(b, self._width, self._height, self._stride)
+    def _engine_feed(self, pixels: bytes, timestamp_us: int) -> None:
         self._pending_ts.append(timestamp_us)
         try:
             self._proc.stdin.write(pixels)
         except (BrokenPipeError, ValueError):
             pass
 
-    def _engine_stop(self):
+    def _engine_finish(self) -> None:
+        """End of input: the reader passes on the last frames, then _engine_end()."""
+        if self._proc is None:
+            self._engine_end()
+            return
         try:
             self._proc.stdin.close()
         except OSError:
@@ -192,37 +213,46 @@ class _X264Engine:
         self._reader.join()
         self._proc.wait()
         self._proc.stdout.close()
+        self._proc = None
 
     def _engine_read(self):
-        aud = b"\x00\x00\x00\x01\x09"
         data = b""
         while True:
             chunk = self._proc.stdout.read(65536)
             if chunk:
                 data += chunk
-            # every frame starts with an access unit delimiter; a frame is whole when the next begins
             while True:
-                nxt = data.find(aud, 1)
+                nxt = data.find(AUD, 1)
                 if nxt < 0:
                     break
-                self._deliver(data[:nxt])
+                self._engine_unit(data[:nxt])
                 data = data[nxt:]
             if not chunk:
                 break
         if data:
-            self._deliver(data)
+            self._engine_unit(data)
+        self._engine_end()
 
-    def _deliver(self, au: bytes):
+    def _engine_unit(self, au: bytes) -> None:
         types, i = [], au.find(b"\x00\x00\x01")
         while i >= 0 and i + 3 < len(au):
             types.append(au[i + 3] & 0x1F)
             i = au.find(b"\x00\x00\x01", i + 3)
-        keyframe = 5 in types
         timestamp = self._pending_ts.popleft() if self._pending_ts else None
+        self._engine_output(au, 5 in types, timestamp)
+
+    def _engine_output(self, au: bytes, keyframe: bool, timestamp: int | None) -> None:
+        raise NotImplementedError
+
+    def _engine_end(self) -> None:
+        pass
+
+    def _deliver(self, au: bytes, keyframe: bool, timestamp: int | None) -> None:
+        """One encoded frame to the outputs, on the calling thread."""
         with control.lock:
             control.encoded.append((au, keyframe, timestamp))
-        # Hand over a scratch buffer that is wiped afterwards (like a recycled V4L2
-        # capture buffer): an output that keeps the frame without copying it is caught.
+        # Hand over a scratch buffer that is wiped afterwards (like a recycled capture
+        # buffer): an output that keeps the frame without copying it is caught.
         scratch = bytearray(au)
         view = memoryview(scratch)
         try:

@@ -15,7 +15,8 @@ class Output:
         self.recording = False
 
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
-        """Called on the encoder's thread with one encoded frame (timestamp in microseconds)."""
+        """One encoded frame (timestamp in microseconds), on the thread that delivers the encoder's
+        frames: the camera loop for LibavH264Encoder, the poll thread for H264Encoder."""
 
     def outputtimestamp(self, timestamp):
         if self.ptsoutput is not None and timestamp is not None:

@@ -1,9 +1,13 @@
-"""Fake of picamera2.outputs.SplittableOutput, written from its documented behaviour.
+"""Fake of picamera2.outputs.SplittableOutput (picamera2 0.3.36, outputs/splittableoutput.py).
 
 ``split_output(new)`` starts ``new``, hands it the streams, then blocks (no timeout)
-until the encoder thread has switched over, which happens at the next video keyframe
-(or at once with ``wait_for_keyframe=False``), and finally stops the old output in the
-caller's thread. Frames are neither dropped nor duplicated across a switch.
+until the encoder's delivering thread switches over, which happens at the next video
+keyframe (or at once with ``wait_for_keyframe=False``), and finally stops the old output
+in the caller's thread. Frames are neither dropped nor duplicated across a switch.
+
+The order is the real one (l. 49-55): ``outputframe`` signals "split done" *before* it
+swaps the outputs and passes the keyframe on, so the old output's ``stop()`` may run
+before the new output has seen its first frame, or while it is receiving it.
 """
 from threading import Event
 
@@ -34,8 +38,8 @@ class SplittableOutput(Output):
 
     def outputframe(self, frame, keyframe=True, timestamp=None, packet=None, audio=False):
         if self._next is not None and (not self._wait_for_keyframe or (keyframe and not audio)):
-            self._output, self._next = self._next, None
             self._split_done.set()
+            self._output, self._next = self._next, None
         if self._output is not None:
             self._output.outputframe(frame, keyframe, timestamp, packet, audio)
 
