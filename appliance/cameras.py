@@ -81,7 +81,8 @@ def public_camera(central, cam: dict) -> dict:
             "last_segment_seq": cam.get("last_segment_seq"), "last_segment_at": cam.get("last_segment_at"),
             "online": hub.online(cam["id"]), "offline_since": cam.get("offline_since"),
             "view_changed": bool(cam.get("view_changed")), "view_difference": cam.get("view_difference"),
-            "placement": cam.get("placement")}
+            "placement": cam.get("placement"),
+            "pairing_fingerprint": (cam.get("pairing") or {}).get("fingerprint")}
 
 
 def _camera_id(args) -> str:
