@@ -6,8 +6,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # fdisk (sfdisk), mtools, bmap-tools, xz-utils: flash.sh; dosfstools, e2fsprogs: test images with
-# Raspberry Pi OS's layout; cloud-init: `cloud-init schema` validates the generated user-data.
-APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools fdisk e2fsprogs xz-utils bmap-tools cloud-init
+# Raspberry Pi OS's layout; cloud-init: `cloud-init schema` validates the generated user-data;
+# shellcheck: flash.sh and the first-boot scripts.
+APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools fdisk e2fsprogs xz-utils bmap-tools \
+                cloud-init shellcheck
 STAMP  := $(VENV)/.installed
 
 PYTEST_ARGS ?=
@@ -19,7 +21,7 @@ PYTEST_ARGS ?=
 # services from ever configuring this machine at boot.
 system-deps:
 	@missing=""; \
-	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat mkfs.ext4 sfdisk xz bmaptool cloud-init; do \
+	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat mkfs.ext4 sfdisk xz bmaptool cloud-init shellcheck; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts"; \
 	if [ -n "$$missing" ]; then \

@@ -198,7 +198,7 @@ kind=""
 if [ -b "$target" ]; then
   kind=block
 elif [ -f "$target" ]; then
-  kind=file
+  kind="file"
 elif [ ! -e "$target" ] && [ -d "$(dirname "$target")" ]; then
   kind=new
 else

@@ -448,6 +448,13 @@ def test_refuses_the_system_disk(tmp_path, bundle, ssh_key):
     assert first_16_mib() == before
 
 
+def test_the_scripts_pass_shellcheck():
+    scripts = [FLASH, ROOT / "images" / "bundle.sh", ROOT / "images" / "central" / "custodian-console",
+               *sorted((ROOT / "images" / "common").glob("*.sh"))]
+    done = run("shellcheck", "--severity=warning", *scripts, check=False)
+    assert done.returncode == 0, done.stdout
+
+
 # --------------------------------------------------------------------------- the bundle
 
 

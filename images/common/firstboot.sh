@@ -7,18 +7,37 @@
 #   bundle/                   the offline wheels (make bundle)
 #   camera/ | central/        units and files from images/<role>/
 #   install-bundle.sh
-# Every step can run again (a power cut mid-way): the next boot's runcmd does not rerun
-# it, so IT runs it by hand (`sudo bash /boot/firmware/custodian/firstboot.sh`).
-# What it did is in /var/log/custodian-firstboot.log.
+# Every step can run again. Until it has finished once (/var/lib/custodian-firstboot.done),
+# custodian-firstboot.service runs it again, at each boot once the network is up and every
+# two minutes after a failure (a power cut mid-way, no network yet for apt). What it did is in /var/log/custodian-firstboot.log.
 set -euo pipefail
 
 boot=/boot/firmware
 [ -d "$boot/custodian" ] || boot=/boot
 src=$boot/custodian
+done_mark=/var/lib/custodian-firstboot.done
 exec > >(tee -a /var/log/custodian-firstboot.log) 2>&1
 echo "== custodian first boot $(date -Is)"
+[ ! -e "$done_mark" ] || { echo "already done ($done_mark)"; exit 0; }
 role=$(cat "$src/role")
 venv=/opt/custodian/.venv
+
+# 0. Run again at the next boot unless this run finishes.
+cat > /etc/systemd/system/custodian-firstboot.service <<UNIT
+[Unit]
+Description=Custodian first-boot setup (until it has finished once)
+After=network-online.target
+Wants=network-online.target
+ConditionPathExists=!$done_mark
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $src/firstboot.sh
+Restart=on-failure
+RestartSec=120
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable custodian-firstboot.service
 
 # 1. The service account (the daemons run as it; group custodian may use the central's API).
 getent group custodian >/dev/null || groupadd --system custodian
@@ -40,13 +59,13 @@ done
 
 if [ "$role" = camera ]; then
   usermod -a -G video custodian
-  # picamera2 comes from apt (cloud-init's packages: asked for it; retried here if that failed).
-  for attempt in 1 2 3 4 5; do
-    python3 -c 'import picamera2' 2>/dev/null && break
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-picamera2 && break
-    echo "python3-picamera2 not installed yet (attempt $attempt); retrying in 30 s"
-    sleep 30
-  done
+  # picamera2 comes from apt (cloud-init's packages: asked for it; tried again here). Without
+  # it the camera cannot record: stop here, and the next boot tries again.
+  if grep -q '^backend = "picamera2"' "$src/node.toml" && ! python3 -c 'import picamera2' 2>/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-picamera2 \
+      || { echo "python3-picamera2 could not be installed (no network?): trying again in two minutes"
+           systemctl start --no-block custodian-firstboot.service || true; exit 1; }
+  fi
   # The pairing code leaves the boot partition (readable by anyone with the card) at once.
   install -d -m 0750 -o custodian -g custodian /var/lib/custodian
   if [ -f "$src/invite" ]; then
@@ -84,6 +103,7 @@ if grep -q 'password:' "$boot/network-config" 2>/dev/null; then
   sed -i 's/^\( *password:\).*/\1 "(removed after first boot)"/' "$boot/network-config"
 fi
 rm -rf "$src/bundle"
+systemctl disable custodian-firstboot.service
+touch "$done_mark"
 sync
-touch /var/lib/custodian-firstboot.done
 echo "== custodian first boot done: role $role"

@@ -79,25 +79,13 @@ if [ -n "$ntp_servers" ]; then
 fi
 systemctl enable systemd-timesyncd
 
-# Custodian itself (its log: /var/log/custodian-firstboot.log). It needs the network for
-# apt (picamera2, unattended-upgrades): after this reboot it runs again from the unit
-# below if it did not finish now.
+# Custodian itself (its log: /var/log/custodian-firstboot.log). This early in the first boot
+# there may be no network for apt (picamera2, unattended-upgrades): firstboot.sh installs
+# custodian-firstboot.service, which runs it again after this reboot until it finishes.
 if [ "$role" = central ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unattended-upgrades
 fi
-bash "$boot/custodian/firstboot.sh" || cat > /etc/systemd/system/custodian-firstboot.service <<UNIT
-[Unit]
-Description=Custodian first-boot setup (retry)
-After=network-online.target
-Wants=network-online.target
-ConditionPathExists=!/var/lib/custodian-firstboot.done
-[Service]
-Type=oneshot
-ExecStart=/bin/bash $boot/custodian/firstboot.sh
-[Install]
-WantedBy=multi-user.target
-UNIT
-systemctl enable custodian-firstboot.service 2>/dev/null
+bash "$boot/custodian/firstboot.sh"
 
 # Leave no trace of this script (it holds the Wi-Fi passphrase).
 rm -f "$boot/firstrun.sh"
