@@ -39,7 +39,7 @@ import nacl.public
 import nacl.signing
 from aiohttp import web
 
-from appliance.cameras import _camera_id, _check_category
+from appliance.cameras import _camera_id, _check_category, insert_new_camera, read_place
 from appliance.errors import ConfigError, EnrolmentRefused
 from appliance.fsutil import atomic_write, fsync_dir
 from appliance.nodeapi import seal_for_node
@@ -103,9 +103,7 @@ def pairing_fingerprint(node_key: bytes, archive_key: bytes, live_key: bytes) ->
 def invite(central, caller, args):
     """Invite a camera: a one-time pairing code, valid 24 hours, for flash.sh --invite (C6 checks first)."""
     camera = _camera_id(args)
-    category = args.str("category", max_len=40).lower()
-    location = args.str("location", min_len=3, max_len=200)
-    reading_position = args.bool("reading_position")
+    category, location, reading_position = read_place(args)
     args.done()
     _check_category(category, reading_position)
     if central.records.get("cameras", camera) is not None:
@@ -266,14 +264,10 @@ def enrol_request(central, camera: str, body: bytes, peer: str) -> dict:
         raise _Refusal(409, "key_in_use", "this node key is already enrolled for another camera", camera, inv["id"])
     now = iso(central.now())
     pairing = {"fingerprint": fingerprint, "invite": inv["id"], "enrolled_at": now, "peer": peer}
-    central.records.insert("cameras", {
-        "key": node_key, "category": inv["category"], "location": inv["location"], "status": "pending_placement",
-        "masks": [], "snapshot_at": None, "last_segment_seq": None, "last_segment_at": None,
-        "enrolled_by": inv["invited_by"], "enrolled_at": now, "placement": None, "reference": None,
-        "view_changed": False, "offline_since": None, "pairing": pairing}, id=camera)
+    insert_new_camera(central, camera, node_key, inv["category"], inv["location"], inv["invited_by"],
+                      pairing=pairing)
     central.records.update("invites", inv["id"], {"status": "spent", "code_hash": None, "closed_at": now,
                                                   "node_key": node_key, "fingerprint": fingerprint})
-    central.reload_cameras()
     central.audit.append("system", "camera.enrol_by_code", target=camera, refs={"invite": inv["id"]},
                          details={"category": inv["category"], "location": inv["location"], "key": node_key,
                                   "fingerprint": fingerprint, "invited_by": inv["invited_by"], "peer": peer})
