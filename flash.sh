@@ -255,6 +255,7 @@ if [ "$kind" = block ]; then
   if [ "${removable:-0}" != 1 ] && [ "${hotplug:-0}" != 1 ] && [[ $target != /dev/mmcblk* ]] && [ $force = 0 ]; then
     refuse "$target is not a removable device (not an SD card or USB reader?): give --force if you are sure"
   fi
+  [ -w "$target" ] || refuse "cannot write to $target: run flash.sh as root (sudo ./flash.sh ...)"
   target_size=$(blockdev --getsize64 "$target")
   model=$(lsblk -dno MODEL "$target" 2>/dev/null | sed 's/ *$//' || true)
   description="$target (${model:-no model name}, $((target_size / 1000000)) MB)"

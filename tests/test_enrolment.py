@@ -86,7 +86,7 @@ def test_code_typing_is_forgiving_but_exact():
         normalise_code("7K3Q-9XWP")
 
 
-def test_node_enrols_with_its_code_and_both_sides_show_one_fingerprint(tmp_path, central, people, server):
+def test_C6_camera_enrolled_by_code_awaits_placement_and_both_sides_show_one_fingerprint(tmp_path, central, people, server):
     code = invite(people)["code"]
     cfg, data = flashed_node(tmp_path, server.url, "entrance", code)
     enrolled = enrol_if_needed(cfg, data)
