@@ -15,12 +15,13 @@
 #
 # Tools it needs (checked at start):
 #   sfdisk lsblk findmnt blockdev losetup (util-linux, fdisk)  mcopy mtype mdir mmd (mtools)
-#   xz (xz-utils)  dd cmp sha256sum stat head od (coreutils, diffutils)
-# and uses bmaptool (bmap-tools) when present and IMAGE.bmap lies beside the image.
+#   xz (xz-utils)  dd cmp sha256sum stat head od (coreutils, diffutils)  awk sed grep
+# (and the rest of coreutils: cp, mktemp, readlink, ...); bmaptool (bmap-tools) when it is
+# installed and IMAGE.bmap lies beside the image.
 set -euo pipefail
 shopt -u patsub_replacement 2>/dev/null || true   # bash 5.2: '&' in ${x//a/b} stays literal
 
-REQUIRED_TOOLS=(sfdisk lsblk findmnt blockdev losetup mcopy mtype mdir mmd xz dd cmp sha256sum stat head od)
+REQUIRED_TOOLS=(sfdisk lsblk findmnt blockdev losetup mcopy mtype mdir mmd xz dd cmp sha256sum stat head od awk sed grep)
 APT_LINE="sudo apt-get install -y fdisk util-linux mtools xz-utils coreutils diffutils"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 IMAGES=$HERE/images
@@ -30,7 +31,7 @@ export MTOOLS_SKIP_CHECK=1 MTOOLS_NO_VFAT=0
 say() { printf 'flash.sh: %s\n' "$*" >&2; }
 refuse() { say "refused: $*"; say "nothing was written."; exit 1; }
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
   cat >&2 <<'EOF'
 
 Options:
@@ -47,7 +48,7 @@ Options:
   --timezone TZ         default: this machine's, else UTC
   --ntp "HOST ..."      NTP servers (default: the OS's)
   --camera-backend B    picamera2 (default), v4l2, synthetic, file
-  --sha256 HEX|FILE     the image's published SHA-256 (checked before anything else)
+  --sha256 HEX|FILE     the image's published SHA-256 (checked before anything is written)
   --bundle DIR          the offline bundle (default: build/bundle, made by 'make bundle')
   --release R           trixie or bookworm (default: read from the image's boot partition)
   --yes                 do not ask to type the device name
