@@ -44,6 +44,7 @@ from appliance.errors import ConfigError, EnrolmentRefused
 from appliance.fsutil import atomic_write, fsync_dir
 from appliance.nodeapi import seal_for_node
 from appliance.ops import Refused, iso, op, parse_iso
+from appliance.records import valid_id
 
 log = logging.getLogger("custodian.enrolment")
 
@@ -248,6 +249,8 @@ def check_code(central, camera: str, code: str) -> dict:
 
 def enrol_request(central, camera: str, body: bytes, peer: str) -> dict:
     """Runs under the policy lock: check everything, then enrol and spend the code. Returns the answer."""
+    if not valid_id(camera):
+        raise _Refusal(400, "forged", "the path does not name a camera")
     doc = open_request(central, camera, body)
     node_key = doc["node_key"].lower()
     archive_key, live_key = central_keys(central)
