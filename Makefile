@@ -1,24 +1,35 @@
 # Custodian: everything a fresh Debian / Raspberry Pi OS machine needs, in two commands.
 #   make demo   run the whole system on this machine (central, synthetic cameras, UI)
 #   make test   install what is missing, then run the test suite
+#   make bundle the offline bundle flash.sh puts on every card (build/bundle)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools
+# fdisk (sfdisk), mtools, bmap-tools, xz-utils: flash.sh; dosfstools, e2fsprogs: test images with
+# Raspberry Pi OS's layout; cloud-init: `cloud-init schema` validates the generated user-data;
+# shellcheck: flash.sh and the first-boot scripts.
+APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools fdisk e2fsprogs xz-utils bmap-tools \
+                cloud-init shellcheck
 STAMP  := $(VENV)/.installed
 
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-other-python bench system-deps clean
+.PHONY: demo test test-other-python bench bundle system-deps clean
 
+# cloud-init is installed only for `cloud-init schema`: /etc/cloud/cloud-init.disabled (made
+# before it is installed, and only where cloud-init is not installed already) keeps its
+# services from ever configuring this machine at boot.
 system-deps:
 	@missing=""; \
-	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat; do \
+	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat mkfs.ext4 sfdisk xz bmaptool cloud-init shellcheck; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing from apt:$$missing"; \
+	    if ! command -v cloud-init >/dev/null 2>&1; then \
+	      mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled; \
+	    fi; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	  else \
 	    echo "missing:$$missing"; \
@@ -46,6 +57,11 @@ test-other-python:
 	@if [ -n "$(OTHER_PYTHON)" ] && $(OTHER_PYTHON) -c pass 2>/dev/null; then \
 	  $(MAKE) test PYTHON=$(OTHER_PYTHON) VENV=.venv-3.13 PYTEST_ARGS="-m 'not slow'"; \
 	else echo "no Python 3.13 on this machine: skipping"; fi
+
+# The project's wheel and the aarch64 wheels of its dependencies (CPython 3.11 and 3.13),
+# for first boot without internet. Build output: not committed.
+bundle: $(STAMP)
+	PYTHON=$(PY) bash images/bundle.sh build/bundle
 
 bench: system-deps $(STAMP)
 	$(PY) -m bench.run

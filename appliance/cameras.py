@@ -82,7 +82,8 @@ def public_camera(central, cam: dict) -> dict:
             "last_segment_seq": cam.get("last_segment_seq"), "last_segment_at": cam.get("last_segment_at"),
             "online": hub.online(cam["id"]), "offline_since": cam.get("offline_since"),
             "view_changed": bool(cam.get("view_changed")), "view_difference": cam.get("view_difference"),
-            "placement": cam.get("placement")}
+            "placement": cam.get("placement"),
+            "pairing_fingerprint": (cam.get("pairing") or {}).get("fingerprint")}
 
 
 def _camera_id(args) -> str:
@@ -114,27 +115,38 @@ def _check_key(key: str) -> str:
     return key
 
 
+def read_place(args) -> tuple[str, str, bool]:
+    """Where a camera goes, as enrolment and invitations (appliance/enrolment.py) take it:
+    category, location, and whether it would see what someone reads, views or listens to."""
+    return (args.str("category", max_len=40).lower(), args.str("location", min_len=3, max_len=200),
+            args.bool("reading_position"))
+
+
+def insert_new_camera(central, camera: str, key: str, category: str, location: str, enrolled_by: str,
+                      **extra) -> None:
+    """A newly enrolled camera: pending placement, so it records nothing yet (C6); ingest knows its key."""
+    doc = {"key": key, "category": category, "location": location, "status": "pending_placement",
+           "masks": [], "snapshot_at": None, "last_segment_seq": None, "last_segment_at": None,
+           "enrolled_by": enrolled_by, "enrolled_at": iso(central.now()), "placement": None,
+           "reference": None, "view_changed": False, "offline_since": None, **extra}
+    central.records.insert("cameras", doc, id=camera)
+    central.reload_cameras()
+
+
 @op("camera.enroll", ("director", "it"),
     labels={"key": "Node public key", "reading_position": "Shows what people read"})
 def enroll(central, caller, args):
     """Enrol a camera node by its public key; it records only once its placement is approved (C6)."""
     camera = _camera_id(args)
     key = _check_key(args.str("key", max_len=64))
-    category = args.str("category", max_len=40).lower()
-    location = args.str("location", min_len=3, max_len=200)
-    reading_position = args.bool("reading_position")
+    category, location, reading_position = read_place(args)
     args.done()
     _check_category(category, reading_position)
     if central.records.get("cameras", camera) is not None:
         raise Refused(f"camera {camera!r} is already enrolled")
     if central.records.search("cameras", key=key):
         raise Refused("this node key is already enrolled for another camera: one node, one camera")
-    doc = {"key": key, "category": category, "location": location, "status": "pending_placement",
-           "masks": [], "snapshot_at": None, "last_segment_seq": None, "last_segment_at": None,
-           "enrolled_by": caller.user_id, "enrolled_at": iso(central.now()), "placement": None,
-           "reference": None, "view_changed": False, "offline_since": None}
-    central.records.insert("cameras", doc, id=camera)
-    central.reload_cameras()
+    insert_new_camera(central, camera, key, category, location, caller.user_id)
     central.audit.append(caller.user_id, "camera.enroll", role=caller.role, target=camera,
                          details={"category": category, "location": location, "key": key})
     return {"camera": public_camera(central, central.records.get("cameras", camera))}

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import config as config_mod
 from .cli_access import DEMO_DATA, Secrets, find_api, login
-from .errors import CustodianError
+from .errors import CustodianError, EnrolmentRefused
+from .wording import when
 
 
 def _passphrase(prompt: str, *, confirm: bool = False) -> str:
@@ -117,6 +118,22 @@ def cmd_camera_add(args) -> int:
     finally:
         client.logout()
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_camera_invite(args) -> int:
+    cfg = _load_config(args)
+    client = _client(args, cfg)
+    try:
+        result = client.call("camera.invite", {"camera": args.name, "location": args.location,
+                                              "category": args.category})
+    finally:
+        client.logout()
+    print(f"pairing code for camera {result['camera']}: {result['code']}  "
+          f"(valid until {when(result['expires_at'])}, once)")
+    print(f"flash its card with: {result['next']}")
+    print("at first boot the camera enrols with it; compare the pairing fingerprint in its log with the "
+          "central's camera screen")
     return 0
 
 
@@ -271,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     _access_options(a)
     a.set_defaults(func=cmd_camera_add)
 
+    a = camera.add_parser("invite", help="a one-time pairing code for a camera to be flashed (flash.sh --invite)")
+    a.add_argument("name")
+    a.add_argument("--location", required=True, help="where it will be, e.g. 'Main entrance, facing the doors'")
+    a.add_argument("--category", required=True, help="as for 'camera add'")
+    _access_options(a)
+    a.set_defaults(func=cmd_camera_invite)
+
     segment = sub.add_parser("segment", help="segment files").add_subparsers(dest="sub", required=True)
     s = segment.add_parser("inspect", help="print the public header and trailer as JSON")
     s.add_argument("files", nargs="+")
@@ -323,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except EnrolmentRefused as e:
+        # A new pairing code is needed: exit status 78 (EX_CONFIG) tells systemd not to restart.
+        print(f"custodian: {e}", file=sys.stderr)
+        return 78
     except CustodianError as e:
         print(f"custodian: {e}", file=sys.stderr)
         return 2

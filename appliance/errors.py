@@ -22,6 +22,12 @@ class ConfigError(CustodianError):
     code = "bad_config"
 
 
+class EnrolmentRefused(CustodianError):
+    """The central refused a node's pairing code for good (appliance/enrolment.py): a new code is needed."""
+
+    code = "enrolment_refused"
+
+
 # --- records (appliance/records.py) ---------------------------------------------
 
 

@@ -100,9 +100,11 @@ def make_ingest_app(host: IngestHost) -> web.Application:
 
     app.router.add_get("/v1/health", health)
     app.router.add_put("/v1/segments/{camera}/{seq}", put_segment)
+    from .enrolment import add_enrol_routes  # pairing codes of flashed cameras (docs/node-protocol.md)
     from .nodeapi import add_node_routes  # the node control channel (docs/node-protocol.md)
 
     add_node_routes(app, host)
+    add_enrol_routes(app, host)
     return app
 
 

@@ -66,10 +66,16 @@ class NodeIdentity:
         data_dir.mkdir(parents=True, exist_ok=True)
         key = nacl.signing.SigningKey.generate()
         atomic_write(data_dir / "node.key", key.encode(), mode=0o600)
-        atomic_write(data_dir / "node.json", json.dumps({
+        NodeIdentity.write_meta(data_dir, name, archive_key_hex, central_url, live_key_hex)
+        return NodeIdentity(data_dir, name, key, archive_key, central_url, live_key)
+
+    @staticmethod
+    def write_meta(data_dir: Path, name: str, archive_key_hex: str, central_url: str,
+                   live_key_hex: str | None) -> None:
+        """node.json: what the node knows of the central (written last: it completes the identity)."""
+        atomic_write(Path(data_dir) / "node.json", json.dumps({
             "name": name, "archive_key": archive_key_hex, "central_url": central_url, "live_key": live_key_hex,
         }, indent=2).encode(), mode=0o644)
-        return NodeIdentity(data_dir, name, key, archive_key, central_url, live_key)
 
     @staticmethod
     def load(data_dir: Path) -> "NodeIdentity":
@@ -431,14 +437,21 @@ def run_node(cfg: Config, data_dir: Path | None = None) -> int:
     are written only once the central says the placement is approved (node_control).
     """
     from hw import board
+    from hw.watchdog import SystemdNotifier
 
+    from .enrolment import enrol_if_needed
     from .node_control import NodeService
 
     stop = threading.Event()
     failed = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    service = NodeService(cfg, Path(data_dir or cfg.node.data_dir), on_fatal=lambda: (failed.set(), stop.set()),
+    data_dir = Path(data_dir or cfg.node.data_dir)
+    # A flashed card's first boot: enrol with the pairing code (docs/provisioning.md).
+    enrol_if_needed(cfg, data_dir, stop, notifier=SystemdNotifier())
+    if stop.is_set():
+        return 0
+    service = NodeService(cfg, data_dir, on_fatal=lambda: (failed.set(), stop.set()),
                           boot_id=board.boot_id(), clock_synced=board.clock_synced)
     service.start()
     stop.wait()

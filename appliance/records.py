@@ -74,6 +74,7 @@ TABLES: dict[str, str] = {
     "counsel": "cns",      # legal.py: counsel consultations per instrument (C13, C14)
     "releases": "rel",     # legal.py: releases to law enforcement, each registered in exports (C3)
     "live_sessions": "liv",  # live.py: live view sessions (C8)
+    "invites": "inv",      # enrolment.py: pairing codes for cameras flashed by IT (hashes only)
 }
 META = "meta"  # internal: schema version, migration records, id counters
 

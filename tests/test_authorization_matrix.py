@@ -26,7 +26,7 @@ EXPECTED = {
     "user.set_disabled": {D}, "director.designate_acting": {D}, "director.revoke_acting": {D},
     "archive.status": {S, D, I}, "archive.unseal": {D}, "archive.seal": {D},
     # cameras, signage, live view (C1 C5 C6 C8): IT operates cameras, never sees images
-    "camera.enroll": {D, I}, "camera.list": {S, D, I}, "camera.snapshot": {D},
+    "camera.enroll": {D, I}, "camera.invite": {D, I}, "camera.list": {S, D, I}, "camera.snapshot": {D},
     "camera.approve_placement": {D}, "camera.reject_placement": {D}, "camera.set_masks": {D},
     "camera.retire": {D}, "signage.add": {D, I}, "signage.remove": {D, I}, "signage.list": {S, D, I},
     "signage.text": {S, D, I}, "live.open": {S, D}, "live.frame": {S, D}, "live.close": {S, D},

@@ -50,6 +50,14 @@ async def test_login_acknowledge_policy_and_see_cameras(serving, central):
         while screen.query_one("DataTable").row_count == 0 and time.monotonic() < deadline:
             await pilot.pause(0.1)
         assert screen.query_one("DataTable").row_count == 1
+        # A camera enrolled by pairing code shows its fingerprint, for IT to compare with the node's log.
+        central.records.update("cameras", "entrance", {"pairing": {"fingerprint": "3F9A-7C21-0B4E-55D2"}})
+        await pilot.press("r")
+        deadline = time.monotonic() + 10
+        while "3F9A-7C21-0B4E-55D2" not in str(screen.query_one("#detail").render()) \
+                and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert str(screen.query_one("#detail").render()) == "entrance: pairing fingerprint 3F9A-7C21-0B4E-55D2"
     entries = central.audit.query(action_prefix="policy.acknowledge")
     assert entries, "the acknowledgement went through the API and was audited"
 

@@ -119,6 +119,7 @@ class CamerasScreen(Screen):
         yield Header(icon=HEADER_ICON)
         yield Label("", id="status")
         yield DataTable(id="cameras", cursor_type="row", zebra_stripes=False)
+        yield Label("", id="detail")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -148,12 +149,24 @@ class CamerasScreen(Screen):
             f"{user.get('name', '')} ({user.get('role', '')})  archive: {'SEALED' if sealed else 'unsealed'}"
             f"  cameras: {len(cameras)}")
         table = self.query_one(DataTable)
+        self.cameras = {cam["id"]: cam for cam in cameras}
         table.clear()
         for cam in cameras:
             seq = cam.get("last_segment_seq")
             received = (cam.get("last_segment_at") or "")[11:19] or "-"
             table.add_row(cam["id"][:12], (cam.get("location") or "")[:22], cam.get("status", "")[:17],
-                          "-" if seq is None else f"#{seq}", received)
+                          "-" if seq is None else f"#{seq}", received, key=cam["id"])
+        if not cameras:
+            self.query_one("#detail", Label).update("")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The highlighted camera's pairing fingerprint: IT compares it with the camera's log."""
+        cam = getattr(self, "cameras", {}).get(event.row_key.value if event.row_key else None)
+        if cam is None:
+            return
+        pairing = cam.get("pairing_fingerprint")
+        self.query_one("#detail", Label).update(
+            f"{cam['id']}: pairing fingerprint {pairing}" if pairing else f"{cam['id']}: enrolled by key")
 
 
 class CustodianApp(App):
