@@ -136,8 +136,8 @@ def test_every_error_code_the_api_sends_is_in_the_docs_table():
     assert sorted(set(sent) - set(docs)) == []
     assert sorted(set(docs) - set(sent)) == []                       # nothing documented that is never sent
     for code in sent:                                                 # and with the status actually sent
-        if code == "unavailable":
-            assert docs[code] == "none"                               # the client's own, no HTTP
+        if code in ("unavailable", "enrolment_refused"):
+            assert docs[code] == "none"                               # the client's or the node's own, no HTTP
         elif code != "internal":
             assert docs[code] == str(api.STATUS.get(code, 400)), code
     assert docs["internal"] == "500"
