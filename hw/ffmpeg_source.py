@@ -42,6 +42,7 @@ from appliance.errors import ConfigError
 
 from .annexb import AccessUnit, AnnexBParser
 from .backend import CameraBackend, CameraFailed, Frame, KeyframeSplitter, SegmentOpener, clip_masks
+from .ffmpeg_encode import draw_masks, encoder_options
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +84,10 @@ def build_command(cfg: CameraConfig, camera_name: str = "camera", ffmpeg_bin: st
         video = ffmpeg.input(cfg.file, stream_loop=-1, re=None).video
         video = video.filter("scale", cfg.width, cfg.height).filter("fps", fps=cfg.fps)
 
-    # Masks are drawn last, in the pixel format the encoder receives: nothing after
-    # them can move or blend pixels back into a masked rectangle.
-    video = video.filter("format", "yuv420p")
-    for x, y, w, h in masks:
-        video = video.drawbox(x, y, w, h, color="black", t="fill")
-
-    gop = cfg.fps * cfg.keyframe_seconds
-    kbps = cfg.bitrate_kbps
+    video = draw_masks(video, masks)
     out = video.output(
-        "pipe:", format="h264", vcodec="libx264", preset="ultrafast", tune="zerolatency",
-        pix_fmt="yuv420p", g=gop, keyint_min=gop, sc_threshold=0, flush_packets=1,
-        **{"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k",
-           "x264-params": "repeat-headers=1:aud=1"},
+        "pipe:", format="h264", flush_packets=1,
+        **encoder_options("libx264", cfg.fps, cfg.keyframe_seconds, cfg.bitrate_kbps),
     ).global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning")
     argv = out.compile(cmd=ffmpeg_bin)
     return argv
