@@ -50,3 +50,14 @@ def test_tui_talks_only_to_the_api():
 def test_api_client_is_standard_library_only():
     names = imports_of("appliance")[ROOT / "appliance" / "client.py"]
     assert names <= {"__future__", "http.client", "json", "socket"}, names
+
+
+def test_rtsp_backend_stands_without_appliance():
+    """hw/ is to become independent of appliance/: the RTSP backend and its helpers already are
+    (nothing imported from appliance, directly or through another module)."""
+    for module in ("rtsp_source", "sps", "ffmpeg_encode"):
+        names = imports_of("hw")[ROOT / "hw" / f"{module}.py"]
+        assert not any(n.startswith("appliance") for n in names), (module, names)
+    code = ("import sys, hw.rtsp_source; "
+            "bad = [m for m in sys.modules if m.split('.')[0] == 'appliance']; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
