@@ -34,7 +34,7 @@ def make_backend(cfg: CameraConfig, name: str = "camera", **options) -> CameraBa
 def rtsp_settings(cfg: CameraConfig, board=None):
     """The rtsp backend's settings from [camera]; ConfigError names what to fix."""
     from .board import has_hardware_h264
-    from .ffmpeg_encode import has_encoder
+    from .ffmpeg_common import has_encoder
     from .rtsp_source import RtspSettingError, RtspSettings
 
     masks = tuple(clip_masks(cfg.masks, cfg.width, cfg.height))

@@ -42,7 +42,7 @@ from appliance.errors import ConfigError
 
 from .annexb import AccessUnit, AnnexBParser
 from .backend import CameraBackend, CameraFailed, Frame, KeyframeSplitter, SegmentOpener, clip_masks
-from .ffmpeg_encode import draw_masks, encoder_options
+from .ffmpeg_common import drain_lines, draw_masks, encoder_options
 
 log = logging.getLogger(__name__)
 
@@ -231,27 +231,12 @@ class FfmpegBackend(CameraBackend):
 
     def _read_log(self, proc: subprocess.Popen) -> None:
         """Drain stderr into a bounded ring (the pipe never fills; the log never grows)."""
-        fd = proc.stderr.fileno()
-        pending = b""
-        try:
-            while True:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()[-1000:]
-                for line in lines:
-                    self._log_line(line)
-        except (OSError, ValueError):
-            pass
-        if pending:
-            self._log_line(pending)
+        drain_lines(proc.stderr.fileno(), self._log_line)
 
-    def _log_line(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace").strip()[:500]
-        if text:
-            self.stderr_ring.append(text)
-            log.debug("ffmpeg[%s]: %s", self.camera_name, text)
+    def _log_line(self, text: str) -> None:
+        text = text[:500]
+        self.stderr_ring.append(text)
+        log.debug("ffmpeg[%s]: %s", self.camera_name, text)
 
     def stderr_tail(self, n: int = 20) -> list[str]:
         return list(self.stderr_ring)[-n:]

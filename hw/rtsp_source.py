@@ -57,7 +57,7 @@ import ffmpeg
 
 from .annexb import NAL_AUD, NAL_PPS, NAL_SPS, START_CODE, AccessUnit, AnnexBParser, nal_units
 from .backend import CameraBackend, CameraFailed, Frame, KeyframeSplitter, SegmentOpener
-from .ffmpeg_encode import ENCODERS, draw_masks, encoder_options
+from .ffmpeg_common import ENCODERS, drain_lines, draw_masks, encoder_options
 from .sps import PictureFormat, picture_format
 
 log = logging.getLogger(__name__)
@@ -479,9 +479,10 @@ class RtspBackend(CameraBackend):
                 self.alive_at = now
             if self._stop.is_set():
                 break
-            if conn.refused is None and conn.pictures == 0 and now - started > 2 * self.settings.timeout_seconds:
+            # any picture counts here, also those before the first keyframe (a long GOP is no outage)
+            if conn.refused is None and conn.units == 0 and now - started > 2 * self.settings.timeout_seconds:
                 conn.refused = f"connected, but no picture came within {2 * self.settings.timeout_seconds:g} s"
-            elif conn.pictures and now - self.last_frame_at > self.settings.timeout_seconds:
+            elif conn.units and now - conn.last_unit_at > self.settings.timeout_seconds:
                 conn.refused = conn.refused or f"no picture for {self.settings.timeout_seconds:g} s"
             if conn.refused is not None:
                 self._end_process()
@@ -508,27 +509,11 @@ class RtspBackend(CameraBackend):
 
     def _read_log(self, proc: subprocess.Popen, conn: _Connection) -> None:
         """Drain stderr (redacted) into the ring; learn the input's codec from ffmpeg's description of it."""
-        fd = proc.stderr.fileno()
-        pending = b""
-        try:
-            while True:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()[-1000:]
-                for line in lines:
-                    self._log_line(line, proc, conn)
-        except (OSError, ValueError):
-            pass
-        if pending:
-            self._log_line(pending, proc, conn)
+        drain_lines(proc.stderr.fileno(), lambda text: self._log_line(text, proc, conn))
         conn.described.set()            # ffmpeg is gone: nothing more will be described
 
-    def _log_line(self, line: bytes, proc: subprocess.Popen, conn: _Connection) -> None:
-        text = conn.redact(line.decode("utf-8", "replace").strip())[:500]
-        if not text:
-            return
+    def _log_line(self, text: str, proc: subprocess.Popen, conn: _Connection) -> None:
+        text = conn.redact(text)[:500]          # redacted whole, then shortened
         self.stderr_ring.append(text)
         conn.lines.append(text)
         del conn.lines[:-20]
@@ -568,6 +553,8 @@ class RtspBackend(CameraBackend):
         # the last unit of a connection may be cut short (the stream broke off): it is dropped
 
     def _emit(self, au: AccessUnit, conn: _Connection) -> None:
+        conn.units += 1
+        conn.last_unit_at = time.monotonic()
         pts = max(time.monotonic_ns() // 1000, self._last_pts + 1)
         data, new_format = au.data, False
         if au.keyframe:
@@ -623,7 +610,9 @@ class _Connection:
         self.described = threading.Event()
         self.refused: str | None = None
         self.codec: str | None = None    # the input's codec, as ffmpeg described it
-        self.pictures = 0
+        self.units = 0                   # access units ffmpeg delivered
+        self.last_unit_at = 0.0
+        self.pictures = 0                # ... of which recorded (from the first keyframe on)
         self.lines: list[str] = []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import urllib.parse
 
 import pytest
@@ -13,6 +14,7 @@ from appliance.errors import ConfigError
 from hw.annexb import NAL_AUD, NAL_PPS, NAL_SPS, AccessUnit, nal_types, nal_units, split_access_units
 from hw.board import Board
 from hw.factory import make_backend, rtsp_settings
+from hw.ffmpeg_common import drain_lines
 from hw.rtsp_source import (
     ParameterSets,
     RtspSettingError,
@@ -241,3 +243,19 @@ def test_sps_picture_size_matches_ffprobe(size, x264, pix_fmt):
     width, height = map(int, probe.stdout.decode().split(","))
     picture = access_unit_format(split_access_units(data)[0].data)
     assert (picture.width, picture.height) == (width, height) == tuple(map(int, size.split("x")))
+
+
+def test_ffmpeg_lines_are_handed_on_whole_or_not_at_all():
+    """A line too long to keep is replaced, never cut (a cut could split a password the redactor
+    would then miss); the pipe is drained to its end."""
+    read, write = os.pipe()
+    long_line = b"Impossible to open 'rtsp://admin:" + b"x" * 10_000 + b"@host/'\n"
+    os.write(write, b"first line\n" + long_line[:3000])
+    received: list[str] = []
+    reader = threading.Thread(target=drain_lines, args=(read, received.append))
+    reader.start()
+    os.write(write, long_line[3000:] + b"  last line, no newline  ")
+    os.close(write)
+    reader.join(10)
+    os.close(read)
+    assert received == ["first line", "(a line too long to keep)", "last line, no newline"]

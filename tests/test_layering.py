@@ -55,7 +55,7 @@ def test_api_client_is_standard_library_only():
 def test_rtsp_backend_stands_without_appliance():
     """hw/ is to become independent of appliance/: the RTSP backend and its helpers already are
     (nothing imported from appliance, directly or through another module)."""
-    for module in ("rtsp_source", "sps", "ffmpeg_encode"):
+    for module in ("rtsp_source", "sps", "ffmpeg_common"):
         names = imports_of("hw")[ROOT / "hw" / f"{module}.py"]
         assert not any(n.startswith("appliance") for n in names), (module, names)
     code = ("import sys, hw.rtsp_source; "

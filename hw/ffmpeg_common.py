@@ -1,13 +1,16 @@
-"""How every ffmpeg pipeline in `hw/` draws privacy masks and encodes H.264.
+"""What the ffmpeg pipelines in `hw/` share: how they draw privacy masks, encode H.264 and
+drain ffmpeg's messages.
 
-Shared by the ffmpeg sources (hw/ffmpeg_source.py) and the RTSP backend when it has
-masks to draw (hw/rtsp_source.py), so both store the same kind of stream: a keyframe
-with SPS and PPS at a fixed cadence, an access unit delimiter on every picture.
+Used by the ffmpeg sources (hw/ffmpeg_source.py) and the RTSP backend
+(hw/rtsp_source.py), so both store the same kind of stream when they encode: a
+keyframe with SPS and PPS at a fixed cadence, an access unit delimiter on every picture.
 """
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
+from typing import Callable
 
 ENCODERS = ("libx264", "h264_v4l2m2m")
 
@@ -45,3 +48,35 @@ def has_encoder(name: str, ffmpeg_bin: str = "ffmpeg") -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     return any(line.split()[1:2] == [name] for line in out.splitlines() if line.startswith(" "))
+
+
+def drain_lines(fd: int, on_line: Callable[[str], None], max_line: int = 4096) -> None:
+    """Read a pipe (ffmpeg's stderr) to its end, handing on each stripped, non-empty line whole.
+
+    A line longer than `max_line` bytes is replaced by a note, never cut: a cut line could
+    hold part of a secret that a redactor would no longer recognise. The pipe is always
+    drained, so ffmpeg never blocks on it.
+    """
+    pending = b""
+    overflow = False
+    try:
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                _deliver(b"(a line too long to keep)" if overflow else line, on_line)
+                overflow = False
+            if len(pending) > max_line:
+                pending, overflow = b"", True
+    except (OSError, ValueError):
+        pass
+    _deliver(b"(a line too long to keep)" if overflow else pending, on_line)
+
+
+def _deliver(line: bytes, on_line: Callable[[str], None]) -> None:
+    text = line.decode("utf-8", "replace").strip()
+    if text:
+        on_line(text)
