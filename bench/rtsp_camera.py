@@ -149,10 +149,10 @@ class RtspCamera:
 
 def available() -> str | None:
     """None if the stand-in camera can run here, else what is missing (and how to install it)."""
+    elements = ("videotestsrc", "x264enc", "x265enc", "rtph264pay", "rtph265pay")
     probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
              "from gi.repository import Gst; Gst.init(None); "
-             "missing = [e for e in ('videotestsrc', 'x264enc', 'x265enc', 'rtph264pay', 'rtph265pay') if not Gst.ElementFactory.find(e)]; "
-             "print(' '.join(missing))")
+             f"print(' '.join(e for e in {elements!r} if not Gst.ElementFactory.find(e)))")
     try:
         done = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as e:

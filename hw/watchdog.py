@@ -142,7 +142,9 @@ class FrameWatchdog:
         waiting = getattr(self.backend, "waiting_for_source", None)
         if waiting:
             silent = now - self.backend.alive_at
-            return f"the reconnect loop is silent for {silent:.1f}s ({waiting})" if silent > self.stall_seconds else None
+            if silent > self.stall_seconds:
+                return f"the reconnect loop is silent for {silent:.1f}s ({waiting})"
+            return None
         idle = now - self.backend.last_frame_at
         if idle > self.stall_seconds:
             return f"no frame for {idle:.1f}s"

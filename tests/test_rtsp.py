@@ -375,3 +375,28 @@ def test_h265_camera_refused_with_the_setting_to_change(tmp_path, central, peopl
         camera.stop()
     assert people.call("director", "camera.list")["cameras"][0]["snapshot_at"] is None   # nothing was decoded
     assert not list((identity.data_dir / "spool").glob("*.cseg*"))
+
+
+def test_udp_transport_by_setting(tmp_path):
+    """rtsp_transport = "udp": RTP arrives on UDP sockets of the node's ffmpeg, and records."""
+    from hw.rtsp_source import RtspBackend, RtspSettings
+    from hw.selftest import MemoryOpener, check_segments
+
+    camera = RtspCamera("", width=W, height=H, fps=FPS, keyframe_seconds=1, log=tmp_path / "cam.log")
+    camera.start()
+    backend = RtspBackend(RtspSettings(url=camera.url, transport="udp", width=W, height=H, fps=FPS), "udp-cam")
+    opener = MemoryOpener()
+    backend.start(opener, 2)
+    try:
+        wait_for(lambda: backend.frames >= 30, 30, "pictures over UDP", 0.2)
+        pid = backend.proc.pid
+        sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        inodes = {s[len("socket:["):-1] for s in sockets if s.startswith("socket:[")}
+        udp = {line.split()[9] for name in ("udp", "udp6") for line in
+               Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]}
+    finally:
+        backend.stop()
+        camera.stop()
+    assert inodes & udp, "ffmpeg holds no UDP socket"
+    ok, detail = check_segments(opener.segments)
+    assert ok and len(opener.segments) >= 2, detail
