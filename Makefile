@@ -8,8 +8,15 @@ PY     := $(VENV)/bin/python
 # fdisk (sfdisk), mtools, bmap-tools, xz-utils: flash.sh; dosfstools, e2fsprogs: test images with
 # Raspberry Pi OS's layout; cloud-init: `cloud-init schema` validates the generated user-data;
 # shellcheck: flash.sh and the first-boot scripts.
+# GStreamer's RTSP server (system Python 3 with PyGObject) stands in for IP cameras in the tests and
+# benchmarks (bench/rtsp_camera.py): x264enc is in -ugly, x265enc in -bad, the RTP payloaders in -good.
+GST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools fdisk e2fsprogs xz-utils bmap-tools \
-                cloud-init shellcheck
+                cloud-init shellcheck $(GST_PACKAGES)
+GST_CHECK := import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); \
+  from gi.repository import Gst; Gst.init(None); \
+  assert all(Gst.ElementFactory.find(e) for e in ('videotestsrc', 'x264enc', 'x265enc', 'rtph264pay', 'rtph265pay'))
 STAMP  := $(VENV)/.installed
 
 PYTEST_ARGS ?=
@@ -24,6 +31,7 @@ system-deps:
 	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat mkfs.ext4 sfdisk xz bmaptool cloud-init shellcheck; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts"; \
+	/usr/bin/python3 -c "$(GST_CHECK)" >/dev/null 2>&1 || missing="$$missing gstreamer-rtsp-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing from apt:$$missing"; \

@@ -245,7 +245,7 @@ def _access_options(parser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="custodian", description="Video surveillance that keeps the library's policy.")
     p.add_argument("--config", help="TOML configuration file (defaults need none)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v: progress; -vv: debug (ffmpeg's output)")
     sub = p.add_subparsers(dest="command", required=True)
 
     central = sub.add_parser("central", help="the central appliance").add_subparsers(dest="sub", required=True)
@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .client import ApiError
 

@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 @dataclass
 class CameraConfig:
-    backend: str = "synthetic"          # synthetic | v4l2 | file | picamera2
+    backend: str = "synthetic"          # synthetic | v4l2 | file | picamera2 | rtsp
     width: int = 1280
     height: int = 720
     fps: int = 15
@@ -25,6 +25,12 @@ class CameraConfig:
     keyframe_seconds: int = 2           # one keyframe (with SPS/PPS) every N seconds
     device: str = "/dev/video0"         # v4l2
     file: str = ""                      # file backend: the video to loop
+    # rtsp backend (an IP camera; docs/camera-backends.md): the stream's URL without credentials,
+    # "user:password" in credentials_file (mode 0600, owned by the node's user), TCP or UDP
+    url: str = ""
+    credentials_file: str = ""
+    rtsp_transport: str = "tcp"
+    reconnect_max_seconds: float = 30.0 # longest wait between attempts to reach a camera that dropped
     # privacy masks, drawn on the node before encoding: [[x, y, w, h], ...] in pixels
     masks: list[list[int]] = field(default_factory=list)
     stall_seconds: float = 10.0         # no frame for this long = the camera stalled

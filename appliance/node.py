@@ -232,8 +232,11 @@ class Recorder:
         self.next_seq, self.prev_digest = info.seq + 1, info.digest
         self._save_head(info.seq, info.digest)
 
-    def open_segment(self) -> FrameSink:
+    def open_segment(self, picture_size: tuple[int, int] | None = None) -> FrameSink:
+        """The next segment. `picture_size` is the size the stream's SPS states (an IP camera's
+        copied stream has the camera's size, whatever [camera] says); default: [camera]'s."""
         cam = self.cfg.camera
+        width, height = picture_size or (cam.width, cam.height)
         with self._lock:
             if not self._seal_leftovers("disk full while recording"):
                 self.spool.make_room("disk full: evicted to keep recording")
@@ -243,7 +246,7 @@ class Recorder:
             try:
                 writer = SegmentWriter(
                     self.spool.path_for(seq),
-                    params=StreamParams(camera=self.identity.name, width=cam.width, height=cam.height,
+                    params=StreamParams(camera=self.identity.name, width=width, height=height,
                                         fps_num=cam.fps, boot_id=self.boot_id, clock_synced=self.clock_synced()),
                     seq=seq, prev_digest=self.prev_digest, archive_key=self.identity.archive_key,
                     signing_key=self.identity.signing_key, chunk_bytes=self.cfg.node.chunk_bytes,

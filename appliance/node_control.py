@@ -44,6 +44,7 @@ import nacl.public
 import nacl.signing
 
 from hw.backend import CameraFailed, Frame, FrameSink
+from hw.sps import access_unit_format
 
 from .config import Config
 from .errors import ConfigError, CustodianError
@@ -285,7 +286,9 @@ class _GatedSegment:
         if self.real is None:
             if not frame.keyframe:
                 return
-            self.real = self.gate.recorder.open_segment()
+            picture = access_unit_format(frame.data)     # the header states the stream's real size
+            self.real = self.gate.recorder.open_segment(
+                picture_size=None if picture is None else (picture.width, picture.height))
             self.gate.segments_opened += 1
         self.real.write_frame(frame)
 

@@ -55,10 +55,12 @@ class KeyframeSplitter:
         self._start_pts = 0
         self._lock = threading.Lock()
 
-    def on_frame(self, frame: Frame) -> None:
+    def on_frame(self, frame: Frame, new_segment: bool = False) -> None:
+        """Hand on one frame; `new_segment` starts a new segment at this keyframe whatever
+        its time (the stream changed its picture format)."""
         with self._lock:
             if frame.keyframe and (
-                self._sink is None or frame.pts_us - self._start_pts >= self._segment_us
+                self._sink is None or new_segment or frame.pts_us - self._start_pts >= self._segment_us
             ):
                 if self._sink is not None:
                     self._sink.close()
@@ -87,6 +89,11 @@ class CameraBackend(abc.ABC):
         # missed its deadline, privacy masks could not be applied. The watchdog treats it
         # as a stall at once. start() clears it.
         self.stall_reason: str | None = None
+        # Set by a backend that lost its source and reconnects by itself (an IP camera that
+        # dropped: restarting this process would not bring it back), saying why. Meanwhile
+        # the watchdog watches `alive_at`, the reconnect loop's heartbeat, instead of frames.
+        self.waiting_for_source: str | None = None
+        self.alive_at = time.monotonic()
 
     def _saw_frame(self) -> None:
         self.last_frame_at = time.monotonic()

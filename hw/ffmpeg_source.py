@@ -42,6 +42,7 @@ from appliance.errors import ConfigError
 
 from .annexb import AccessUnit, AnnexBParser
 from .backend import CameraBackend, CameraFailed, Frame, KeyframeSplitter, SegmentOpener, clip_masks
+from .ffmpeg_common import drain_lines, draw_masks, encoder_options
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +84,10 @@ def build_command(cfg: CameraConfig, camera_name: str = "camera", ffmpeg_bin: st
         video = ffmpeg.input(cfg.file, stream_loop=-1, re=None).video
         video = video.filter("scale", cfg.width, cfg.height).filter("fps", fps=cfg.fps)
 
-    # Masks are drawn last, in the pixel format the encoder receives: nothing after
-    # them can move or blend pixels back into a masked rectangle.
-    video = video.filter("format", "yuv420p")
-    for x, y, w, h in masks:
-        video = video.drawbox(x, y, w, h, color="black", t="fill")
-
-    gop = cfg.fps * cfg.keyframe_seconds
-    kbps = cfg.bitrate_kbps
+    video = draw_masks(video, masks)
     out = video.output(
-        "pipe:", format="h264", vcodec="libx264", preset="ultrafast", tune="zerolatency",
-        pix_fmt="yuv420p", g=gop, keyint_min=gop, sc_threshold=0, flush_packets=1,
-        **{"b:v": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k",
-           "x264-params": "repeat-headers=1:aud=1"},
+        "pipe:", format="h264", flush_packets=1,
+        **encoder_options("libx264", cfg.fps, cfg.keyframe_seconds, cfg.bitrate_kbps),
     ).global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning")
     argv = out.compile(cmd=ffmpeg_bin)
     return argv
@@ -239,27 +231,12 @@ class FfmpegBackend(CameraBackend):
 
     def _read_log(self, proc: subprocess.Popen) -> None:
         """Drain stderr into a bounded ring (the pipe never fills; the log never grows)."""
-        fd = proc.stderr.fileno()
-        pending = b""
-        try:
-            while True:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()[-1000:]
-                for line in lines:
-                    self._log_line(line)
-        except (OSError, ValueError):
-            pass
-        if pending:
-            self._log_line(pending)
+        drain_lines(proc.stderr.fileno(), self._log_line)
 
-    def _log_line(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace").strip()[:500]
-        if text:
-            self.stderr_ring.append(text)
-            log.debug("ffmpeg[%s]: %s", self.camera_name, text)
+    def _log_line(self, text: str) -> None:
+        text = text[:500]
+        self.stderr_ring.append(text)
+        log.debug("ffmpeg[%s]: %s", self.camera_name, text)
 
     def stderr_tail(self, n: int = 20) -> list[str]:
         return list(self.stderr_ring)[-n:]

@@ -139,6 +139,12 @@ class FrameWatchdog:
         reason = getattr(self.backend, "stall_reason", None)
         if reason:
             return reason
+        waiting = getattr(self.backend, "waiting_for_source", None)
+        if waiting:
+            silent = now - self.backend.alive_at
+            if silent > self.stall_seconds:
+                return f"the reconnect loop is silent for {silent:.1f}s ({waiting})"
+            return None
         idle = now - self.backend.last_frame_at
         if idle > self.stall_seconds:
             return f"no frame for {idle:.1f}s"
@@ -149,11 +155,13 @@ class FrameWatchdog:
         frames_at_ping = 0
         waiting_since: float | None = None     # a restart returned; frames must follow
         frames_at_restart = 0
+        status: str | None = None               # what the backend waits for, as last told to systemd
         while not self._stop.wait(self.poll_seconds):
             now = time.monotonic()
             if waiting_since is not None:
                 pending = getattr(self.backend, "stall_reason", None)
-                if self.backend.frames > frames_at_restart and not pending:
+                reconnecting = getattr(self.backend, "waiting_for_source", None)
+                if (self.backend.frames > frames_at_restart or reconnecting) and not pending:
                     log.info("camera recovered after restart %d", self.restarts)
                     self.notifier.notify("STATUS=recording")
                     self.failures = 0
@@ -167,11 +175,18 @@ class FrameWatchdog:
                     continue
             reason = self._stalled(now)
             if reason is None:
-                if self.backend.frames and not self.ready_sent:
-                    self.notifier.notify("READY=1\nSTATUS=recording")
+                waiting = getattr(self.backend, "waiting_for_source", None)
+                line = f"STATUS=waiting for the camera: {waiting}" if waiting else "STATUS=recording"
+                if (self.backend.frames or waiting) and not self.ready_sent:
+                    self.notifier.notify("READY=1\n" + line)
                     self.ready_sent = True
-                # ping only for fresh frames: a camera that never delivers is never "alive"
-                if now - last_ping >= self.notify_interval and self.backend.frames > frames_at_ping:
+                    status = waiting
+                elif self.ready_sent and waiting != status:
+                    self.notifier.notify(line)
+                    status = waiting
+                # ping only for fresh frames, or while a backend reconnects to its source by itself
+                # (its heartbeat was checked above): a camera that never delivers is never "alive"
+                if now - last_ping >= self.notify_interval and (self.backend.frames > frames_at_ping or waiting):
                     self.notifier.notify("WATCHDOG=1")
                     last_ping = now
                     frames_at_ping = self.backend.frames

@@ -112,6 +112,43 @@ def test_notify_ready_then_pings_only_while_frames_flow(tmp_path, monkeypatch):
         listener.close()
 
 
+def test_backend_waiting_for_its_source_is_left_to_reconnect_while_its_loop_beats(tmp_path, monkeypatch):
+    """An IP camera that dropped: the backend reconnects by itself (restarting would not help);
+    the process stays alive for systemd while the reconnect loop beats, and not once it stops."""
+    path = tmp_path / "notify.sock"
+    listener = Listener(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    backend = PulseBackend()
+    backend.start(None, 1)
+    backend.pulse()
+    dog = FrameWatchdog(backend, MemoryOpener(), 1, stall_seconds=0.5, max_restarts=5, deadline_seconds=2,
+                        on_fatal=lambda: None, notify_interval=0.1, poll_seconds=0.05)
+    backend.waiting_for_source = "connection refused; retrying in 4 s"
+    beating = threading.Event()
+    beating.set()
+
+    def loop():
+        while beating.is_set():
+            backend.alive_at = time.monotonic()
+            time.sleep(0.05)
+
+    beat = threading.Thread(target=loop, daemon=True)
+    beat.start()
+    dog.start()
+    try:
+        time.sleep(1.5)                            # three stall periods without a frame
+        assert dog.restarts == 0 and backend.starts == 1
+        msgs = listener.drain()
+        assert "READY=1\nSTATUS=waiting for the camera: connection refused; retrying in 4 s" in msgs
+        assert msgs.count("WATCHDOG=1") >= 5       # alive: its loop turns
+        beating.clear()                            # the reconnect loop hangs: now it is a stall
+        beat.join()
+        wait_for(lambda: dog.restarts >= 1, timeout=10)
+    finally:
+        dog.stop()
+        listener.close()
+
+
 def test_notifier_handles_abstract_sockets(monkeypatch):
     name = f"custodian-test-{uuid.uuid4().hex}"
     listener = Listener("\0" + name)

@@ -56,3 +56,14 @@ def test_wording_is_standard_library_only():
     # The TUI may show times and roles the way the central's messages do, without the core.
     names = imports_of("appliance")[ROOT / "appliance" / "wording.py"]
     assert names <= {"__future__", "datetime"}, names
+
+
+def test_rtsp_backend_stands_without_appliance():
+    """hw/ is to become independent of appliance/: the RTSP backend and its helpers already are
+    (nothing imported from appliance, directly or through another module)."""
+    for module in ("rtsp_source", "sps", "ffmpeg_common"):
+        names = imports_of("hw")[ROOT / "hw" / f"{module}.py"]
+        assert not any(n.startswith("appliance") for n in names), (module, names)
+    code = ("import sys, hw.rtsp_source; "
+            "bad = [m for m in sys.modules if m.split('.')[0] == 'appliance']; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

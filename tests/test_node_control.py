@@ -296,7 +296,7 @@ class MemoryRecorder:
     def __init__(self):
         self.segments: list[list[Frame]] = []
 
-    def open_segment(self):
+    def open_segment(self, picture_size=None):
         frames: list[Frame] = []
         self.segments.append(frames)
 
