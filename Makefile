@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools
+APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools poppler-utils p7zip-full
 STAMP  := $(VENV)/.installed
 
 PYTEST_ARGS ?=
@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 system-deps:
 	@missing=""; \
-	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat; do \
+	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat pdftotext 7z; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts"; \
 	if [ -n "$$missing" ]; then \

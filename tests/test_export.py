@@ -23,7 +23,7 @@ from appliance import export as export_mod
 from appliance import segment as seg
 from appliance.errors import ArchiveSealed
 from appliance.export_verify import PackageFault, canonical_annexb, verify_package
-from appliance.ops import NotFound, Refused, iso
+from appliance.ops import BadRequest, NotFound, Refused, iso
 from conftest import DIRECTOR, ROOT, People, ServingCentral, enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
@@ -229,6 +229,25 @@ def test_no_plaintext_left_outside_the_package(world, package):
     assert not list(path.parent.glob(".*.part"))
 
 
+def test_C3_a_clip_never_reaches_outside_the_released_window(world, tmp_path):
+    """A stream copy must start at a keyframe: the first one inside the window, never one before it."""
+    start = world["start"]
+    release = world["people"].call("director", "release.create", instrument=world["instrument"]["id"],
+                                   cameras=["cam-a"], start=iso(start + timedelta(seconds=30.5)),
+                                   end=iso(start + timedelta(seconds=100)), recipient="Chariton PD")["release"]
+    started = world["people"].call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+    status = export_mod.wait_for(world["central"], started["build"]["build"])
+    assert status["state"] == "built", status["error"]
+    package = Path(status["result"]["package"])
+    [piece] = json.loads((package / "manifest.json").read_text())["cameras"][0]["pieces"]
+    assert piece["first_frame_at"] == iso(start + timedelta(seconds=31))       # the keyframes are whole seconds
+    assert piece["last_frame_at"] == iso(start + timedelta(seconds=100))
+    assert piece["frames"] == 69 * FPS + 1
+    assert [s["seq"] for s in piece["segments"]] == [0, 1]
+    assert piece["segments"][0]["frames_used"] == {"first": 310, "count": 290}
+    verify_package(package)
+
+
 # --------------------------------------------------------------------------- tampering
 
 
@@ -261,7 +280,7 @@ def test_any_changed_byte_or_missing_file_fails(package, tmp_path):
         verify_package(extra)
 
 
-def resign(world, package: Path) -> None:
+def resign(world, package: Path, key=None) -> None:
     """What only someone holding the appliance key could do: make SHA256SUMS and the signature fit again."""
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(package).as_posix()}"
              for p in sorted(package.rglob("*")) if p.is_file() and p.name not in
@@ -274,7 +293,7 @@ def resign(world, package: Path) -> None:
             piece["sha256"] = hashlib.sha256((package / piece["file"]).read_bytes()).hexdigest()
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (package / "manifest.json").write_bytes(data)
-    (package / "manifest.sig").write_bytes(world["central"].keys.signing_key().sign(data).signature)
+    (package / "manifest.sig").write_bytes((key or world["central"].keys.signing_key()).sign(data).signature)
 
 
 def test_a_recut_mp4_fails_even_when_everything_is_signed_again(world, package, tmp_path):
@@ -294,7 +313,7 @@ def test_a_recut_mp4_fails_even_when_everything_is_signed_again(world, package, 
     from appliance.keys import ed25519_public_pem
     other = nacl.signing.SigningKey.generate()
     (victim2 / "appliance-key.pem").write_text(ed25519_public_pem(bytes(other.verify_key)))
-    (victim2 / "manifest.sig").write_bytes(other.sign((victim2 / "manifest.json").read_bytes()).signature)
+    resign(world, victim2, other)
     assert verify_package(victim2).key_sha256 != verify_package(path).key_sha256
     with pytest.raises(PackageFault, match="not the appliance key you expected"):
         verify_package(victim2, pinned_key=bytes(world["central"].keys.verify_key()))
@@ -341,10 +360,14 @@ def test_C3_C14_refusals_leave_no_package_and_no_register_entry(world, tmp_path)
     uncounselled = dict(world["release"], counsel=[])
     uncounselled.pop("id")
     uncounselled_id = central.records.insert("releases", uncounselled)
-    with pytest.raises(Refused) as e:
-        people.call("director", "release.build", release=uncounselled_id, **args)
-    assert e.value.clause == "C14"
-    nothing_built(world, destination)
+    try:
+        with pytest.raises(Refused) as e:
+            people.call("director", "release.build", release=uncounselled_id, **args)
+        assert e.value.clause == "C14"
+        nothing_built(world, destination)
+    finally:
+        central.records.remove("releases", orphan_id)
+        central.records.remove("releases", uncounselled_id)
 
 
 def test_a_sealed_archive_builds_nothing(world, tmp_path):
@@ -431,7 +454,7 @@ def test_cli_export_build_shows_progress(world, tmp_path):
 # --------------------------------------------------------------------------- holds (C12)
 
 
-def test_C12_instrument_hold_stays_while_its_release_is_unbuilt_or_recently_built(world):
+def test_C12_instrument_hold_stays_while_its_release_is_unbuilt_or_recently_built(world, package):
     central, people = world["central"], world["people"]
     start = world["start"]
     # A second instrument with a release nobody has built yet.
@@ -447,7 +470,7 @@ def test_C12_instrument_hold_stays_while_its_release_is_unbuilt_or_recently_buil
         people.call("director", "hold.release", hold=other["hold"], reason="case closed")
     assert e.value.clause == "C12" and "not been built" in str(e.value)
     assert central.records.get("holds", other["hold"])["released_at"] is None
-    with pytest.raises(Refused):
+    with pytest.raises(BadRequest):                                                  # a reason, not a token
         people.call("director", "hold.release", hold=other["hold"], reason="case closed", override_reason="x")
     done = people.call("director", "hold.release", hold=other["hold"], reason="case closed",
                        override_reason="the court withdrew the order; counsel confirmed in writing")
