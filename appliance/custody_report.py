@@ -124,13 +124,18 @@ def readme(manifest: dict) -> str:
 # --------------------------------------------------------------------------- custody-report.pdf
 
 
+def _png_aspect(png: bytes) -> float:
+    """Height over width, from the PNG's IHDR chunk (bytes 16-23: width, height, big-endian)."""
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    return height / width if width else 0.75
+
+
 class _Report(FPDF):
     def __init__(self, label: str):
         super().__init__(format="A4")
         self.label = label
         self.add_font("Sans", "", FONT_DIR + "DejaVuSans.ttf")
         self.add_font("Sans", "B", FONT_DIR + "DejaVuSans-Bold.ttf")
-        self.add_font("Mono", "", FONT_DIR + "DejaVuSansMono.ttf")
         self.set_margins(15, 18, 15)
         self.set_auto_page_break(True, 18)
 
@@ -157,7 +162,9 @@ class _Report(FPDF):
         self.multi_cell(0, 4.6, text, new_x="LMARGIN", new_y="NEXT")
 
     def mono(self, text: str) -> None:
-        self.set_font("Mono", "", 7)
+        # Digests and file names are ASCII: the PDF core font Courier needs no font file to parse
+        # and lays out far faster than a TrueType font (the digest table is most of the report).
+        self.set_font("Courier", "", 7)
         self.multi_cell(0, 3.6, text, new_x="LMARGIN", new_y="NEXT")
         self.set_font("Sans", "", 9)
 
@@ -217,19 +224,19 @@ def custody_report(manifest: dict, pngs: dict[str, bytes]) -> bytes:
     pdf.heading("7. Contact sheet")
     shown = [s for s in manifest["stills"] if s.get("file") and s["file"] in pngs]
     width, gap = 56.0, 6.0
-    for i, still in enumerate(shown):
-        column = i % 3
-        if column == 0:
-            if pdf.get_y() + 62 > pdf.h - 20:
-                pdf.add_page()
-            top = pdf.get_y()
-        x = pdf.l_margin + column * (width + gap)
-        pdf.image(io.BytesIO(pngs[still["file"]]), x=x, y=top, w=width)
-        pdf.set_xy(x, top + width * 0.75 + 1)
-        pdf.set_font("Sans", "", 6.5)
-        pdf.multi_cell(width, 3, f"{still['camera']} {still['frame_at']}", new_x="LEFT", new_y="NEXT")
-        if column == 2 or i == len(shown) - 1:
-            pdf.set_xy(pdf.l_margin, top + width * 0.75 + 9)
+    for row in range(0, len(shown), 3):
+        stills = shown[row:row + 3]
+        heights = [width * _png_aspect(pngs[s["file"]]) for s in stills]
+        if pdf.get_y() + max(heights) + 10 > pdf.h - 20:
+            pdf.add_page()
+        top = pdf.get_y()
+        for column, (still, height) in enumerate(zip(stills, heights)):
+            x = pdf.l_margin + column * (width + gap)
+            pdf.image(io.BytesIO(pngs[still["file"]]), x=x, y=top, w=width, h=height)
+            pdf.set_xy(x, top + height + 1)
+            pdf.set_font("Sans", "", 6.5)
+            pdf.multi_cell(width, 3, f"{still['camera']} {still['frame_at']}", new_x="LEFT", new_y="NEXT")
+        pdf.set_xy(pdf.l_margin, top + max(heights) + 9)
     missing = [s for s in manifest["stills"] if not s.get("file")]
     for s in missing:
         pdf.para(f"No still of {s['camera']} at {s['at']}: {s['missing']}.")

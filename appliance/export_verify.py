@@ -89,11 +89,30 @@ def canonical_annexb(unit: bytes) -> tuple[bytes, bool]:
     writes, and the form x264 (the nodes' software encoder) already emits, so for our
     cameras it is usually the identity.
     """
+    if _is_canonical(unit):
+        return unit, False
     out = bytearray()
     for i, nal in enumerate(nal_units(unit)):
         long = i == 0 or (nal and nal[0] & 0x1F in PARAMETER_SETS)
         out += (b"\x00" + START_CODE if long else START_CODE) + nal
     return (unit, False) if out == unit else (bytes(out), True)
+
+
+def _is_canonical(unit: bytes) -> bool:
+    """The same answer as building the canonical form and comparing, without copying.
+
+    `count` scans the unit once in C; the finds then stop at the last start code, so
+    the big slice at the end of a unit is scanned once, not twice.
+    """
+    n = unit.count(START_CODE)
+    if n == 0 or not unit.startswith(b"\x00" + START_CODE):
+        return False
+    at = 1
+    for _ in range(n - 1):
+        at = unit.find(START_CODE, at + 3)
+        if at + 3 >= len(unit) or (unit[at - 1] == 0) != (unit[at + 3] & 0x1F in PARAMETER_SETS):
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------- reading a package
