@@ -248,6 +248,39 @@ def test_C3_a_clip_never_reaches_outside_the_released_window(world, tmp_path):
     verify_package(package)
 
 
+def test_C13_a_sealed_warrant_leaves_only_as_the_api_shows_it(world, tmp_path):
+    central, people, start = world["central"], world["people"], world["start"]
+    secret = "SW-2026-0042 (Judge Hale)"
+    warrant = people.call("director", "instrument.record", kind="search_warrant", reference=secret,
+                          court="District Court", issued_on=central.now().date().isoformat(),
+                          received_on=central.now().date().isoformat(), description="Entrance, the theft",
+                          cameras=["cam-a"], start=iso(start), end=iso(start + timedelta(minutes=1)))["instrument"]
+    people.call("director", "counsel.record", instrument=warrant["id"], counsel="J. Ortiz",
+                consulted_on=central.now().date().isoformat(), summary="Comply.")
+    release = people.call("director", "release.create", instrument=warrant["id"], cameras=["cam-a"],
+                          start=iso(start), end=iso(start + timedelta(minutes=1)), recipient="Sheriff")["release"]
+    people.call("director", "director.designate_acting", user=people.ids["sam"], start=iso(central.now()),
+                end=iso(central.now() + timedelta(hours=1)), why="Director away this afternoon")
+    try:
+        with pytest.raises(Refused) as e:
+            people.call("sam", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+        assert e.value.clause == "C13"
+    finally:
+        people.call("director", "director.revoke_acting", user=people.ids["sam"])
+    assert list(tmp_path.iterdir()) == []
+    started = people.call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+    status = export_mod.wait_for(central, started["build"]["build"])
+    assert status["state"] == "built", status["error"]
+    package = Path(status["result"]["package"])
+    instrument = json.loads((package / "manifest.json").read_text())["instrument"]
+    assert instrument["sealed"] is True and "reference" not in instrument
+    for name in ("manifest.json", "README.txt"):
+        assert secret not in (package / name).read_text()
+    assert secret not in run("pdftotext", str(package / "custody-report.pdf"), "-").stdout
+    assert secret not in (central.paths.audit / "audit.jsonl").read_text()
+    verify_package(package)
+
+
 # --------------------------------------------------------------------------- tampering
 
 
