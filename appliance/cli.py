@@ -199,7 +199,7 @@ def cmd_export_build(args) -> int:
     shown = 0
     tty = sys.stdout.isatty()
     while True:
-        for step, done in build["history"][shown:]:
+        for step, done, _seconds in build["history"][shown:]:
             line = f"[{min(99, 100 * done // max(1, build['total_bytes'])):3d}%] {step}"
             print(("\r" + line.ljust(72)) if tty else line, end="" if tty else "\n", flush=True)
         shown = len(build["history"])

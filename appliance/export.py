@@ -84,7 +84,8 @@ class Build:
     done: int = 0
     state: str = "running"       # running | built | failed
     _step: str = "starting"
-    history: list = field(default_factory=list)   # [step, bytes done] at each change, for a progress display
+    history: list = field(default_factory=list)   # [step, bytes done, seconds in] at each change
+    clock: float = field(default_factory=time.monotonic)
     error: str | None = None
     result: dict | None = None
     finished_at: str | None = None
@@ -96,7 +97,7 @@ class Build:
     @step.setter
     def step(self, text: str) -> None:
         self._step = text
-        self.history = (self.history + [[text, self.done]])[-200:]
+        self.history = (self.history + [[text, self.done, round(time.monotonic() - self.clock, 3)]])[-200:]
 
     def view(self) -> dict:
         percent = 100 if self.state == "built" else min(99, int(100 * self.done / max(1, self.total)))

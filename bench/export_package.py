@@ -134,6 +134,16 @@ class _Archive:
         shutil.rmtree(self._sock_dir, ignore_errors=True)
 
 
+def _phases(history: list, total: float) -> dict:
+    """Seconds spent in each kind of step of one build (from its progress history)."""
+    phases: dict[str, float] = {}
+    marks = history + [["end", None, total]]
+    for (step, _done, t0), (_next, _d, t1) in zip(marks, marks[1:]):
+        kind = ("clip" if "segment" in step else step.split(" ")[0] if step.startswith("still") else step)
+        phases[kind] = round(phases.get(kind, 0.0) + t1 - t0, 3)
+    return phases
+
+
 def run(settings: common.Settings) -> dict:
     from hw.annexb import split_access_units
 
@@ -167,6 +177,7 @@ def run(settings: common.Settings) -> dict:
                     (package_cpu if side == "package" else ffmpeg_cpu).append(cpu)
                     if side == "package":
                         package_bytes = status["result"]["bytes"]
+                        steps = _phases(status["history"], elapsed)
                     shutil.rmtree(out)
         finally:
             archive.close()
@@ -180,5 +191,5 @@ def run(settings: common.Settings) -> dict:
                  "package_seconds": package_times, "ffmpeg_seconds": ffmpeg_times,
                  "package_cpu_seconds": package_cpu, "ffmpeg_cpu_seconds": ffmpeg_cpu,
                  "cpu_ratio": common.median(package_cpu) / common.median(ffmpeg_cpu),
-                 "verify_and_decrypt_seconds": floor, "setup_seconds": round(setup_seconds, 1)},
+                 "verify_and_decrypt_seconds": floor, "phases_seconds_last_build": steps, "setup_seconds": round(setup_seconds, 1)},
     )

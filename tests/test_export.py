@@ -213,9 +213,10 @@ def test_register_and_audit_record_the_copy(world, package):
 
 def test_progress_advances(package):
     _path, status = package
-    done = [d for _step, d in status["history"]]
-    assert done == sorted(done) and len(set(done)) >= 4, status["history"]
-    assert any("segment" in step for step, _d in status["history"])
+    done = [d for _step, d, _t in status["history"]]
+    seconds = [t for _step, _d, t in status["history"]]
+    assert done == sorted(done) and len(set(done)) >= 4 and seconds == sorted(seconds), status["history"]
+    assert any("segment" in step for step, _d, _t in status["history"])
     assert status["percent"] == 100 and status["done_bytes"] == status["total_bytes"]
 
 
