@@ -92,9 +92,13 @@ def cmd_central_archive_key(args) -> int:
 def cmd_central_keys(args) -> int:
     from .keys import KeyStore
 
+    import hashlib
+
     keys = KeyStore(args.data)
+    # The fingerprint goes to recipients of evidence packages, by another channel than the package.
     print(json.dumps({"archive_key": bytes(keys.archive_public_key()).hex(),
-                      "live_key": bytes(keys.live_public_key()).hex()}, indent=2))
+                      "live_key": bytes(keys.live_public_key()).hex(),
+                      "appliance_key_sha256": hashlib.sha256(bytes(keys.verify_key())).hexdigest()}, indent=2))
     return 0
 
 
@@ -281,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = central.add_parser("archive-key", help="print the archive public key (for camera nodes)")
     c.add_argument("--data", required=True)
     c.set_defaults(func=cmd_central_archive_key)
-    c = central.add_parser("keys", help="print the public keys a camera node needs, as JSON")
+    c = central.add_parser("keys", help="print the public keys a camera node needs, and the appliance key's "
+                           "fingerprint for package recipients, as JSON")
     c.add_argument("--data", required=True)
     c.set_defaults(func=cmd_central_keys)
 

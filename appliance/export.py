@@ -46,7 +46,7 @@ from appliance.custody_report import custody_report, readme
 from appliance.errors import CustodianError, MediaError, SegmentError
 from appliance.footage import _keyframe_before, _nearest, enrolled, overlapping_segments, timed_frames
 from appliance.keys import ed25519_public_pem
-from appliance.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden, instrument_view
+from appliance.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden, instrument_view, is_sealed
 from appliance.ops import BadRequest, NotFound, Refused, audit_action, iso, op, parse_iso
 from appliance.retention import free_bytes, storage_is_local
 
@@ -366,9 +366,9 @@ def start_build(central, caller, args):
     raw_destination = args.str("to", min_len=1, max_len=1000)
     medium = args.str("medium", min_len=3, max_len=300)
     taken_by = args.str("taken_by", min_len=3, max_len=300)
+    # Redactions and stills are checked against the release's cameras and window, once it is known.
     raw_options = {"label": args.bool("label"), "encrypt": args.bool("encrypt"),
-                   "redactions": args.raw.get("redactions"), "stills": args.raw.get("stills")}
-    args.used.update(("redactions", "stills"))
+                   "redactions": args._get("redactions", [], False), "stills": args._get("stills", [], False)}
     args.done()
     release, instrument = _check_release(central, caller, release_id)
     options = _read_options(raw_options, release)
@@ -394,7 +394,7 @@ def start_build(central, caller, args):
                   started_at=iso(now), total=total)
     passphrase = new_passphrase() if options.encrypt else None
     refs = {"instrument": instrument["id"], "incident": release.get("incident"), "export": release["export"]}
-    sealed = instrument["kind"] == "search_warrant" and not instrument.get("filed_at")
+    sealed = is_sealed(instrument)
     audit_action(central, caller, "release.build", target=release_id, refs=refs,
                  why=f"package for {release['recipient']}" if not sealed else "package under a sealed warrant",
                  details={"build": build.id, "sealed": True, "encrypted": options.encrypt} if sealed else {
@@ -722,7 +722,7 @@ class _Job:
             package = {"status": "built", "built_at": copy["built_at"], "built_by": self.caller.user_id,
                        "manifest_sha256": manifest_digest, "copies": len((export.get("copies") or [])) + 1}
             central.records.update("releases", release["id"], {"package": package})
-            sealed = self.instrument["kind"] == "search_warrant" and not self.instrument.get("filed_at")
+            sealed = is_sealed(self.instrument)
             audit_action(central, self.caller, "release.built", target=release["id"],
                          refs={"instrument": self.instrument["id"], "incident": release.get("incident"),
                                "export": release["export"]},

@@ -159,6 +159,10 @@ def test_package_verifies_with_stock_tools(world, package):
     assert done.returncode == 0, done.stdout + done.stderr
     raw_key = bytes(world["central"].keys.verify_key())
     assert hashlib.sha256(raw_key).hexdigest() in done.stdout
+    keys = run(sys.executable, "-m", "appliance.cli", "central", "keys", "--data", str(world["central"].paths.data),
+               cwd=ROOT)
+    assert json.loads(keys.stdout)["appliance_key_sha256"] == manifest["appliance_key"]["sha256_raw"] \
+        == hashlib.sha256(raw_key).hexdigest()
     assert "every header and trailer carries its camera's signature" in done.stdout
 
     clips = {p["file"]: p for c in manifest["cameras"] for p in c["pieces"]}
@@ -268,6 +272,7 @@ def test_C13_a_sealed_warrant_leaves_only_as_the_api_shows_it(world, tmp_path):
         assert e.value.clause == "C13"
     finally:
         people.call("director", "director.revoke_acting", user=people.ids["sam"])
+        people.login("sam")          # revoking ends her sessions
     assert list(tmp_path.iterdir()) == []
     started = people.call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
     status = export_mod.wait_for(central, started["build"]["build"])
