@@ -19,6 +19,7 @@ built within the last 30 days, unless the Director states why (`held_by_release`
 """
 from __future__ import annotations
 
+import base64
 import ctypes
 import fcntl
 import hashlib
@@ -32,7 +33,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import ffmpeg
@@ -44,7 +45,8 @@ from appliance.accounts import require_unsealed
 from appliance.canonical import canonical_json
 from appliance.custody_report import custody_report, readme
 from appliance.errors import CustodianError, MediaError, SegmentError
-from appliance.footage import _keyframe_before, _nearest, enrolled, overlapping_segments, timed_frames
+from appliance.footage import EPOCH, _keyframe_before, _nearest, enrolled, overlapping_segments, timed_frames
+from appliance.footage import _time as _from_us
 from appliance.keys import ed25519_public_pem
 from appliance.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden, instrument_view, is_sealed
 from appliance.ops import BadRequest, NotFound, Refused, audit_action, iso, op, parse_iso
@@ -62,9 +64,9 @@ REENCODE_FACTOR = 2               # room kept for a re-encoded clip, against its
 STILL_ROOM = 4 * 1024 * 1024      # room kept per still (PNG and its copy in the report)
 FIXED_ROOM = 4 * 1024 * 1024      # manifest, report text, README, signed headers
 BASE_TIMEOUT = 60.0               # seconds for one ffmpeg run, plus ...
-PIPE_BYTES = 1024 * 1024
-FEED_BLOCK = 256 * 1024           # bytes of H.264 handed to ffmpeg (and the hashes) at once
 PER_FRAME_TIMEOUT = 0.05          # ... this per picture (a Pi re-encoding a label runs slowly)
+PIPE_BYTES = 1024 * 1024          # the pipes to and from ffmpeg
+FEED_BLOCK = 256 * 1024           # bytes of H.264 handed to ffmpeg (and the hashes) at once
 PASSPHRASE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"   # no 0/O, 1/I/L: read over the phone
 PASSPHRASE_GROUPS = 6
 
@@ -870,17 +872,11 @@ def signed_parts(path: Path, info: seg.SegmentInfo) -> tuple[bytes, bytes, bytes
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode("ascii")
 
 
 def _us(t: datetime) -> int:
-    return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
-
-
-def _from_us(us: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
+    return (t - EPOCH) // timedelta(microseconds=1)
 
 
 def _ffmpeg_version() -> str:

@@ -6,7 +6,6 @@ middle segment, a gap the package must list), a subpoena, counsel and a release.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
