@@ -489,6 +489,57 @@ def test_cli_export_build_shows_progress(world, tmp_path):
         serving.stop()
 
 
+async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
+    import asyncio
+
+    from tui.app import CamerasScreen, CustodianApp
+    from tui.exports import BuildScreen, ReleasesScreen
+
+    async def until(pilot, check, what, timeout=60.0):
+        for _ in range(int(timeout / 0.05)):
+            if check():
+                return
+            await pilot.pause(0.05)
+        raise AssertionError(f"never: {what}; on {type(pilot.app.screen).__name__}")
+
+    world["central"].cfg.central.ingest_host = "127.0.0.1"
+    serving = await asyncio.to_thread(ServingCentral, world["central"])
+    destination = tmp_path / "usb"
+    destination.mkdir()
+    try:
+        app = CustodianApp(str(world["tmp"] / "api.sock"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            for text in (DIRECTOR[0], DIRECTOR[1]):
+                for ch in text:
+                    await pilot.press(ch if ch != "-" else "minus")
+                await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, CamerasScreen), "the cameras screen")
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ReleasesScreen)
+                        and app.screen.query_one("DataTable").row_count > 0, "the releases")
+            table = app.screen.query_one("DataTable")
+            row = next(i for i in range(table.row_count) if table.get_row_at(i)[0] == world["release"]["id"])
+            table.move_cursor(row=row)
+            await pilot.press("b")
+            await until(pilot, lambda: isinstance(app.screen, BuildScreen), "the build form")
+            screen = app.screen
+            for field, text in (("#to", str(destination)), ("#medium", TAKEN["medium"]),
+                                ("#taken-by", TAKEN["taken_by"])):
+                screen.query_one(field).value = text
+                screen.query_one(field).focus()
+                await pilot.press("enter")
+            await until(pilot, lambda: "Built" in str(screen.query_one("#outcome").render()), "built")
+            outcome = str(screen.query_one("#outcome").render())
+    finally:
+        await asyncio.to_thread(serving.stop)
+    assert screen.seen[-1].startswith("[" + "#" * 30 + "] 100%"), screen.seen
+    assert len(screen.seen) >= 2 and "100%" not in screen.seen[0], screen.seen    # shown from the start
+    [package] = list(destination.iterdir())
+    assert package.suffix == ".zip" and "Passphrase" in outcome                          # encrypted by default
+    passphrase = outcome.split("Passphrase")[1].split("\n")[1].strip()
+    assert verify_package(package, passphrase=passphrase).release == world["release"]["id"]
+
+
 # --------------------------------------------------------------------------- holds (C12)
 
 
