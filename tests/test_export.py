@@ -6,6 +6,7 @@ middle segment, a gap the package must list), a subpoena, counsel and a release.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -135,6 +136,18 @@ def package(world):
         {"camera": "cam-a", "at": iso(moment)}, {"camera": "cam-b", "at": iso(moment + timedelta(seconds=60))},
         {"camera": "cam-b", "at": iso(moment)}])      # the last falls in cam-b's gap: listed, not invented
     return Path(status["result"]["package"]), status
+
+
+@contextlib.contextmanager
+def served(world):
+    """The module's central serving its API on a socket; it seals the archive when it stops: unseal again."""
+    world["central"].cfg.central.ingest_host = "127.0.0.1"
+    serving = ServingCentral(world["central"])
+    try:
+        yield serving
+    finally:
+        serving.stop()
+        world["people"].unseal()
 
 
 def run(*argv, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
@@ -470,9 +483,7 @@ def test_encrypted_zip_opens_with_7z_and_verifies(world, tmp_path):
 
 def test_cli_export_build_shows_progress(world, tmp_path):
     sock = Path(world["tmp"] / "api.sock")
-    world["central"].cfg.central.ingest_host = "127.0.0.1"
-    serving = ServingCentral(world["central"])
-    try:
+    with served(world):
         destination = tmp_path / "usb"
         destination.mkdir()
         env = dict(os.environ, CUSTODIAN_USER=DIRECTOR[0], CUSTODIAN_PASSPHRASE=DIRECTOR[1])
@@ -485,8 +496,6 @@ def test_cli_export_build_shows_progress(world, tmp_path):
         assert "cam-a: segment" in done.stdout and "built" in done.stdout
         [package] = list(destination.iterdir())
         assert verify_package(package).segments == 5
-    finally:
-        serving.stop()
 
 
 async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
@@ -500,12 +509,12 @@ async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
             if check():
                 return
             await pilot.pause(0.05)
-        raise AssertionError(f"never: {what}; on {type(pilot.app.screen).__name__}")
+        raise AssertionError(f"never: {what() if callable(what) else what}; on {type(pilot.app.screen).__name__}")
 
-    world["central"].cfg.central.ingest_host = "127.0.0.1"
-    serving = await asyncio.to_thread(ServingCentral, world["central"])
     destination = tmp_path / "usb"
     destination.mkdir()
+    serving = served(world)
+    await asyncio.to_thread(serving.__enter__)
     try:
         app = CustodianApp(str(world["tmp"] / "api.sock"))
         async with app.run_test(size=(80, 24)) as pilot:
@@ -528,10 +537,11 @@ async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
                 screen.query_one(field).value = text
                 screen.query_one(field).focus()
                 await pilot.press("enter")
-            await until(pilot, lambda: "Built" in str(screen.query_one("#outcome").render()), "built")
+            await until(pilot, lambda: "Built" in str(screen.query_one("#outcome").render()),
+                        lambda: f"built: {screen.seen} {screen.query_one('#outcome').render()}")
             outcome = str(screen.query_one("#outcome").render())
     finally:
-        await asyncio.to_thread(serving.stop)
+        await asyncio.to_thread(serving.__exit__, None, None, None)
     assert screen.seen[-1].startswith("[" + "#" * 30 + "] 100%"), screen.seen
     assert len(screen.seen) >= 2 and "100%" not in screen.seen[0], screen.seen    # shown from the start
     [package] = list(destination.iterdir())
