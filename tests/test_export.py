@@ -450,6 +450,34 @@ def test_a_destination_too_small_is_refused_before_starting(world, tmp_path):
         subprocess.run(["umount", str(destination)], check=True)
 
 
+def test_a_failed_build_leaves_nothing_that_looks_complete(world, tmp_path):
+    """A segment altered in the archive fails the build midway (cam-a's clip already written): the
+    half-built package is removed, the register is unchanged, the failure is audited. A .part left by an
+    earlier build that the central did not live to finish is cleared too."""
+    central = world["central"]
+    stale = tmp_path / f".{world['release']['id']}-20000101T000000Z.part"
+    (stale / "video").mkdir(parents=True)
+    (stale / "video" / "cam-a-1.mp4").write_bytes(b"half a clip")
+    victim = central.archive.get("cam-b", 2).path
+    original = victim.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x01
+    victim.write_bytes(bytes(damaged))
+    copies_before = len(central.records.get("exports", world["release"]["export"]).get("copies") or [])
+    try:
+        started = world["people"].call("director", "release.build", release=world["release"]["id"],
+                                       to=str(tmp_path), **TAKEN)
+        status = export_mod.wait_for(central, started["build"]["build"])
+    finally:
+        victim.write_bytes(original)
+    assert status["state"] == "failed" and "digest" in status["error"], status
+    assert any(step.startswith("cam-a: segment") for step, _d, _t in status["history"])   # it got that far
+    assert list(tmp_path.iterdir()) == []
+    assert len(central.records.get("exports", world["release"]["export"]).get("copies") or []) == copies_before
+    failed = central.audit.query(action_prefix="release.build_failed")[-1]
+    assert failed["details"]["build"] == status["build"] and "digest" in failed["why"]
+
+
 # --------------------------------------------------------------------------- encrypted, labelled, redacted
 
 
