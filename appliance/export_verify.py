@@ -248,6 +248,11 @@ def verify_package(path: Path, *, passphrase: str | None = None, pinned_key: byt
     source = open_package(path, passphrase)
     try:
         return _verify(source, pinned_key, say)
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        # Only a manifest signed by the key in the package gets this far: malformed, not forged.
+        raise PackageFault(f"manifest.json is signed but malformed ({type(e).__name__}: {e})") from None
+    except OSError as e:
+        raise PackageFault(f"cannot read the package: {e}") from None
     finally:
         source.close()
 

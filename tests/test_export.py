@@ -359,6 +359,14 @@ def test_a_recut_mp4_fails_even_when_everything_is_signed_again(world, package, 
     assert run("sha256sum", "-c", "--quiet", "SHA256SUMS", cwd=victim).returncode == 0   # the sums alone pass
     with pytest.raises(PackageFault, match="cam-a-1.mp4 does not match segment 0"):
         verify_package(victim)
+    # A manifest signed but malformed (a field missing) is a clear fault, not a crash.
+    broken = copy_of(path, tmp_path / "malformed")
+    manifest = json.loads((broken / "manifest.json").read_text())
+    del manifest["cameras"][0]["pieces"][0]["annexb"]
+    (broken / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    resign(world, broken)
+    with pytest.raises(PackageFault, match="malformed"):
+        verify_package(broken)
     # A different key fails too, even with everything signed by it.
     victim2 = copy_of(path, tmp_path / "otherkey")
     from appliance.keys import ed25519_public_pem
