@@ -7,13 +7,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # fdisk (sfdisk), mtools, bmap-tools, xz-utils: flash.sh; dosfstools, e2fsprogs: test images with
 # Raspberry Pi OS's layout; cloud-init: `cloud-init schema` validates the generated user-data;
-# shellcheck: flash.sh and the first-boot scripts.
+# shellcheck: flash.sh and the first-boot scripts. poppler-utils (pdftotext), p7zip-full (7z):
+# the tests read evidence packages as a recipient would.
 # GStreamer's RTSP server (system Python 3 with PyGObject) stands in for IP cameras in the tests and
 # benchmarks (bench/rtsp_camera.py): x264enc is in -ugly, x265enc in -bad, the RTP payloaders in -good.
 GST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 APT_PACKAGES := ffmpeg tmux fonts-dejavu-core openssl mtools dosfstools fdisk e2fsprogs xz-utils bmap-tools \
-                cloud-init shellcheck $(GST_PACKAGES)
+                cloud-init shellcheck poppler-utils p7zip-full $(GST_PACKAGES)
 GST_CHECK := import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); \
   from gi.repository import Gst; Gst.init(None); \
   assert all(Gst.ElementFactory.find(e) for e in ('videotestsrc', 'x264enc', 'x265enc', 'rtph264pay', 'rtph265pay'))
@@ -28,7 +29,7 @@ PYTEST_ARGS ?=
 # services from ever configuring this machine at boot.
 system-deps:
 	@missing=""; \
-	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat mkfs.ext4 sfdisk xz bmaptool cloud-init shellcheck; do \
+	for tool in ffmpeg ffprobe tmux openssl mcopy mkfs.vfat mkfs.ext4 sfdisk xz bmaptool cloud-init shellcheck pdftotext 7z; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts"; \
 	/usr/bin/python3 -c "$(GST_CHECK)" >/dev/null 2>&1 || missing="$$missing gstreamer-rtsp-server"; \

@@ -87,9 +87,13 @@ def cmd_central_archive_key(args) -> int:
 def cmd_central_keys(args) -> int:
     from .keys import KeyStore
 
+    import hashlib
+
     keys = KeyStore(args.data)
+    # The fingerprint goes to recipients of evidence packages, by another channel than the package.
     print(json.dumps({"archive_key": bytes(keys.archive_public_key()).hex(),
-                      "live_key": bytes(keys.live_public_key()).hex()}, indent=2))
+                      "live_key": bytes(keys.live_public_key()).hex(),
+                      "appliance_key_sha256": hashlib.sha256(bytes(keys.verify_key())).hexdigest()}, indent=2))
     return 0
 
 
@@ -212,6 +216,72 @@ def cmd_call(args) -> int:
     return 0
 
 
+def cmd_export_build(args) -> int:
+    """Start a release's package build through the API and show its progress until it ends."""
+    import time
+
+    cfg = _load_config(args)
+    client = _client(args, cfg)
+    payload = {"release": args.release, "to": str(Path(args.to).absolute()), "medium": args.medium,
+               "taken_by": args.taken_by, "encrypt": args.encrypt, "label": args.label,
+               "stills": [{"camera": c, "at": t} for c, t in (_pair(s, "--still") for s in args.still)],
+               "redactions": [{"camera": c, "box": [int(v) for v in box.split(",")]}
+                              for c, box in (_pair(r, "--redact") for r in args.redact)]}
+    try:
+        started = client.call("release.build", payload)
+        build = started["build"]
+        if started.get("passphrase"):
+            print(f"passphrase for the encrypted package (shown once; give it to the recipient by another channel):\n"
+                  f"    {started['passphrase']}", flush=True)
+        shown = 0
+        tty = sys.stdout.isatty()
+        while True:
+            for step, done, _seconds in build["history"][shown:]:
+                line = f"[{min(99, 100 * done // max(1, build['total_bytes'])):3d}%] {step}"
+                print(("\r" + line.ljust(72)) if tty else line, end="" if tty else "\n", flush=True)
+            shown = len(build["history"])
+            if build["state"] != "running":
+                break
+            time.sleep(args.poll)
+            build = client.call("release.build_status", {"build": build["build"]})["build"]
+    finally:
+        client.logout()
+    if tty:
+        print()
+    if build["state"] == "failed":
+        print(f"custodian: the build failed: {build['error']}", file=sys.stderr)
+        return 1
+    result = build["result"]
+    print(f"[100%] built {result['package']}")
+    print(f"manifest SHA-256 {result['manifest_sha256']}; {result['segments']} segments, {result['clips']} clip(s), "
+          f"{result['gaps']} gap(s) listed")
+    return 0
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    camera, sep, value = text.partition("=")
+    if not sep or not camera or not value:
+        raise CustodianError(f"{flag} takes CAMERA=VALUE, not {text!r}")
+    return camera, value
+
+
+def cmd_export_verify(args) -> int:
+    from .export_verify import PackageFault, pem_public_key, verify_package
+
+    path = Path(args.package)
+    passphrase = None
+    if path.is_file():
+        passphrase = os.environ.get("CUSTODIAN_EXPORT_PASSPHRASE") or (
+            getpass.getpass("the package's passphrase: ") if sys.stdin.isatty() else None)
+    try:
+        pinned = pem_public_key(Path(args.key).read_bytes(), args.key).encode() if args.key else None
+        verify_package(path, passphrase=passphrase, pinned_key=pinned, say=lambda line: print(f"ok: {line}"))
+    except PackageFault as e:
+        print(f"FAULT: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_selftest(args) -> int:
     from hw.selftest import main as selftest_main
 
@@ -260,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = central.add_parser("archive-key", help="print the archive public key (for camera nodes)")
     c.add_argument("--data", required=True)
     c.set_defaults(func=cmd_central_archive_key)
-    c = central.add_parser("keys", help="print the public keys a camera node needs, as JSON")
+    c = central.add_parser("keys", help="print the public keys a camera node needs, and the appliance key's "
+                           "fingerprint for package recipients, as JSON")
     c.add_argument("--data", required=True)
     c.set_defaults(func=cmd_central_keys)
 
@@ -309,6 +380,27 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data", required=True)
     v.add_argument("--node-heads", nargs="*", help="audit-heads.json files copied from camera nodes")
     v.set_defaults(func=cmd_audit_verify)
+
+    export = sub.add_parser("export", help="evidence packages").add_subparsers(dest="sub", required=True)
+    e = export.add_parser("build", help="build a registered release onto a medium (through the central's API)")
+    e.add_argument("release", help="the release id, e.g. rel-000001")
+    e.add_argument("--to", required=True, help="a directory on the appliance: the mounted medium")
+    e.add_argument("--medium", required=True, help="what the medium is, e.g. 'USB stick, SanDisk 32 GB, #4411'")
+    e.add_argument("--taken-by", required=True, help="who takes the medium, e.g. 'Det. R. Lane, Chariton PD'")
+    e.add_argument("--encrypt", action="store_true", help="one AES-256 ZIP; the passphrase is shown once")
+    e.add_argument("--label", action="store_true", help="burn the release id and CONFIDENTIAL into the pictures "
+                   "(re-encodes)")
+    e.add_argument("--still", action="append", default=[], metavar="CAMERA=TIME", help="a PNG still (repeatable)")
+    e.add_argument("--redact", action="append", default=[], metavar="CAMERA=X,Y,W,H",
+                   help="a black box over part of a camera's picture (repeatable; re-encodes)")
+    e.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
+    _access_options(e)
+    e.set_defaults(func=cmd_export_build)
+    e = export.add_parser("verify", help="check a package with nothing but the package (no key, no records)")
+    e.add_argument("package", help="the package folder, or its .zip (passphrase from CUSTODIAN_EXPORT_PASSPHRASE "
+                   "or a prompt)")
+    e.add_argument("--key", help="the appliance's public key PEM you expect (as the library published it)")
+    e.set_defaults(func=cmd_export_verify)
 
     c = sub.add_parser("call", help="call one API operation (scripts, health checks, auditors)",
                        description="Log in, call one operation, log out. Secret arguments (passphrases, "

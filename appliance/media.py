@@ -111,6 +111,29 @@ def decode_gray_frames(annexb: AnnexB, fps_out: float, width: int, max_frames: i
     return w, h, frames[:max_frames]
 
 
+def png_frame(annexb: AnnexB, *, fps: float = DEFAULT_FPS, filters: Iterable[tuple[str, dict]] = ()) -> bytes:
+    """The last picture of the footage (which must start at a keyframe) as a colour PNG.
+
+    `filters` are ffmpeg filters (name, arguments) drawn on it first, e.g. an export's
+    redaction boxes and burned-in label, so a still shows what its clip shows.
+    """
+    units = access_units(annexb)
+    if not units:
+        raise MediaError("there is no picture in this footage")
+    if not units[0].keyframe:
+        raise MediaError("footage handed to the decoder must start at a keyframe")
+    stream = _input(fps)
+    for name, kwargs in filters:
+        stream = stream.filter(name, **kwargs)
+    stream = stream.filter("select", f"eq(n,{len(units) - 1})")   # ffmpeg-python escapes the comma
+    argv = (stream.output("pipe:", format="image2pipe", vcodec="png", **{"frames:v": 1})
+            .global_args("-hide_banner", "-loglevel", "error", "-nostats").compile(cmd=FFMPEG))
+    png = _run(argv, units)
+    if not png.startswith(b"\x89PNG"):
+        raise MediaError("the decoder returned no picture")
+    return png
+
+
 def probe(annexb: AnnexB) -> dict:
     """What ffprobe sees in the footage: codec, profile, size, pixel format, picture count."""
     units = access_units(annexb)

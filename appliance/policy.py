@@ -10,6 +10,7 @@ map (C1-C22 in DESIGN.md) says which module enforces which clause:
     incidents  C7 C9 C17 C18 C19  incidents, requests, decisions, grants, imminent danger, outcomes
     footage    C9          segments under a grant, stills, clips (decrypted through pipes)
     legal      C3 C13 C14  instruments, counsel, releases, the export register
+    export     C3 C4 C16   building a release into a verifiable evidence package
     retention  C11 C12 C20 holds, schedule, sweeper, disk-full behaviour
     breaches   C15 C16     breach cases
     notices    C21         suspension notices
@@ -17,9 +18,11 @@ map (C1-C22 in DESIGN.md) says which module enforces which clause:
 """
 from __future__ import annotations
 
-from . import accounts, breaches, cameras, enrolment, footage, incidents, legal, live, notices, reports, retention
+from . import (accounts, breaches, cameras, enrolment, export, footage, incidents, legal, live, notices, reports,
+               retention)
 
-POLICY_MODULES = (accounts, cameras, enrolment, live, incidents, footage, legal, retention, breaches, notices, reports)
+POLICY_MODULES = (accounts, cameras, enrolment, live, incidents, footage, legal, export, retention, breaches, notices,
+                  reports)
 
 
 def periodic_tasks(central):

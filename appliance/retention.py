@@ -420,17 +420,24 @@ def release(central, caller, args):
     """Release a hold, with the reason; its footage then follows the schedule again (C20)."""
     hold = _get_hold(central, args.id("hold"))
     reason = args.str("reason", min_len=3, max_len=2000)
+    override = args.str("override_reason", required=False, min_len=10, max_len=2000)
     args.done()
     if hold["released_at"] is not None:
         raise Refused(f"hold {hold['id']} was already released at {when(hold['released_at'])}")
     if _hidden(central, caller, hold):
         raise Refused("that hold keeps a sealed search warrant's footage: only the Director releases it",
                       clause="C13")
+    from .export import held_by_release
+    kept_for = held_by_release(central, hold)
+    if kept_for and not override:
+        raise Refused(f"hold {hold['id']} keeps footage released under its instrument: {'; '.join(kept_for)}. "
+                      "Release it anyway only with override_reason (why it is no longer needed)", clause="C12")
     now = iso(central.now())
     hold = central.records.update("holds", hold["id"], {"released_at": now, "released_by": caller.user_id,
                                                          "release_reason": reason})
     central.audit.append(caller.user_id, "hold.release", role=caller.role, target=hold["id"], refs=hold["refs"],
-                         why=reason, details=_details(caller, {"kind": hold["kind"]}))
+                         why=reason, details=_details(caller, {"kind": hold["kind"]} | (
+                             {"override_reason": override, "kept_for": kept_for} if kept_for else {})))
     return {"hold": hold_view(central, caller, hold)}
 
 

@@ -587,7 +587,15 @@ def iter_frames(path: Path, archive_secret: nacl.public.PrivateKey, key_lookup: 
     bad chunk, an unknown tag, a missing final chunk in a segment whose trailer says
     it is complete, data after the final chunk, or counts that differ from the trailer.
     """
-    info = verify_file(path, key_lookup)
+    yield from decrypt_verified(path, archive_secret, verify_file(path, key_lookup))
+
+
+def decrypt_verified(path: Path, archive_secret: nacl.public.PrivateKey, info: SegmentInfo) -> Iterator[Frame]:
+    """iter_frames for a segment the caller has just verified (`info`): one read instead of two.
+
+    The chunks are authenticated under the stream key the verified header holds, so a
+    file changed since it was verified yields an authentication error, not foreign frames.
+    """
     header, trailer = info.header, info.trailer
     if header["codec"] != "h264" or header["payload"] != "annexb-frames":
         raise SegmentError(f"unsupported payload {header['codec']}/{header['payload']}")

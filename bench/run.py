@@ -25,6 +25,7 @@ BENCHMARKS = {
     "node_rss": "bench.node_rss",
     "central_ingest": "bench.central_ingest",
     "rtsp_cpu": "bench.rtsp_cpu",
+    "export_package": "bench.export_package",
 }
 
 

@@ -42,6 +42,7 @@ EXPECTED = {
     # legal (C3 C13 C14): the Director alone
     "instrument.record": {D}, "instrument.list": {D}, "instrument.get": {D}, "instrument.mark_filed": {D},
     "counsel.record": {D}, "release.create": {D}, "release.list": {D}, "export.list": {D},
+    "release.build": {D}, "release.build_status": {D},
     "export.mark_retrieved": {D},
     # retention and holds (C12 C20)
     "hold.place": {D}, "hold.list": {D}, "hold.release": {D}, "retention.get": {D, I}, "retention.set": {D},

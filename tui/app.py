@@ -113,6 +113,7 @@ class CamerasScreen(Screen):
     """Cameras and their latest segment, refreshed every few seconds."""
 
     BINDINGS = [Binding("r", "refresh", "Refresh", id="refresh"),
+                Binding("x", "app.releases", "Releases", id="releases"),
                 Binding("q", "app.quit", "Quit", id="quit")]
 
     def compose(self) -> ComposeResult:
@@ -198,6 +199,11 @@ class CustodianApp(App):
 
     def show_home(self) -> None:
         self.switch_screen(CamerasScreen())
+
+    def action_releases(self) -> None:
+        from tui.exports import ReleasesScreen
+
+        self.push_screen(ReleasesScreen())
 
 
 def run_tui(socket_path: str) -> int:
