@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .client import ApiClient, ApiError
+from .datalock import CENTRAL_LOCK, DEMO_LOCK, NODE_LOCK, DataDirLock, lock_data_dir, probe
 
 DEMO_CAMERAS = [("entrance", "entrance", "Main entrance, facing the doors"),
                 ("stacks", "collection", "Adult non-fiction stacks, aisle ends"),
@@ -53,11 +54,30 @@ class DemoSystem:
         self.central_proc: subprocess.Popen | None = None
         self.node_procs: dict[str, subprocess.Popen] = {}
         self.socket = self.central_dir / "api.sock"
+        self.dir_lock: DataDirLock | None = None
 
     # ------------------------------------------------------------------ set-up
 
-    def setup(self) -> None:
+    def claim(self) -> None:
+        """Own the data directory before starting anything, or raise naming who does.
+
+        The central and the nodes lock their own directories too; one of them running on
+        its own here (started by hand, or left over) refuses this demo as well, now, and
+        not halfway through its start with its nodes already writing."""
+        if self.dir_lock is not None and self.dir_lock.held:
+            return
         self.data.mkdir(parents=True, exist_ok=True)
+        self.dir_lock = lock_data_dir(self.data, DEMO_LOCK, "demo")
+        try:
+            probe(self.central_dir, CENTRAL_LOCK, "demo")
+            for name, _category, _location in DEMO_CAMERAS[: self.count]:
+                probe(self.node_dir(name), NODE_LOCK, "demo")
+        except BaseException:
+            self.dir_lock.release()
+            raise
+
+    def setup(self) -> None:
+        self.claim()
         env = dict(os.environ, CUSTODIAN_PASSPHRASE=DEMO_PEOPLE["director"][1])
         if not (self.central_dir / "keys").exists():
             out = subprocess.run(_cli("central", "init", "--data", str(self.central_dir)), env=env,
@@ -173,6 +193,8 @@ class DemoSystem:
     def stop(self) -> None:
         self.stop_nodes()
         self.stop_central()
+        if self.dir_lock is not None:
+            self.dir_lock.release()
 
     # ------------------------------------------------------------------ checking
 

@@ -30,6 +30,7 @@ import nacl.signing
 from hw.backend import Frame, FrameSink
 
 from .config import Config
+from .datalock import NODE_LOCK, DataDirLock, lock_data_dir
 from .errors import ConfigError, CustodianError, SegmentError
 from .fsutil import atomic_write, fsync_dir, sha256_file
 from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, seal_truncated
@@ -39,6 +40,12 @@ log = logging.getLogger("custodian.node")
 SEGMENT_GLOB = "*.cseg"
 HEADS_KEPT = 16
 
+
+def lock_node_dir(data_dir: Path) -> DataDirLock:
+    """Own a node's data directory (appliance/datalock.py), or raise naming who does."""
+    if not (Path(data_dir) / "node.json").exists():
+        raise ConfigError(f"{data_dir} holds no node identity: run 'custodian node init' first")
+    return lock_data_dir(data_dir, NODE_LOCK, "camera node")
 
 
 @dataclass

@@ -357,12 +357,14 @@ def test_C6_node_remembers_the_centrals_word_across_a_reboot(tmp_path, central, 
     cfg = node_config(identity, masks=[[0, 0, 8, 8]])
     fresh = NodeService(cfg, identity.data_dir, on_fatal=lambda: None)
     assert fresh.gate.recording is False                                  # never approved: no segment
+    fresh.close()                                                         # one node per directory at a time
     state = ControlState.load(identity.data_dir)
     state.status, state.masks = "approved", [[10, 10, 20, 20]]
     state.save()
     rebooted = NodeService(cfg, identity.data_dir, on_fatal=lambda: None)  # the central is unreachable
     assert rebooted.gate.recording is True                                # C1: an approved camera records
     assert rebooted.state.masks == [[10, 10, 20, 20]]
+    rebooted.close()
     (identity.data_dir / "control.json").write_text("{not json")
     assert NodeService(cfg, identity.data_dir, on_fatal=lambda: None).gate.recording is False
 
