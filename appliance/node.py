@@ -11,6 +11,7 @@ on it, and no plaintext video is ever written to its storage.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import http.client
 import json
@@ -104,8 +105,18 @@ def _live_key(hex_key: str | None) -> nacl.public.PublicKey | None:
         raise ConfigError("the central's live key must be 64 hex digits (32 bytes)") from None
 
 
+SPOOL_SHARE_OF_DISK = 0.8   # of the room the spool can have on its filesystem (the rest: the segment being written)
+
+
 class Spool:
-    """The node's bounded queue of finished segments, oldest first, named by sequence."""
+    """The node's bounded queue of finished segments, oldest first, named by sequence.
+
+    Its bound is the smaller of `max_bytes` and 80% of the room it can have on its
+    filesystem (what it holds plus what is free), checked after every segment: with
+    the central away for long, the oldest unsent segments go, never the newest. A disk
+    that fills anyway (another process, a burst of bitrate) evicts the oldest too, in
+    the middle of a write (Recorder.make_room), and recording goes on.
+    """
 
     def __init__(self, directory: Path, max_bytes: int):
         self.dir = Path(directory)
@@ -113,6 +124,10 @@ class Spool:
         (self.dir / "rejected").mkdir(exist_ok=True)
         self.max_bytes = max_bytes
         self.losses = self.dir.parent / "loss.jsonl"
+        bound = self.bound()
+        if bound < max_bytes:
+            log.info("spool bound: %d MB (%.0f%% of the room on its filesystem; spool_max_bytes is %d MB)",
+                     bound // 10**6, SPOOL_SHARE_OF_DISK * 100, max_bytes // 10**6)
 
     def path_for(self, seq: int) -> Path:
         return self.dir / f"{seq:010d}.cseg"
@@ -143,26 +158,48 @@ class Spool:
         except OSError as e:   # a full disk must not stop recording; the log line above remains
             log.error("cannot write %s: %s", self.losses, e)
 
-    def make_room(self, why: str) -> bool:
-        """Evict the oldest unsent segment (or a rejected one first) to free space. False if none."""
-        rejected = sorted((self.dir / "rejected").glob("*"))
-        candidates = rejected or self.finished()
-        if not candidates:
-            return False
-        oldest = candidates[0]
-        self.remove(oldest)
-        self.record_loss(oldest.name, why)
+    def _queue(self) -> list[tuple[Path, int]]:
+        """Refused segments first, then unsent ones oldest first, with their sizes (present ones only)."""
+        out = []
+        for path in sorted((self.dir / "rejected").glob("*")) + self.finished():
+            try:
+                out.append((path, path.stat().st_size))
+            except FileNotFoundError:   # the uploader just delivered it
+                pass
+        return out
+
+    def _evict(self, path: Path, why: str) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False                 # delivered meanwhile: not a loss
+        fsync_dir(path.parent)
+        self.record_loss(path.name, why)
         return True
+
+    def make_room(self, why: str) -> bool:
+        """Evict the oldest unsent segment (or a refused one first) to free space. False if none."""
+        return any(self._evict(path, why) for path, _size in self._queue())
+
+    def bound(self, held: int | None = None) -> int:
+        """The spool's bound now: max_bytes, or less when its filesystem has less room."""
+        if held is None:
+            held = sum(size for _path, size in self._queue())
+        st = os.statvfs(self.dir)
+        room = held + st.f_bavail * st.f_frsize
+        return min(self.max_bytes, int(room * SPOOL_SHARE_OF_DISK))
 
     def enforce_bound(self) -> None:
         """Evict the oldest unsent segments while the spool (refused ones included) is over its bound."""
-        files = sorted((self.dir / "rejected").glob("*")) + self.finished()
-        total = sum(p.stat().st_size for p in files)
-        while files and total > self.max_bytes:
-            oldest = files.pop(0)
-            total -= oldest.stat().st_size
-            self.remove(oldest)
-            self.record_loss(oldest.name, "spool full: evicted before upload")
+        files = self._queue()
+        total = sum(size for _path, size in files)
+        bound = self.bound(total)
+        # The newest segment stays: where the disk has room for less than two, a write that
+        # needs its space evicts it then (make_room), and not before.
+        while len(files) > 1 and total > bound:
+            oldest, size = files.pop(0)
+            total -= size
+            self._evict(oldest, "spool full: evicted before upload")
 
 
 class Recorder:
@@ -206,7 +243,17 @@ class Recorder:
         return seq + 1, digest
 
     def _save_head(self, seq: int, digest: str) -> None:
-        atomic_write(self.state_path, json.dumps({"seq": seq, "digest": digest}).encode(), mode=0o644)
+        data = json.dumps({"seq": seq, "digest": digest}).encode()
+        while True:
+            try:
+                return atomic_write(self.state_path, data, mode=0o644)
+            except OSError as e:
+                if e.errno != errno.ENOSPC or not self.make_room():
+                    raise
+
+    def make_room(self) -> bool:
+        """The disk is full mid-write: evict the oldest unsent segment so recording goes on."""
+        return self.spool.make_room("disk full: evicted to keep recording")
 
     def _seal_leftovers(self, reason: str) -> bool:
         """Seal every part without a trailer. False while one cannot be sealed (disk full)."""
@@ -237,7 +284,7 @@ class Recorder:
         cam = self.cfg.camera
         with self._lock:
             if not self._seal_leftovers("disk full while recording"):
-                self.spool.make_room("disk full: evicted to keep recording")
+                self.make_room()
                 if not self._seal_leftovers("disk full while recording"):
                     return _Dropped(self, "the previous segment cannot be sealed: disk full")
             seq = self.next_seq
@@ -248,10 +295,11 @@ class Recorder:
                                         fps_num=cam.fps, boot_id=self.boot_id, clock_synced=self.clock_synced()),
                     seq=seq, prev_digest=self.prev_digest, archive_key=self.identity.archive_key,
                     signing_key=self.identity.signing_key, chunk_bytes=self.cfg.node.chunk_bytes,
-                    chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds)
+                    chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds,
+                    make_room=self.make_room)
             except OSError as e:
                 self._seal_leftovers("disk full while recording")   # removes a torn header: seq is reused
-                self.spool.make_room("disk full: evicted to keep recording")
+                self.make_room()
                 return _Dropped(self, f"cannot start a segment: {e}")
             self.next_seq = seq + 1
         return _OpenSegment(self, writer)

@@ -19,6 +19,7 @@ sealed). Decryption needs the archive's secret key.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import re
@@ -134,12 +135,14 @@ class SegmentWriter:
         chunk_seconds: float = 1.0,
         fsync_seconds: float = 2.0,
         start_us: int | None = None,
+        make_room: Callable[[], bool] | None = None,
     ):
         if (prev_digest is None) != (seq == 0):
             raise SegmentError("only segment 0 starts a chain: every other names its predecessor's digest")
         self.path = Path(path)
         self.part_path = self.path.with_name(self.path.name + PART_SUFFIX)
         self._signing_key = signing_key
+        self._make_room = make_room   # on a full disk: free space (True) so the write can go on
         self._chunk_bytes = min(chunk_bytes, MAX_CHUNK_PLAINTEXT)
         self._chunk_us = int(chunk_seconds * 1_000_000)
         self._fsync_ns = int(fsync_seconds * 1e9)
@@ -191,10 +194,8 @@ class SegmentWriter:
 
     def _write(self, data: bytes) -> None:
         self._body_hash.update(data)
-        view = memoryview(data)
         try:
-            while view:   # an unbuffered write may be short (a disk filling up): write the rest
-                view = view[self._file.write(view):]
+            _write_all(self._file, data, self._make_room)
         except OSError:
             # The file no longer matches the running digest: never sign it. The caller
             # aborts; recovery seals what is on disk as a truncated segment.
@@ -257,7 +258,7 @@ class SegmentWriter:
             "body_bytes": self._file.tell(),
             "body_sha256": self._body_hash.hexdigest(),
         }
-        info = _finish(self._file, self._body_hash, trailer, self._signing_key, self.header)
+        info = _finish(self._file, self._body_hash, trailer, self._signing_key, self.header, self._make_room)
         self._closed = True
         os.replace(self.part_path, self.path)
         fsync_dir(self.path.parent)
@@ -270,12 +271,23 @@ class SegmentWriter:
             self._file.close()
 
 
-def _finish(f, body_hash, trailer: dict, signing_key, header: dict) -> SegmentInfo:
+def _write_all(f, data: bytes, make_room: Callable[[], bool] | None = None) -> None:
+    """Write all of `data` to an unbuffered file. A write may be short, or fail with ENOSPC
+    part way (a disk filling up): then `make_room()` frees space and the rest is written,
+    so the file still matches what was hashed. Raises when no room can be made."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[f.write(view):]
+        except OSError as e:
+            if e.errno != errno.ENOSPC or make_room is None or not make_room():
+                raise
+
+
+def _finish(f, body_hash, trailer: dict, signing_key, header: dict, make_room=None) -> SegmentInfo:
     trailer_json = canonical_json(trailer)
     tail = U32.pack(len(trailer_json)) + trailer_json + signing_key.sign(trailer_json).signature
-    view = memoryview(tail)
-    while view:
-        view = view[f.write(view):]
+    _write_all(f, tail, make_room)
     file_hash = body_hash.copy()
     file_hash.update(tail)
     size = f.tell()
