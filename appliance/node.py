@@ -34,7 +34,7 @@ from .config import Config
 from .datalock import NODE_LOCK, DataDirLock, lock_data_dir
 from .errors import ConfigError, CustodianError, SegmentError
 from .fsutil import atomic_write, fsync_dir, sha256_file
-from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, seal_truncated
+from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, read_public, seal_truncated
 
 log = logging.getLogger("custodian.node")
 
@@ -105,6 +105,17 @@ def _live_key(hex_key: str | None) -> nacl.public.PublicKey | None:
         raise ConfigError("the central's live key must be 64 hex digits (32 bytes)") from None
 
 
+def append_record(path: Path, entry: dict) -> None:
+    """One JSON line, fsync'd (the node's loss and gap records)."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:   # a full disk must not stop recording; the log line remains
+        log.error("cannot write %s: %s", path, e)
+
+
 SPOOL_SHARE_OF_DISK = 0.8   # of the room the spool can have on its filesystem (the rest: the segment being written)
 
 
@@ -150,13 +161,7 @@ class Spool:
 
     def record_loss(self, name: str, why: str) -> None:
         log.error("spool loss: %s: %s", name, why)
-        try:
-            with open(self.losses, "a") as f:
-                f.write(json.dumps({"at_us": time.time_ns() // 1000, "segment": name, "why": why}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:   # a full disk must not stop recording; the log line above remains
-            log.error("cannot write %s: %s", self.losses, e)
+        append_record(self.losses, {"at_us": time.time_ns() // 1000, "segment": name, "why": why})
 
     def _queue(self) -> list[tuple[Path, int]]:
         """Refused segments first, then unsent ones oldest first, with their sizes (present ones only)."""
@@ -202,6 +207,9 @@ class Spool:
             self._evict(oldest, "spool full: evicted before upload")
 
 
+SPLIT_SECONDS = 0.5   # a segment opened later than this after the previous one closed follows a stop
+
+
 class Recorder:
     """Opens segments for the camera backend and keeps the chain head durable.
 
@@ -210,6 +218,12 @@ class Recorder:
     cannot even be sealed is retried before the next segment opens (frames are
     dropped and logged meanwhile, never written out of chain), and the oldest unsent
     segment is evicted, as a recorded loss, to make room.
+
+    Where the recording stopped between two segments (the node restarted or rebooted,
+    the camera restarted, the disk was full, the placement was withdrawn), the next
+    segment's signed header says so (`gap`: from the previous segment's end, and why),
+    and the node keeps the same record in `gaps.jsonl`. Consecutive segments of one
+    camera run are cut at a keyframe and meet exactly: they never make a gap.
     """
 
     def __init__(self, identity: NodeIdentity, cfg: Config, spool: Spool,
@@ -221,9 +235,18 @@ class Recorder:
         self.boot_id = boot_id
         self.clock_synced = clock_synced
         self.state_path = identity.data_dir / "chain.json"
+        self.gaps_path = identity.data_dir / "gaps.jsonl"
         self._lock = threading.RLock()
+        self._prev_end_us: int | None = None   # the end of the chain head's recording, when known
+        self._prev_boot: str | None = None
+        self._closed_at: float | None = None    # when this process last closed a segment normally
         self.next_seq, self.prev_digest = self._load_head()
-        self._seal_leftovers("node restarted mid-segment")
+        crashed = bool(self.spool.parts())
+        self._seal_leftovers("node restarted mid-segment")   # the head is now the crashed segment, if any
+        rebooted = bool(self._prev_boot and boot_id and self._prev_boot != boot_id)
+        self._break: str | None = (
+            ("node rebooted after a crash or power cut" if rebooted else "node restarted after a crash") if crashed
+            else "node rebooted" if rebooted else "node restarted")
 
     def _load_head(self) -> tuple[int, str | None]:
         """The chain head from the state file and the finished segments in the spool."""
@@ -231,6 +254,7 @@ class Recorder:
         try:
             state = json.loads(self.state_path.read_text())
             seq, digest = state["seq"], state["digest"]
+            self._prev_end_us, self._prev_boot = state.get("end_us"), state.get("boot_id")
         except FileNotFoundError:
             pass
         finished = self.spool.finished()
@@ -238,18 +262,45 @@ class Recorder:
             newest = finished[-1]
             newest_seq = int(newest.name.split(".")[0])
             if newest_seq > seq:
-                seq, digest = newest_seq, sha256_file(newest)
-                self._save_head(seq, digest)
+                try:
+                    info = read_public(newest)
+                except SegmentError:
+                    seq, digest, self._prev_end_us = newest_seq, sha256_file(newest), None
+                    self._save_head(seq, digest)
+                else:
+                    self._advance(info)
+                    return self.next_seq, self.prev_digest
         return seq + 1, digest
 
     def _save_head(self, seq: int, digest: str) -> None:
-        data = json.dumps({"seq": seq, "digest": digest}).encode()
+        data = json.dumps({"seq": seq, "digest": digest, "end_us": self._prev_end_us,
+                           "boot_id": self._prev_boot}).encode()
         while True:
             try:
                 return atomic_write(self.state_path, data, mode=0o644)
             except OSError as e:
                 if e.errno != errno.ENOSPC or not self.make_room():
                     raise
+
+    def note_break(self, why: str) -> None:
+        """The recording stops here for a reason the node knows (the first reason noted is kept)."""
+        with self._lock:
+            if self._break is None:
+                self._break = why
+
+    def _gap_before_next(self) -> dict | None:
+        """The gap between the chain head and a segment opened now, or None if they meet."""
+        if self._prev_end_us is None:
+            return None                   # no earlier segment (or its end is unknown)
+        why = self._break
+        if why is None and (self._closed_at is None or time.monotonic() - self._closed_at > SPLIT_SECONDS):
+            why = "camera restarted"      # the stream stopped and started again (watchdog, masks)
+        return None if why is None else {"from_us": self._prev_end_us, "why": why}
+
+    def _record_gap(self, seq: int, gap: dict, start_us: int) -> None:
+        log.warning("recording gap of %.1f s before segment %d: %s", (start_us - gap["from_us"]) / 1e6, seq,
+                    gap["why"])
+        append_record(self.gaps_path, {"seq": seq, "from_us": gap["from_us"], "to_us": start_us, "why": gap["why"]})
 
     def make_room(self) -> bool:
         """The disk is full mid-write: evict the oldest unsent segment so recording goes on."""
@@ -278,6 +329,7 @@ class Recorder:
 
     def _advance(self, info: SegmentInfo) -> None:
         self.next_seq, self.prev_digest = info.seq + 1, info.digest
+        self._prev_end_us, self._prev_boot = info.trailer["end_us"], info.header["boot_id"]
         self._save_head(info.seq, info.digest)
 
     def open_segment(self) -> FrameSink:
@@ -288,6 +340,7 @@ class Recorder:
                 if not self._seal_leftovers("disk full while recording"):
                     return _Dropped(self, "the previous segment cannot be sealed: disk full")
             seq = self.next_seq
+            gap = self._gap_before_next()
             try:
                 writer = SegmentWriter(
                     self.spool.path_for(seq),
@@ -296,12 +349,15 @@ class Recorder:
                     seq=seq, prev_digest=self.prev_digest, archive_key=self.identity.archive_key,
                     signing_key=self.identity.signing_key, chunk_bytes=self.cfg.node.chunk_bytes,
                     chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds,
-                    make_room=self.make_room)
+                    make_room=self.make_room, gap=gap)
             except OSError as e:
                 self._seal_leftovers("disk full while recording")   # removes a torn header: seq is reused
                 self.make_room()
                 return _Dropped(self, f"cannot start a segment: {e}")
             self.next_seq = seq + 1
+            self._break = None
+            if gap is not None:
+                self._record_gap(seq, gap, writer.header["start_us"])
         return _OpenSegment(self, writer)
 
     def _finished(self, info: SegmentInfo) -> None:
@@ -309,11 +365,13 @@ class Recorder:
             self._advance(info)
         self.spool.enforce_bound()
         self.on_segment(info)
+        self._closed_at = time.monotonic()   # the next segment opens at once, unless the camera stopped
 
     def _failed(self, writer: SegmentWriter, error: Exception) -> None:
         """A write failed mid-segment: keep what is on disk as a truncated segment."""
         log.error("segment %s failed: %s", writer.path.name, error)
         writer.abort()
+        self.note_break(f"recording interrupted: {error}")
         with self._lock:
             if self._seal_leftovers("disk full while recording"):
                 self.on_segment(None)
@@ -353,6 +411,7 @@ class _Dropped:
         self.why = why
         self.frames = 0
         log.error("recording interrupted: %s", why)
+        recorder.note_break(f"recording interrupted: {why}")
 
     def write_frame(self, frame: Frame) -> None:
         self.frames += 1

@@ -458,9 +458,14 @@ class NodeControl(threading.Thread):
         # Masks first: a camera approved together with new masks never records without them.
         effective = union_masks(self.cfg.camera.masks, masks)
         if effective != self.runner.masks or self.runner.backend is None:
+            self.gate.recorder.note_break("camera restarted: privacy masks changed")
             self.runner.apply_masks(effective)
             self.tap.clear()
-        self.gate.recording = status == "approved" and self.runner.backend is not None
+        recording = status == "approved" and self.runner.backend is not None
+        if self.gate.recording and not recording:
+            self.gate.recorder.note_break(f"recording paused: placement {status}" if status != "approved"
+                                          else "recording paused: the camera stopped")
+        self.gate.recording = recording
         self.snapshot_wanted = bool(control.get("snapshot_wanted"))
         live = control.get("live")
         self.live = live if isinstance(live, dict) and status == "approved" else None

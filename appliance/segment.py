@@ -136,6 +136,7 @@ class SegmentWriter:
         fsync_seconds: float = 2.0,
         start_us: int | None = None,
         make_room: Callable[[], bool] | None = None,
+        gap: dict | None = None,
     ):
         if (prev_digest is None) != (seq == 0):
             raise SegmentError("only segment 0 starts a chain: every other names its predecessor's digest")
@@ -170,6 +171,9 @@ class SegmentWriter:
             "sealed_key": _b64(sealed_key),
             "stream_header": _b64(stream_header),
         }
+        if gap is not None:   # the recording stopped before this segment: {"from_us", "why"}
+            _check_fields(gap, GAP_FIELDS, "header gap")
+            self.header["gap"] = {"from_us": gap["from_us"], "why": gap["why"]}
         self._body_hash = hashlib.sha256()
         self._buffer = bytearray()
         self._buffer_first_pts: int | None = None
@@ -388,6 +392,10 @@ HEADER_FIELDS = {
     "fps_num": int, "fps_den": int, "prev": (str, type(None)), "node_key": str,
     "sealed_key": str, "stream_header": str,
 }
+# Optional: present when the writer knows the camera's recording stopped between the
+# previous segment and this one (from the previous segment's end to this one's start_us).
+HEADER_OPTIONAL_FIELDS = {"gap": dict}
+GAP_FIELDS = {"from_us": int, "why": str}
 TRAILER_FIELDS = {
     "type": str, "v": int, "camera": str, "seq": int, "complete": bool, "end_us": int,
     "chunks": int, "body_bytes": int, "body_sha256": str,
@@ -513,6 +521,9 @@ class SegmentVerifier:
             header_json, sig = buf[: self._json_len], buf[self._json_len:]
             header = _parse_json(header_json, "header")
             _check_fields(header, HEADER_FIELDS, "header")
+            if "gap" in header:
+                _check_fields(header, HEADER_OPTIONAL_FIELDS, "header")
+                _check_fields(header["gap"], GAP_FIELDS, "header gap")
             if header["type"] != HEADER_TYPE or header["v"] != VERSION:
                 raise SegmentError("header type or version is wrong")
             _check_header_values(header)
