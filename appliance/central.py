@@ -282,7 +282,7 @@ def run_central(cfg: Config, data_dir: Path | None = None) -> int:
     async def main() -> None:
         task = asyncio.create_task(central.serve())
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # SIGHUP: its terminal closed
             loop.add_signal_handler(sig, task.cancel)
         try:
             await task

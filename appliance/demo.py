@@ -38,6 +38,24 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "appliance.cli", *args]
 
 
+def _spawn(argv: list[str], log_file: Path) -> subprocess.Popen:
+    """A child of the demo: in its own session, so that a closing terminal's SIGHUP (or a
+    Ctrl-C) reaches the demo alone, which stops its children in order (nodes first, so
+    each closes its open segment and sends it). If the demo dies without stopping them
+    (kill -9), Linux sends them SIGTERM (PR_SET_PDEATHSIG)."""
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(log_file, "ab"),
+                            start_new_session=True, preexec_fn=_terminate_with_parent)
+
+
+def _terminate_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass   # not Linux: the demo's own signal handling still stops its children
+
+
 class DemoSystem:
     """Starts and stops a central and camera nodes under one data directory."""
 
@@ -105,9 +123,7 @@ class DemoSystem:
         cfg = self.data / "central.toml"
         cfg.write_text(f"[central]\ndata_dir = \"{self.central_dir}\"\ningest_host = \"127.0.0.1\"\n"
                        f"ingest_port = {self.port}\n")
-        self.central_proc = subprocess.Popen(_cli("--config", str(cfg), "central", "serve"),
-                                             stdout=subprocess.DEVNULL,
-                                             stderr=open(self.data / "central.log", "ab"))
+        self.central_proc = _spawn(_cli("--config", str(cfg), "central", "serve"), self.data / "central.log")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.central_proc.poll() is not None:
@@ -158,8 +174,7 @@ class DemoSystem:
             self.start_node(name)
 
     def start_node(self, name: str) -> subprocess.Popen:
-        proc = subprocess.Popen(_cli("--config", str(self.node_config(name)), "node", "run"),
-                                stdout=subprocess.DEVNULL, stderr=open(self.data / f"node-{name}.log", "ab"))
+        proc = _spawn(_cli("--config", str(self.node_config(name)), "node", "run"), self.data / f"node-{name}.log")
         self.node_procs[name] = proc
         return proc
 
@@ -245,7 +260,24 @@ def approve_placements(director: ApiClient, names: list[str], timeout: float = 6
         time.sleep(0.5)
 
 
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
+def _stop_on_signal(signum, _frame) -> None:
+    """SIGHUP (its terminal closed) or SIGTERM: unwind through run_demo's clean-up, exit 128+N."""
+    _ignore_stop_signals()
+    raise SystemExit(128 + signum)
+
+
+def _ignore_stop_signals() -> None:
+    """While the demo stops what it started, a second signal must not cut that short."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def run_demo(cameras: int, data: Path, headless: bool, seconds: float, segment_seconds: int) -> int:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop_on_signal)
     system = DemoSystem(data, cameras=cameras, segment_seconds=segment_seconds)
     system.setup()
     try:
@@ -266,6 +298,7 @@ def run_demo(cameras: int, data: Path, headless: bool, seconds: float, segment_s
 
             run_tui(str(system.socket))
     finally:
+        _ignore_stop_signals()
         system.stop()
     if headless:
         r = system.verify_archive()

@@ -546,7 +546,7 @@ def run_node(cfg: Config, data_dir: Path | None = None) -> int:
 
     stop = threading.Event()
     failed = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # SIGHUP: its terminal closed
         signal.signal(sig, lambda *_: stop.set())
     service = NodeService(cfg, Path(data_dir or cfg.node.data_dir), on_fatal=lambda: (failed.set(), stop.set()),
                           boot_id=board.boot_id(), clock_synced=board.clock_synced)

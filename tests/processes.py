@@ -63,6 +63,12 @@ def descendants(pid: int) -> dict[int, tuple[int, str]]:
     return found
 
 
+def process_tree(pid: int) -> dict[int, tuple[int, str]]:
+    """`pid` itself and every live process below it."""
+    st = _stat(pid)
+    return ({pid: (st[1], command_of(pid))} if st else {}) | descendants(pid)
+
+
 def processes_mentioning(text: str) -> set[int]:
     """Live processes whose command line holds `text` (a data directory, say)."""
     return {int(e) for e in os.listdir("/proc") if e.isdigit() and text in command_of(int(e))
