@@ -128,16 +128,16 @@ def make_ingest_app(host: IngestHost) -> web.Application:
         except _Busy:
             return _error(429, "an upload for this camera is already under way: try again shortly")
         except _HeaderTooSlow:
-            log.info("upload %s/%s from %s dropped: no signed header within %.0f s", camera, seq_text, peer,
+            log.warning("upload %s/%s from %s dropped: no signed header within %.0f s", camera, seq_text, peer,
                      HEADER_SECONDS)
             return _error(408, f"the signed header did not arrive within {HEADER_SECONDS:.0f} s: upload dropped")
         except asyncio.TimeoutError:
-            log.info("upload %s/%s from %s dropped: no data for %.0f s", camera, seq_text, peer, READ_TIMEOUT)
+            log.warning("upload %s/%s from %s dropped: no data for %.0f s", camera, seq_text, peer, READ_TIMEOUT)
             return _error(408, f"no data for {READ_TIMEOUT:.0f} s: upload dropped")
         except (ConnectionError, HttpProcessingError) as e:
             # The client went away mid-upload (or was replaced): one line, not a traceback.
             why = "replaced by a newer upload" if slot is not None and slots.get(camera) is not slot else str(e)
-            log.info("upload %s/%s from %s cut off: %s", camera, seq_text, peer, why or type(e).__name__)
+            log.warning("upload %s/%s from %s cut off: %s", camera, seq_text, peer, why or type(e).__name__)
             return _error(400, "the upload was cut off")
         finally:
             if slot is not None and slots.get(camera) is slot:

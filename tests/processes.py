@@ -11,7 +11,7 @@ from pathlib import Path
 CLI = [sys.executable, "-m", "appliance.cli"]
 
 
-def wait_for(predicate, timeout: float, what: str, step: float = 0.25):
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", step: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -40,6 +40,7 @@ from appliance.node_control import (
 from appliance.nodeapi import hub_for
 from appliance.ops import Refused
 from hw.backend import Frame
+from processes import wait_for
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 SPS = (b"\x00\x00\x00\x01\x67", b"\x00\x00\x01\x67")
@@ -123,16 +124,6 @@ def approved_camera(tmp_path, central, people, server, name="cam-a", pixels=None
 
 def audit_actions(central, action: str) -> list[dict]:
     return central.audit.query(action_prefix=action)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition", step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def raw_request(url: str, method: str, path: str, headers: dict, body: bytes = b"") -> tuple[int, dict]:
