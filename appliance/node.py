@@ -551,6 +551,7 @@ def run_node(cfg: Config, data_dir: Path | None = None) -> int:
     service = NodeService(cfg, Path(data_dir or cfg.node.data_dir), on_fatal=lambda: (failed.set(), stop.set()),
                           boot_id=board.boot_id(), clock_synced=board.clock_synced)
     service.start()
-    stop.wait()
+    while not stop.wait(1.0):
+        pass   # a timed wait: the main thread wakes to run a signal handler even if another thread took the signal
     service.stop(drain_seconds=10.0)
     return 3 if failed.is_set() else 0

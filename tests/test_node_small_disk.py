@@ -74,7 +74,7 @@ def test_node_on_a_small_filesystem_with_the_central_down_keeps_the_newest_foota
         time.sleep(16)
         stopped_at = time.time_ns() // 1000
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        assert proc.wait(90) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
