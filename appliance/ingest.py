@@ -129,7 +129,7 @@ def make_ingest_app(host: IngestHost) -> web.Application:
             return _error(429, "an upload for this camera is already under way: try again shortly")
         except _HeaderTooSlow:
             log.warning("upload %s/%s from %s dropped: no signed header within %.0f s", camera, seq_text, peer,
-                     HEADER_SECONDS)
+                        HEADER_SECONDS)
             return _error(408, f"the signed header did not arrive within {HEADER_SECONDS:.0f} s: upload dropped")
         except asyncio.TimeoutError:
             log.warning("upload %s/%s from %s dropped: no data for %.0f s", camera, seq_text, peer, READ_TIMEOUT)

@@ -458,7 +458,8 @@ class NodeControl(threading.Thread):
         # Masks first: a camera approved together with new masks never records without them.
         effective = union_masks(self.cfg.camera.masks, masks)
         if effective != self.runner.masks or self.runner.backend is None:
-            self.gate.recorder.note_break("camera restarted: privacy masks changed")
+            if effective != self.runner.masks:
+                self.gate.recorder.note_break("camera restarted: privacy masks changed")
             self.runner.apply_masks(effective)
             self.tap.clear()
         recording = status == "approved" and self.runner.backend is not None
