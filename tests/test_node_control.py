@@ -565,3 +565,27 @@ def test_segments_from_a_camera_never_approved_are_refused(tmp_path, central, pe
     assert central.archive.head(identity.name) is None
     with pytest.raises(Refused):
         people.call("director", "camera.approve_placement", camera=identity.name, note="no snapshot yet")
+
+
+@needs_ffmpeg
+def test_new_masks_restart_the_camera_and_the_gap_says_so(tmp_path, central, people, server):
+    identity = new_node(tmp_path, central, server.url)
+    enrol(people, identity)
+    node = RunningNode(identity, node={"view_check_seconds": 1})
+    try:
+        wait_for(lambda: people.call("director", "camera.list")["cameras"][0]["snapshot_available"],
+                 what="a snapshot")
+        post_entrance_sign(people)
+        people.call("director", "camera.approve_placement", camera=identity.name, note="checked")
+        wait_for(lambda: central.archive.head(identity.name) is not None, what="a first recorded segment")
+        people.call("director", "camera.set_masks", camera=identity.name, masks=[[0, 0, 160, 180]],
+                    why="the left half looks onto the reading tables")
+        head = central.archive.head(identity.name)
+        wait_for(lambda: central.archive.head(identity.name) >= head + 2, what="segments recorded with the mask")
+    finally:
+        node.stop()
+    gaps = [json.loads(line) for line in (identity.data_dir / "gaps.jsonl").read_text().splitlines()]
+    assert [g["why"] for g in gaps] == ["camera restarted: privacy masks changed"]
+    recorded = central.records.all("gaps")
+    assert [(g["kind"], g["to_seq"], g["why"]) for g in recorded] == [
+        ("time", gaps[0]["seq"], "camera restarted: privacy masks changed")]
