@@ -82,29 +82,22 @@ def _losses(system: DemoSystem) -> dict:
     }
 
 
-def kill_node(system: DemoSystem, times: int) -> dict:
+def restart_node(system: DemoSystem, times: int, graceful: bool) -> dict:
+    """Stop the recording node (SIGTERM, or kill -9) at a random moment and start it again."""
     rng = random.Random(6)
     for _ in range(times):
         time.sleep(rng.uniform(1.0, 6.0))                 # anywhere in a segment, or between two
-        proc = system.node_procs["entrance"]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        if graceful:
+            system.stop_nodes()
+            time.sleep(rng.uniform(0.0, 2.0))
+        else:
+            proc = system.node_procs["entrance"]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
         system.start_node("entrance")
     time.sleep(8)
     system.stop_nodes()
-    return {"kill_9_of_the_node": times}
-
-
-def restart_node(system: DemoSystem, times: int) -> dict:
-    rng = random.Random(6)
-    for _ in range(times):
-        time.sleep(rng.uniform(1.0, 6.0))
-        system.stop_nodes()                               # SIGTERM: a graceful stop
-        time.sleep(rng.uniform(0.0, 2.0))
-        system.start_node("entrance")
-    time.sleep(8)
-    system.stop_nodes()
-    return {"graceful_restarts_of_the_node": times}
+    return {"graceful_restarts_of_the_node" if graceful else "kill_9_of_the_node": times}
 
 
 def kill_central(system: DemoSystem, times: int) -> dict:
@@ -211,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             system = _system(scratch)
             try:
-                result = {"kill-node": kill_node, "restart-node": restart_node, "kill-central": kill_central,
-                          "busy-dir": busy_dir, "drop-uploads": drop_uploads}[args.attack](system, args.times)
+                result = {"kill-node": lambda s, n: restart_node(s, n, graceful=False),
+                          "restart-node": lambda s, n: restart_node(s, n, graceful=True),
+                          "kill-central": kill_central, "busy-dir": busy_dir,
+                          "drop-uploads": drop_uploads}[args.attack](system, args.times)
             finally:
                 system.stop()
             result |= _losses(system)       # the records open once the central has stopped

@@ -394,10 +394,8 @@ def test_C6_camera_does_not_record_until_placement_approved_from_snapshot(tmp_pa
     no_sps_under(identity.data_dir)
 
 
-@needs_ffmpeg
-def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_path, central, people, server):
-    from appliance.segment import enrolled_key, iter_frames
-
+def approved_node(tmp_path, central, people, server) -> tuple[NodeIdentity, RunningNode]:
+    """A real node whose placement the Director approved from its first snapshot."""
     identity = new_node(tmp_path, central, server.url)
     enrol(people, identity)
     node = RunningNode(identity, node={"view_check_seconds": 1})
@@ -406,6 +404,18 @@ def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_
                  what="a snapshot")
         post_entrance_sign(people)
         people.call("director", "camera.approve_placement", camera=identity.name, note="checked")
+    except BaseException:
+        node.stop()
+        raise
+    return identity, node
+
+
+@needs_ffmpeg
+def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_path, central, people, server):
+    from appliance.segment import enrolled_key, iter_frames
+
+    identity, node = approved_node(tmp_path, central, people, server)
+    try:
         people.call("director", "camera.set_masks", camera=identity.name, masks=[[0, 0, 160, 180]],
                     why="the left half looks onto the reading tables")
         wait_for(lambda: node.service.runner.masks == [[0, 0, 160, 180]], what="the node to apply the mask")
@@ -569,14 +579,8 @@ def test_segments_from_a_camera_never_approved_are_refused(tmp_path, central, pe
 
 @needs_ffmpeg
 def test_new_masks_restart_the_camera_and_the_gap_says_so(tmp_path, central, people, server):
-    identity = new_node(tmp_path, central, server.url)
-    enrol(people, identity)
-    node = RunningNode(identity, node={"view_check_seconds": 1})
+    identity, node = approved_node(tmp_path, central, people, server)
     try:
-        wait_for(lambda: people.call("director", "camera.list")["cameras"][0]["snapshot_available"],
-                 what="a snapshot")
-        post_entrance_sign(people)
-        people.call("director", "camera.approve_placement", camera=identity.name, note="checked")
         wait_for(lambda: central.archive.head(identity.name) is not None, what="a first recorded segment")
         people.call("director", "camera.set_masks", camera=identity.name, masks=[[0, 0, 160, 180]],
                     why="the left half looks onto the reading tables")
