@@ -25,10 +25,13 @@ from typing import Callable, Iterator
 
 from .errors import SegmentError
 from .fsutil import atomic_write, fsync_dir, sha256_file
-from .segment import SegmentInfo
+from .segment import SegmentInfo, read_public
 
 log = logging.getLogger("custodian.archive")
 
+# Consecutive segments of one camera run meet (the next opens as the previous closes). Farther
+# apart than this, and the node did not say why, the central still records the time gap.
+TIME_GAP_TOLERANCE_US = 2_000_000
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 SEGMENT_NAME = re.compile(r"^(\d{10})-(\d{8}T\d{6}Z)\.cseg$")
 INCOMING = ".incoming"
@@ -44,6 +47,17 @@ def check_camera_id(camera: str) -> str:
 
 def start_stamp(start_us: int) -> datetime:
     return datetime.fromtimestamp(start_us / 1_000_000, tz=timezone.utc)
+
+
+def describe_time_gap(from_us: int, to_us: int, why: str) -> str:
+    """'no recording for 11.6 s, 2026-11-30 14:02:31 to 14:02:43 (local time): node restarted'."""
+    seconds = (to_us - from_us) / 1e6
+    length = (f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200
+              else f"{seconds / 3600:.1f} h")
+    start = datetime.fromtimestamp(from_us / 1e6).astimezone()
+    end = datetime.fromtimestamp(to_us / 1e6).astimezone()
+    end_text = f"{end:%H:%M:%S}" if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M:%S}"
+    return f"no recording for {length}, {start:%Y-%m-%d %H:%M:%S} to {end_text} (local time): {why}"
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,7 @@ class Archive:
             leftover.unlink()
         self._index: dict[str, _CameraIndex] = defaultdict(_CameraIndex)
         self._head_digest: dict[str, tuple[int, str]] = {}   # camera -> (seq, digest) of its head
+        self._head_end: dict[str, tuple[int, int]] = {}      # camera -> (seq, end_us) of its head
         # The head of a camera whose newest segment retention deleted: the chain (and replay
         # protection) must outlive the footage. Kept in <camera>/head.json.
         self._retired: dict[str, tuple[int, str]] = {}
@@ -227,6 +242,9 @@ class Archive:
                 elif head is not None:
                     gaps.append({"camera": camera, "kind": "missing", "from_seq": head + 1, "to_seq": seq - 1,
                                  "detail": f"segments {head + 1}..{seq - 1} never arrived"})
+                time_gap = self._time_gap(info, head)
+                if time_gap is not None:
+                    gaps.append(time_gap)
                 if not info.complete:
                     gaps.append({"camera": camera, "kind": "truncated", "from_seq": seq, "to_seq": seq,
                                  "detail": info.trailer.get("truncated_reason", "segment ended early")})
@@ -244,10 +262,38 @@ class Archive:
                     self._index[camera].add(seq, info.header["start_us"] // 1_000_000)
                 if seq == self.head(camera):
                     self._head_digest[camera] = (seq, info.digest)
+                    self._head_end[camera] = (seq, info.trailer["end_us"])
             finally:
                 if tmp.exists():
                     tmp.unlink()
         return "stored"
+
+    def _end_us(self, camera: str, seq: int) -> int | None:
+        """When a stored segment's recording ended (its signed trailer), or None if not here."""
+        cached = self._head_end.get(camera)
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        stored = self.get(camera, seq)
+        if stored is None:
+            return None
+        try:
+            return read_public(stored.path).trailer["end_us"]   # once per camera after a restart
+        except (OSError, SegmentError):
+            return None
+
+    def _time_gap(self, info: SegmentInfo, head: int | None) -> dict | None:
+        """A time gap before this segment: the one its node declares, or one it did not explain."""
+        camera, seq, start_us = info.camera, info.seq, info.header["start_us"]
+        prev_end = self._end_us(camera, seq - 1) if head == seq - 1 else None
+        declared = info.header.get("gap")
+        if declared is not None:
+            from_us, why = (prev_end if prev_end is not None else declared["from_us"]), declared["why"]
+        elif prev_end is not None and start_us - prev_end > TIME_GAP_TOLERANCE_US:
+            from_us, why = prev_end, "not explained by the node"
+        else:
+            return None
+        return {"camera": camera, "kind": "time", "from_seq": seq - 1, "to_seq": seq, "from_us": from_us,
+                "to_us": start_us, "why": why, "detail": describe_time_gap(from_us, start_us, why)}
 
     def remove(self, stored: StoredSegment) -> None:
         """Delete one segment (retention). The caller writes the deletion receipt first."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fcntl
 import hashlib
 import logging
 import os
@@ -29,6 +28,7 @@ from . import ops as ops_mod
 from .archive import Archive
 from .audit import AuditLog
 from .config import Config
+from .datalock import CENTRAL_LOCK, lock_data_dir
 from .errors import ConfigError, CustodianError, SegmentError
 from .keys import ArchiveCustody, KeyStore
 from .nodeapi import seal_for_node
@@ -56,7 +56,7 @@ class CentralPaths:
         self.records = self.data / "records" / "records.json"
         self.audit = self.data / "audit"
         self.archive = self.data / "archive"
-        self.lock = self.data / "central.lock"
+        self.lock = self.data / CENTRAL_LOCK
 
 
 class Central:
@@ -67,11 +67,8 @@ class Central:
         self.paths = CentralPaths(Path(data_dir or cfg.central.data_dir))
         if not (self.paths.keys).exists():
             raise ConfigError(f"{self.paths.data} is not initialised: run 'custodian central init --data DIR'")
-        self._lock_file = open(self.paths.lock, "w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"another central daemon already owns {self.paths.data}") from None
+        # One owner: a second central on this directory refuses here, naming the first.
+        self._dir_lock = lock_data_dir(self.paths.data, self.paths.lock.name, "central")
         from .retention import check_local_storage
 
         check_local_storage(self)   # C11: footage stays on hardware in the library
@@ -102,7 +99,7 @@ class Central:
         self.custody.seal()
         self.audit.close(checkpoint=True)
         self.records.close()
-        self._lock_file.close()
+        self._dir_lock.release()
 
     # ------------------------------------------------------------------ ingest host
 
@@ -285,7 +282,7 @@ def run_central(cfg: Config, data_dir: Path | None = None) -> int:
     async def main() -> None:
         task = asyncio.create_task(central.serve())
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # SIGHUP: its terminal closed
             loop.add_signal_handler(sig, task.cancel)
         try:
             await task

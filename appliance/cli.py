@@ -288,6 +288,26 @@ def cmd_selftest(args) -> int:
     return selftest_main(["--config", args.config] if args.config else [])
 
 
+def _demo_cameras(text: str) -> int:
+    from .demo import DEMO_CAMERAS
+
+    if not text.isdigit() or not 1 <= int(text) <= len(DEMO_CAMERAS):
+        raise argparse.ArgumentTypeError(f"{text!r}: the demo has 1 to {len(DEMO_CAMERAS)} cameras")
+    return int(text)
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        return value
+    return parse
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -416,12 +436,26 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("selftest", help="on a Pi: check the camera, encoder and clock")
     t.set_defaults(func=cmd_selftest)
 
-    d = sub.add_parser("demo", help="the whole system on this machine")
-    d.add_argument("--cameras", type=int, default=2)
-    d.add_argument("--data", default=DEMO_DATA)
-    d.add_argument("--headless", action="store_true")
-    d.add_argument("--seconds", type=float, default=60.0)
-    d.add_argument("--segment-seconds", type=int, default=10)
+    d = sub.add_parser(
+        "demo", help="the whole system on this machine",
+        description="Run the whole system on this machine: a central and synthetic cameras (ffmpeg test "
+                    "pictures) as real processes on 127.0.0.1, one demo account per role, then the terminal "
+                    "UI. Demo data only, never a real installation.",
+        epilog="The demo accounts and their passphrases are printed at start. Logs: DIR/central.log and "
+               "DIR/node-CAMERA.log. One demo per data directory: a second one on the same DIR refuses "
+               "and names the first. Closing the terminal (SIGHUP) or SIGTERM stops everything the demo "
+               "started.")
+    d.add_argument("--cameras", type=_demo_cameras, default=2, metavar="N",
+                   help="how many synthetic cameras to run, 1 to 5 (default: 2)")
+    d.add_argument("--data", default=DEMO_DATA, metavar="DIR",
+                   help="where the demo keeps its central, nodes and logs (default: var/demo); "
+                        "a later run on the same DIR carries on its recordings")
+    d.add_argument("--headless", action="store_true",
+                   help="no UI: record for --seconds, stop, verify the archive and print one summary line")
+    d.add_argument("--seconds", type=_positive(float), default=60.0, metavar="S",
+                   help="with --headless, how long to record (default: 60)")
+    d.add_argument("--segment-seconds", type=_positive(int), default=10, metavar="S",
+                   help="length of each recorded segment (default: 10; a real camera node uses 60)")
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("tui", help="the terminal UI")

@@ -46,7 +46,9 @@ class NodeConfig:
     chunk_bytes: int = 256 * 1024       # plaintext buffered before one encrypted chunk
     chunk_seconds: float = 1.0          # ...or this much video, whichever comes first
     fsync_seconds: float = 2.0          # bound on what a power cut can lose mid-segment
-    spool_max_bytes: int = 2 * 1024**3  # oldest unsent segments are evicted (and logged) past this
+    # Oldest unsent segments are evicted (and logged) past this, or past 80% of the room the
+    # spool has on its filesystem (what it holds plus what is free), whichever is smaller.
+    spool_max_bytes: int = 2 * 1024**3
     upload_timeout: float = 60.0
     retry_max_seconds: float = 30.0
     # control channel (appliance/node_control.py, docs/node-protocol.md)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .client import ApiClient, ApiError
+from .datalock import CENTRAL_LOCK, DEMO_LOCK, NODE_LOCK, DataDirLock, lock_data_dir, probe
 
 DEMO_CAMERAS = [("entrance", "entrance", "Main entrance, facing the doors"),
                 ("stacks", "collection", "Adult non-fiction stacks, aisle ends"),
@@ -37,6 +38,24 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "appliance.cli", *args]
 
 
+def _spawn(argv: list[str], log_file: Path) -> subprocess.Popen:
+    """A child of the demo: in its own session, so that a closing terminal's SIGHUP (or a
+    Ctrl-C) reaches the demo alone, which stops its children in order (nodes first, so
+    each closes its open segment and sends it). If the demo dies without stopping them
+    (kill -9), Linux sends them SIGTERM (PR_SET_PDEATHSIG)."""
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(log_file, "ab"),
+                            start_new_session=True, preexec_fn=_terminate_with_parent)
+
+
+def _terminate_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass   # not Linux: the demo's own signal handling still stops its children
+
+
 class DemoSystem:
     """Starts and stops a central and camera nodes under one data directory."""
 
@@ -53,11 +72,30 @@ class DemoSystem:
         self.central_proc: subprocess.Popen | None = None
         self.node_procs: dict[str, subprocess.Popen] = {}
         self.socket = self.central_dir / "api.sock"
+        self.dir_lock: DataDirLock | None = None
 
     # ------------------------------------------------------------------ set-up
 
-    def setup(self) -> None:
+    def claim(self) -> None:
+        """Own the data directory before starting anything, or raise naming who does.
+
+        The central and the nodes lock their own directories too; one of them running on
+        its own here (started by hand, or left over) refuses this demo as well, now, and
+        not halfway through its start with its nodes already writing."""
+        if self.dir_lock is not None and self.dir_lock.held:
+            return
         self.data.mkdir(parents=True, exist_ok=True)
+        self.dir_lock = lock_data_dir(self.data, DEMO_LOCK, "demo")
+        try:
+            probe(self.central_dir, CENTRAL_LOCK, "demo")
+            for name, _category, _location in DEMO_CAMERAS[: self.count]:
+                probe(self.node_dir(name), NODE_LOCK, "demo")
+        except BaseException:
+            self.dir_lock.release()
+            raise
+
+    def setup(self) -> None:
+        self.claim()
         env = dict(os.environ, CUSTODIAN_PASSPHRASE=DEMO_PEOPLE["director"][1])
         if not (self.central_dir / "keys").exists():
             out = subprocess.run(_cli("central", "init", "--data", str(self.central_dir)), env=env,
@@ -85,9 +123,7 @@ class DemoSystem:
         cfg = self.data / "central.toml"
         cfg.write_text(f"[central]\ndata_dir = \"{self.central_dir}\"\ningest_host = \"127.0.0.1\"\n"
                        f"ingest_port = {self.port}\n")
-        self.central_proc = subprocess.Popen(_cli("--config", str(cfg), "central", "serve"),
-                                             stdout=subprocess.DEVNULL,
-                                             stderr=open(self.data / "central.log", "ab"))
+        self.central_proc = _spawn(_cli("--config", str(cfg), "central", "serve"), self.data / "central.log")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.central_proc.poll() is not None:
@@ -138,8 +174,7 @@ class DemoSystem:
             self.start_node(name)
 
     def start_node(self, name: str) -> subprocess.Popen:
-        proc = subprocess.Popen(_cli("--config", str(self.node_config(name)), "node", "run"),
-                                stdout=subprocess.DEVNULL, stderr=open(self.data / f"node-{name}.log", "ab"))
+        proc = _spawn(_cli("--config", str(self.node_config(name)), "node", "run"), self.data / f"node-{name}.log")
         self.node_procs[name] = proc
         return proc
 
@@ -173,6 +208,8 @@ class DemoSystem:
     def stop(self) -> None:
         self.stop_nodes()
         self.stop_central()
+        if self.dir_lock is not None:
+            self.dir_lock.release()
 
     # ------------------------------------------------------------------ checking
 
@@ -223,7 +260,24 @@ def approve_placements(director: ApiClient, names: list[str], timeout: float = 6
         time.sleep(0.5)
 
 
+STOP_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+
+
+def _stop_on_signal(signum, _frame) -> None:
+    """SIGHUP (its terminal closed) or SIGTERM: unwind through run_demo's clean-up, exit 128+N."""
+    _ignore_stop_signals()
+    raise SystemExit(128 + signum)
+
+
+def _ignore_stop_signals() -> None:
+    """While the demo stops what it started, a second signal must not cut that short."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def run_demo(cameras: int, data: Path, headless: bool, seconds: float, segment_seconds: int) -> int:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop_on_signal)
     system = DemoSystem(data, cameras=cameras, segment_seconds=segment_seconds)
     system.setup()
     try:
@@ -244,6 +298,7 @@ def run_demo(cameras: int, data: Path, headless: bool, seconds: float, segment_s
 
             run_tui(str(system.socket))
     finally:
+        _ignore_stop_signals()
         system.stop()
     if headless:
         r = system.verify_archive()

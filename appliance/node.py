@@ -11,6 +11,7 @@ on it, and no plaintext video is ever written to its storage.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import http.client
 import json
@@ -30,15 +31,22 @@ import nacl.signing
 from hw.backend import Frame, FrameSink
 
 from .config import Config
+from .datalock import NODE_LOCK, DataDirLock, lock_data_dir
 from .errors import ConfigError, CustodianError, SegmentError
 from .fsutil import atomic_write, fsync_dir, sha256_file
-from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, seal_truncated
+from .segment import PART_SUFFIX, SegmentInfo, SegmentWriter, StreamParams, read_public, seal_truncated
 
 log = logging.getLogger("custodian.node")
 
 SEGMENT_GLOB = "*.cseg"
 HEADS_KEPT = 16
 
+
+def lock_node_dir(data_dir: Path) -> DataDirLock:
+    """Own a node's data directory (appliance/datalock.py), or raise naming who does."""
+    if not (Path(data_dir) / "node.json").exists():
+        raise ConfigError(f"{data_dir} holds no node identity: run 'custodian node init' first")
+    return lock_data_dir(data_dir, NODE_LOCK, "camera node")
 
 
 @dataclass
@@ -103,8 +111,29 @@ def _live_key(hex_key: str | None) -> nacl.public.PublicKey | None:
         raise ConfigError("the central's live key must be 64 hex digits (32 bytes)") from None
 
 
+def append_record(path: Path, entry: dict) -> None:
+    """One JSON line, fsync'd (the node's loss and gap records)."""
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:   # a full disk must not stop recording; the log line remains
+        log.error("cannot write %s: %s", path, e)
+
+
+SPOOL_SHARE_OF_DISK = 0.8   # of the room the spool can have on its filesystem (the rest: the segment being written)
+
+
 class Spool:
-    """The node's bounded queue of finished segments, oldest first, named by sequence."""
+    """The node's bounded queue of finished segments, oldest first, named by sequence.
+
+    Its bound is the smaller of `max_bytes` and 80% of the room it can have on its
+    filesystem (what it holds plus what is free), checked after every segment: with
+    the central away for long, the oldest unsent segments go, never the newest. A disk
+    that fills anyway (another process, a burst of bitrate) evicts the oldest too, in
+    the middle of a write (Recorder.make_room), and recording goes on.
+    """
 
     def __init__(self, directory: Path, max_bytes: int):
         self.dir = Path(directory)
@@ -112,6 +141,10 @@ class Spool:
         (self.dir / "rejected").mkdir(exist_ok=True)
         self.max_bytes = max_bytes
         self.losses = self.dir.parent / "loss.jsonl"
+        bound = self.bound()
+        if bound < max_bytes:
+            log.info("spool bound: %d MB (%.0f%% of the room on its filesystem; spool_max_bytes is %d MB)",
+                     bound // 10**6, SPOOL_SHARE_OF_DISK * 100, max_bytes // 10**6)
 
     def path_for(self, seq: int) -> Path:
         return self.dir / f"{seq:010d}.cseg"
@@ -134,34 +167,53 @@ class Spool:
 
     def record_loss(self, name: str, why: str) -> None:
         log.error("spool loss: %s: %s", name, why)
+        append_record(self.losses, {"at_us": time.time_ns() // 1000, "segment": name, "why": why})
+
+    def _queue(self) -> list[tuple[Path, int]]:
+        """Refused segments first, then unsent ones oldest first, with their sizes (present ones only)."""
+        out = []
+        for path in sorted((self.dir / "rejected").glob("*")) + self.finished():
+            try:
+                out.append((path, path.stat().st_size))
+            except FileNotFoundError:   # the uploader just delivered it
+                pass
+        return out
+
+    def _evict(self, path: Path, why: str) -> bool:
         try:
-            with open(self.losses, "a") as f:
-                f.write(json.dumps({"at_us": time.time_ns() // 1000, "segment": name, "why": why}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:   # a full disk must not stop recording; the log line above remains
-            log.error("cannot write %s: %s", self.losses, e)
+            path.unlink()
+        except FileNotFoundError:
+            return False                 # delivered meanwhile: not a loss
+        fsync_dir(path.parent)
+        self.record_loss(path.name, why)
+        return True
 
     def make_room(self, why: str) -> bool:
-        """Evict the oldest unsent segment (or a rejected one first) to free space. False if none."""
-        rejected = sorted((self.dir / "rejected").glob("*"))
-        candidates = rejected or self.finished()
-        if not candidates:
-            return False
-        oldest = candidates[0]
-        self.remove(oldest)
-        self.record_loss(oldest.name, why)
-        return True
+        """Evict the oldest unsent segment (or a refused one first) to free space. False if none."""
+        return any(self._evict(path, why) for path, _size in self._queue())
+
+    def bound(self, held: int | None = None) -> int:
+        """The spool's bound now: max_bytes, or less when its filesystem has less room."""
+        if held is None:
+            held = sum(size for _path, size in self._queue())
+        st = os.statvfs(self.dir)
+        room = held + st.f_bavail * st.f_frsize
+        return min(self.max_bytes, int(room * SPOOL_SHARE_OF_DISK))
 
     def enforce_bound(self) -> None:
         """Evict the oldest unsent segments while the spool (refused ones included) is over its bound."""
-        files = sorted((self.dir / "rejected").glob("*")) + self.finished()
-        total = sum(p.stat().st_size for p in files)
-        while files and total > self.max_bytes:
-            oldest = files.pop(0)
-            total -= oldest.stat().st_size
-            self.remove(oldest)
-            self.record_loss(oldest.name, "spool full: evicted before upload")
+        files = self._queue()
+        total = sum(size for _path, size in files)
+        bound = self.bound(total)
+        # The newest segment stays: where the disk has room for less than two, a write that
+        # needs its space evicts it then (make_room), and not before.
+        while len(files) > 1 and total > bound:
+            oldest, size = files.pop(0)
+            total -= size
+            self._evict(oldest, "spool full: evicted before upload")
+
+
+SPLIT_SECONDS = 0.5   # a segment opened later than this after the previous one closed follows a stop
 
 
 class Recorder:
@@ -172,6 +224,12 @@ class Recorder:
     cannot even be sealed is retried before the next segment opens (frames are
     dropped and logged meanwhile, never written out of chain), and the oldest unsent
     segment is evicted, as a recorded loss, to make room.
+
+    Where the recording stopped between two segments (the node restarted or rebooted,
+    the camera restarted, the disk was full, the placement was withdrawn), the next
+    segment's signed header says so (`gap`: from the previous segment's end, and why),
+    and the node keeps the same record in `gaps.jsonl`. Consecutive segments of one
+    camera run are cut at a keyframe and meet exactly: they never make a gap.
     """
 
     def __init__(self, identity: NodeIdentity, cfg: Config, spool: Spool,
@@ -183,9 +241,18 @@ class Recorder:
         self.boot_id = boot_id
         self.clock_synced = clock_synced
         self.state_path = identity.data_dir / "chain.json"
+        self.gaps_path = identity.data_dir / "gaps.jsonl"
         self._lock = threading.RLock()
+        self._prev_end_us: int | None = None   # the end of the chain head's recording, when known
+        self._prev_boot: str | None = None
+        self._closed_at: float | None = None    # when this process last closed a segment normally
         self.next_seq, self.prev_digest = self._load_head()
-        self._seal_leftovers("node restarted mid-segment")
+        crashed = bool(self.spool.parts())
+        self._seal_leftovers("node restarted mid-segment")   # the head is now the crashed segment, if any
+        rebooted = bool(self._prev_boot and boot_id and self._prev_boot != boot_id)
+        self._break: str | None = (
+            ("node rebooted after a crash or power cut" if rebooted else "node restarted after a crash") if crashed
+            else "node rebooted" if rebooted else "node restarted")
 
     def _load_head(self) -> tuple[int, str | None]:
         """The chain head from the state file and the finished segments in the spool."""
@@ -193,6 +260,7 @@ class Recorder:
         try:
             state = json.loads(self.state_path.read_text())
             seq, digest = state["seq"], state["digest"]
+            self._prev_end_us, self._prev_boot = state.get("end_us"), state.get("boot_id")
         except FileNotFoundError:
             pass
         finished = self.spool.finished()
@@ -200,12 +268,49 @@ class Recorder:
             newest = finished[-1]
             newest_seq = int(newest.name.split(".")[0])
             if newest_seq > seq:
-                seq, digest = newest_seq, sha256_file(newest)
-                self._save_head(seq, digest)
+                try:
+                    info = read_public(newest)
+                except SegmentError:
+                    seq, digest, self._prev_end_us = newest_seq, sha256_file(newest), None
+                    self._save_head(seq, digest)
+                else:
+                    self._advance(info)
+                    return self.next_seq, self.prev_digest
         return seq + 1, digest
 
     def _save_head(self, seq: int, digest: str) -> None:
-        atomic_write(self.state_path, json.dumps({"seq": seq, "digest": digest}).encode(), mode=0o644)
+        data = json.dumps({"seq": seq, "digest": digest, "end_us": self._prev_end_us,
+                           "boot_id": self._prev_boot}).encode()
+        while True:
+            try:
+                return atomic_write(self.state_path, data, mode=0o644)
+            except OSError as e:
+                if e.errno != errno.ENOSPC or not self.make_room():
+                    raise
+
+    def note_break(self, why: str) -> None:
+        """The recording stops here for a reason the node knows (the first reason noted is kept)."""
+        with self._lock:
+            if self._break is None:
+                self._break = why
+
+    def _gap_before_next(self) -> dict | None:
+        """The gap between the chain head and a segment opened now, or None if they meet."""
+        if self._prev_end_us is None:
+            return None                   # no earlier segment (or its end is unknown)
+        why = self._break
+        if why is None and (self._closed_at is None or time.monotonic() - self._closed_at > SPLIT_SECONDS):
+            why = "camera restarted"      # the stream stopped and started again (watchdog, masks)
+        return None if why is None else {"from_us": self._prev_end_us, "why": why}
+
+    def _record_gap(self, seq: int, gap: dict, start_us: int) -> None:
+        log.warning("recording gap of %.1f s before segment %d: %s", (start_us - gap["from_us"]) / 1e6, seq,
+                    gap["why"])
+        append_record(self.gaps_path, {"seq": seq, "from_us": gap["from_us"], "to_us": start_us, "why": gap["why"]})
+
+    def make_room(self) -> bool:
+        """The disk is full mid-write: evict the oldest unsent segment so recording goes on."""
+        return self.spool.make_room("disk full: evicted to keep recording")
 
     def _seal_leftovers(self, reason: str) -> bool:
         """Seal every part without a trailer. False while one cannot be sealed (disk full)."""
@@ -230,6 +335,7 @@ class Recorder:
 
     def _advance(self, info: SegmentInfo) -> None:
         self.next_seq, self.prev_digest = info.seq + 1, info.digest
+        self._prev_end_us, self._prev_boot = info.trailer["end_us"], info.header["boot_id"]
         self._save_head(info.seq, info.digest)
 
     def open_segment(self, picture_size: tuple[int, int] | None = None) -> FrameSink:
@@ -239,10 +345,11 @@ class Recorder:
         width, height = picture_size or (cam.width, cam.height)
         with self._lock:
             if not self._seal_leftovers("disk full while recording"):
-                self.spool.make_room("disk full: evicted to keep recording")
+                self.make_room()
                 if not self._seal_leftovers("disk full while recording"):
                     return _Dropped(self, "the previous segment cannot be sealed: disk full")
             seq = self.next_seq
+            gap = self._gap_before_next()
             try:
                 writer = SegmentWriter(
                     self.spool.path_for(seq),
@@ -250,12 +357,16 @@ class Recorder:
                                         fps_num=cam.fps, boot_id=self.boot_id, clock_synced=self.clock_synced()),
                     seq=seq, prev_digest=self.prev_digest, archive_key=self.identity.archive_key,
                     signing_key=self.identity.signing_key, chunk_bytes=self.cfg.node.chunk_bytes,
-                    chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds)
+                    chunk_seconds=self.cfg.node.chunk_seconds, fsync_seconds=self.cfg.node.fsync_seconds,
+                    make_room=self.make_room, gap=gap)
             except OSError as e:
                 self._seal_leftovers("disk full while recording")   # removes a torn header: seq is reused
-                self.spool.make_room("disk full: evicted to keep recording")
+                self.make_room()
                 return _Dropped(self, f"cannot start a segment: {e}")
             self.next_seq = seq + 1
+            self._break = None
+            if gap is not None:
+                self._record_gap(seq, gap, writer.header["start_us"])
         return _OpenSegment(self, writer)
 
     def record_loss(self, why: str) -> None:
@@ -267,11 +378,13 @@ class Recorder:
             self._advance(info)
         self.spool.enforce_bound()
         self.on_segment(info)
+        self._closed_at = time.monotonic()   # the next segment opens at once, unless the camera stopped
 
     def _failed(self, writer: SegmentWriter, error: Exception) -> None:
         """A write failed mid-segment: keep what is on disk as a truncated segment."""
         log.error("segment %s failed: %s", writer.path.name, error)
         writer.abort()
+        self.note_break(f"recording interrupted: {error}")
         with self._lock:
             if self._seal_leftovers("disk full while recording"):
                 self.on_segment(None)
@@ -311,6 +424,7 @@ class _Dropped:
         self.why = why
         self.frames = 0
         log.error("recording interrupted: %s", why)
+        recorder.note_break(f"recording interrupted: {why}")
 
     def write_frame(self, frame: Frame) -> None:
         self.frames += 1
@@ -447,7 +561,7 @@ def run_node(cfg: Config, data_dir: Path | None = None) -> int:
 
     stop = threading.Event()
     failed = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # SIGHUP: its terminal closed
         signal.signal(sig, lambda *_: stop.set())
     data_dir = Path(data_dir or cfg.node.data_dir)
     # A flashed card's first boot: enrol with the pairing code (docs/provisioning.md).
@@ -457,6 +571,7 @@ def run_node(cfg: Config, data_dir: Path | None = None) -> int:
     service = NodeService(cfg, data_dir, on_fatal=lambda: (failed.set(), stop.set()),
                           boot_id=board.boot_id(), clock_synced=board.clock_synced)
     service.start()
-    stop.wait()
+    while not stop.wait(1.0):
+        pass   # a timed wait: the main thread wakes to run a signal handler even if another thread took the signal
     service.stop(drain_seconds=10.0)
     return 3 if failed.is_set() else 0

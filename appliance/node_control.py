@@ -465,9 +465,15 @@ class NodeControl(threading.Thread):
         # Masks first: a camera approved together with new masks never records without them.
         effective = union_masks(self.cfg.camera.masks, masks)
         if effective != self.runner.masks or self.runner.backend is None:
+            if effective != self.runner.masks:
+                self.gate.recorder.note_break("camera restarted: privacy masks changed")
             self.runner.apply_masks(effective)
             self.tap.clear()
-        self.gate.recording = status == "approved" and self.runner.backend is not None
+        recording = status == "approved" and self.runner.backend is not None
+        if self.gate.recording and not recording:
+            self.gate.recorder.note_break(f"recording paused: placement {status}" if status != "approved"
+                                          else "recording paused: the camera stopped")
+        self.gate.recording = recording
         self.snapshot_wanted = bool(control.get("snapshot_wanted"))
         live = control.get("live")
         self.live = live if isinstance(live, dict) and status == "approved" else None
@@ -538,22 +544,30 @@ class NodeService:
 
     def __init__(self, cfg: Config, data_dir: Path, *, on_fatal, boot_id: str = "",
                  clock_synced=lambda: False, make_backend=None, render=render_gray):
-        from .node import NodeIdentity, Recorder, Spool, Uploader
+        from .node import NodeIdentity, Recorder, Spool, Uploader, lock_node_dir
 
         self.cfg = cfg
-        self.identity = NodeIdentity.load(Path(data_dir))
-        if cfg.node.central_url:   # the config file may move the central (a new address, a new port)
-            self.identity.central_url = cfg.node.central_url
-        self.client = ControlClient(self.identity)
-        self.spool = Spool(Path(data_dir) / "spool", cfg.node.spool_max_bytes)
-        self.uploader = Uploader(self.spool, self.identity, cfg)
-        self.recorder = Recorder(self.identity, cfg, self.spool, on_segment=lambda info: self.uploader.wake.set(),
-                                 boot_id=boot_id, clock_synced=clock_synced)
-        self.state = ControlState.load(Path(data_dir))
-        self.tap = LatestGop()
-        self.gate = CameraGate(self.recorder, self.tap, recording=self.state.status == "approved")
-        self.runner = CameraRunner(cfg, self.identity.name, self.gate, on_fatal, make_backend)
-        self.control = NodeControl(self.client, cfg, self.state, self.gate, self.tap, self.runner, render)
+        data_dir = Path(data_dir)
+        # Before anything in the directory is touched: a second node here would write the
+        # same sequence numbers into this spool and delete what this one is writing.
+        self.dir_lock = lock_node_dir(data_dir)
+        try:
+            self.identity = NodeIdentity.load(data_dir)
+            if cfg.node.central_url:   # the config file may move the central (a new address, a new port)
+                self.identity.central_url = cfg.node.central_url
+            self.client = ControlClient(self.identity)
+            self.spool = Spool(data_dir / "spool", cfg.node.spool_max_bytes)
+            self.uploader = Uploader(self.spool, self.identity, cfg)
+            self.recorder = Recorder(self.identity, cfg, self.spool, on_segment=lambda info: self.uploader.wake.set(),
+                                     boot_id=boot_id, clock_synced=clock_synced)
+            self.state = ControlState.load(data_dir)
+            self.tap = LatestGop()
+            self.gate = CameraGate(self.recorder, self.tap, recording=self.state.status == "approved")
+            self.runner = CameraRunner(cfg, self.identity.name, self.gate, on_fatal, make_backend)
+            self.control = NodeControl(self.client, cfg, self.state, self.gate, self.tap, self.runner, render)
+        except BaseException:
+            self.dir_lock.release()
+            raise
 
     def start(self) -> None:
         self.uploader.start()
@@ -568,3 +582,10 @@ class NodeService:
         self.uploader.drain(timeout=drain_seconds)
         self.uploader.stopping.set()
         self.uploader.wake.set()
+        if self.uploader.is_alive():
+            self.uploader.join(5.0)
+        self.close()
+
+    def close(self) -> None:
+        """Give up the data directory (after stop(), or for a service that never started)."""
+        self.dir_lock.release()

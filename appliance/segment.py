@@ -19,6 +19,7 @@ sealed). Decryption needs the archive's secret key.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import re
@@ -134,12 +135,15 @@ class SegmentWriter:
         chunk_seconds: float = 1.0,
         fsync_seconds: float = 2.0,
         start_us: int | None = None,
+        make_room: Callable[[], bool] | None = None,
+        gap: dict | None = None,
     ):
         if (prev_digest is None) != (seq == 0):
             raise SegmentError("only segment 0 starts a chain: every other names its predecessor's digest")
         self.path = Path(path)
         self.part_path = self.path.with_name(self.path.name + PART_SUFFIX)
         self._signing_key = signing_key
+        self._make_room = make_room   # on a full disk: free space (True) so the write can go on
         self._chunk_bytes = min(chunk_bytes, MAX_CHUNK_PLAINTEXT)
         self._chunk_us = int(chunk_seconds * 1_000_000)
         self._fsync_ns = int(fsync_seconds * 1e9)
@@ -167,6 +171,9 @@ class SegmentWriter:
             "sealed_key": _b64(sealed_key),
             "stream_header": _b64(stream_header),
         }
+        if gap is not None:   # the recording stopped before this segment: {"from_us", "why"}
+            _check_fields(gap, GAP_FIELDS, "header gap")
+            self.header["gap"] = {"from_us": gap["from_us"], "why": gap["why"]}
         self._body_hash = hashlib.sha256()
         self._buffer = bytearray()
         self._buffer_first_pts: int | None = None
@@ -191,10 +198,8 @@ class SegmentWriter:
 
     def _write(self, data: bytes) -> None:
         self._body_hash.update(data)
-        view = memoryview(data)
         try:
-            while view:   # an unbuffered write may be short (a disk filling up): write the rest
-                view = view[self._file.write(view):]
+            _write_all(self._file, data, self._make_room)
         except OSError:
             # The file no longer matches the running digest: never sign it. The caller
             # aborts; recovery seals what is on disk as a truncated segment.
@@ -257,7 +262,7 @@ class SegmentWriter:
             "body_bytes": self._file.tell(),
             "body_sha256": self._body_hash.hexdigest(),
         }
-        info = _finish(self._file, self._body_hash, trailer, self._signing_key, self.header)
+        info = _finish(self._file, self._body_hash, trailer, self._signing_key, self.header, self._make_room)
         self._closed = True
         os.replace(self.part_path, self.path)
         fsync_dir(self.path.parent)
@@ -270,12 +275,23 @@ class SegmentWriter:
             self._file.close()
 
 
-def _finish(f, body_hash, trailer: dict, signing_key, header: dict) -> SegmentInfo:
+def _write_all(f, data: bytes, make_room: Callable[[], bool] | None = None) -> None:
+    """Write all of `data` to an unbuffered file. A write may be short, or fail with ENOSPC
+    part way (a disk filling up): then `make_room()` frees space and the rest is written,
+    so the file still matches what was hashed. Raises when no room can be made."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[f.write(view):]
+        except OSError as e:
+            if e.errno != errno.ENOSPC or make_room is None or not make_room():
+                raise
+
+
+def _finish(f, body_hash, trailer: dict, signing_key, header: dict, make_room=None) -> SegmentInfo:
     trailer_json = canonical_json(trailer)
     tail = U32.pack(len(trailer_json)) + trailer_json + signing_key.sign(trailer_json).signature
-    view = memoryview(tail)
-    while view:
-        view = view[f.write(view):]
+    _write_all(f, tail, make_room)
     file_hash = body_hash.copy()
     file_hash.update(tail)
     size = f.tell()
@@ -376,6 +392,10 @@ HEADER_FIELDS = {
     "fps_num": int, "fps_den": int, "prev": (str, type(None)), "node_key": str,
     "sealed_key": str, "stream_header": str,
 }
+# Optional: present when the writer knows the camera's recording stopped between the
+# previous segment and this one (from the previous segment's end to this one's start_us).
+HEADER_OPTIONAL_FIELDS = {"gap": dict}
+GAP_FIELDS = {"from_us": int, "why": str}
 TRAILER_FIELDS = {
     "type": str, "v": int, "camera": str, "seq": int, "complete": bool, "end_us": int,
     "chunks": int, "body_bytes": int, "body_sha256": str,
@@ -501,6 +521,9 @@ class SegmentVerifier:
             header_json, sig = buf[: self._json_len], buf[self._json_len:]
             header = _parse_json(header_json, "header")
             _check_fields(header, HEADER_FIELDS, "header")
+            if "gap" in header:
+                _check_fields(header, HEADER_OPTIONAL_FIELDS, "header")
+                _check_fields(header["gap"], GAP_FIELDS, "header gap")
             if header["type"] != HEADER_TYPE or header["v"] != VERSION:
                 raise SegmentError("header type or version is wrong")
             _check_header_values(header)

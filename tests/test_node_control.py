@@ -40,6 +40,7 @@ from appliance.node_control import (
 from appliance.nodeapi import hub_for
 from appliance.ops import Refused
 from hw.backend import Frame
+from processes import wait_for
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 SPS = (b"\x00\x00\x00\x01\x67", b"\x00\x00\x01\x67")
@@ -123,16 +124,6 @@ def approved_camera(tmp_path, central, people, server, name="cam-a", pixels=None
 
 def audit_actions(central, action: str) -> list[dict]:
     return central.audit.query(action_prefix=action)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition", step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def raw_request(url: str, method: str, path: str, headers: dict, body: bytes = b"") -> tuple[int, dict]:
@@ -372,12 +363,14 @@ def test_C6_node_remembers_the_centrals_word_across_a_reboot(tmp_path, central, 
     cfg = node_config(identity, masks=[[0, 0, 8, 8]])
     fresh = NodeService(cfg, identity.data_dir, on_fatal=lambda: None)
     assert fresh.gate.recording is False                                  # never approved: no segment
+    fresh.close()                                                         # one node per directory at a time
     state = ControlState.load(identity.data_dir)
     state.status, state.masks = "approved", [[10, 10, 20, 20]]
     state.save()
     rebooted = NodeService(cfg, identity.data_dir, on_fatal=lambda: None)  # the central is unreachable
     assert rebooted.gate.recording is True                                # C1: an approved camera records
     assert rebooted.state.masks == [[10, 10, 20, 20]]
+    rebooted.close()
     (identity.data_dir / "control.json").write_text("{not json")
     assert NodeService(cfg, identity.data_dir, on_fatal=lambda: None).gate.recording is False
 
@@ -415,9 +408,8 @@ def test_C6_camera_does_not_record_until_placement_approved_from_snapshot(tmp_pa
     no_sps_under(identity.data_dir)
 
 
-def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_path, central, people, server):
-    from appliance.segment import enrolled_key, iter_frames
-
+def approved_node(tmp_path, central, people, server) -> tuple[NodeIdentity, RunningNode]:
+    """A real node whose placement the Director approved from its first snapshot."""
     identity = new_node(tmp_path, central, server.url)
     enrol(people, identity)
     node = RunningNode(identity, node={"view_check_seconds": 1})
@@ -426,6 +418,17 @@ def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_
                  what="a snapshot")
         post_entrance_sign(people)
         people.call("director", "camera.approve_placement", camera=identity.name, note="checked")
+    except BaseException:
+        node.stop()
+        raise
+    return identity, node
+
+
+def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_path, central, people, server):
+    from appliance.segment import enrolled_key, iter_frames
+
+    identity, node = approved_node(tmp_path, central, people, server)
+    try:
         people.call("director", "camera.set_masks", camera=identity.name, masks=[[0, 0, 160, 180]],
                     why="the left half looks onto the reading tables")
         wait_for(lambda: node.service.runner.masks == [[0, 0, 160, 180]], what="the node to apply the mask")
@@ -584,3 +587,21 @@ def test_segments_from_a_camera_never_approved_are_refused(tmp_path, central, pe
     assert central.archive.head(identity.name) is None
     with pytest.raises(Refused):
         people.call("director", "camera.approve_placement", camera=identity.name, note="no snapshot yet")
+
+
+@needs_ffmpeg
+def test_new_masks_restart_the_camera_and_the_gap_says_so(tmp_path, central, people, server):
+    identity, node = approved_node(tmp_path, central, people, server)
+    try:
+        wait_for(lambda: central.archive.head(identity.name) is not None, what="a first recorded segment")
+        people.call("director", "camera.set_masks", camera=identity.name, masks=[[0, 0, 160, 180]],
+                    why="the left half looks onto the reading tables")
+        head = central.archive.head(identity.name)
+        wait_for(lambda: central.archive.head(identity.name) >= head + 2, what="segments recorded with the mask")
+    finally:
+        node.stop()
+    gaps = [json.loads(line) for line in (identity.data_dir / "gaps.jsonl").read_text().splitlines()]
+    assert [g["why"] for g in gaps] == ["camera restarted: privacy masks changed"]
+    recorded = central.records.all("gaps")
+    assert [(g["kind"], g["to_seq"], g["why"]) for g in recorded] == [
+        ("time", gaps[0]["seq"], "camera restarted: privacy masks changed")]

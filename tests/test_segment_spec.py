@@ -59,7 +59,7 @@ def spec_code_blocks(heading: str) -> list[str]:
     return re.findall(r"^```[a-z]*\n(.*?)^```", spec_section(heading), re.S | re.M)
 
 
-TYPE_WORDS = {"string": "str", "integer": "int", "boolean": "bool",
+TYPE_WORDS = {"string": "str", "integer": "int", "boolean": "bool", "object": "dict",
               "string or null": "str|null", "integer or null": "int|null"}
 
 
@@ -74,6 +74,7 @@ def field_spec(heading: str) -> dict[str, tuple[str, bool]]:
 
 
 HEADER_SPEC = field_spec("### Header fields")
+GAP_SPEC = field_spec("### Gap fields")
 TRAILER_SPEC = field_spec("### Trailer fields")
 
 
@@ -136,6 +137,8 @@ def type_ok(value, word: str) -> bool:
         return isinstance(value, bool)
     if word == "int":
         return isinstance(value, int) and not isinstance(value, bool)
+    if word == "dict":
+        return isinstance(value, dict)
     return isinstance(value, str)
 
 
@@ -201,6 +204,8 @@ def verify(data: bytes, enrolled: dict[str, bytes]) -> Segment:
     header_json, header_sig = r.take(lh), r.take(SIG_BYTES)
     header = parse_canonical_object(header_json, "header")
     check_fields(header, HEADER_SPEC, "header")
+    if "gap" in header:
+        check_fields(header["gap"], GAP_SPEC, "header gap")
     if header["type"] != "cseg-header" or header["v"] != VERSION:
         raise Rejected("header type or version")
     key = enrolled.get(header["camera"])
@@ -435,14 +440,37 @@ def records(frames) -> bytes:
 
 def _type_word(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "str", int: "int", bool: "bool", type(None): "null"}
+    names = {str: "str", int: "int", bool: "bool", dict: "dict", type(None): "null"}
     return "|".join(names[k] for k in kinds)
 
 
 def test_header_table_matches_HEADER_FIELDS_and_the_writer(tmp_path, keys):
-    assert HEADER_SPEC == {name: (_type_word(kind), True) for name, kind in seg.HEADER_FIELDS.items()}
+    assert HEADER_SPEC == ({name: (_type_word(kind), True) for name, kind in seg.HEADER_FIELDS.items()}
+                           | {name: (_type_word(kind), False) for name, kind in seg.HEADER_OPTIONAL_FIELDS.items()})
+    assert GAP_SPEC == {name: (_type_word(kind), True) for name, kind in seg.GAP_FIELDS.items()}
     info = write(tmp_path / "a.cseg", keys, make_frames(3))
-    assert set(info.header) == set(HEADER_SPEC)
+    assert set(info.header) == {name for name, (_w, required) in HEADER_SPEC.items() if required}
+    with_gap = write(tmp_path / "b.cseg", keys, make_frames(3), gap={"from_us": 1, "why": "node restarted"})
+    assert set(with_gap.header) == set(HEADER_SPEC)
+
+
+def test_a_gap_in_the_header_is_optional_and_checked_by_both_readers(tmp_path, keys):
+    before = write(tmp_path / "a.cseg", keys, make_frames(3, pts0=1_000_000))
+    assert "gap" not in before.header                        # as every segment written before gaps existed
+    after = write(tmp_path / "b.cseg", keys, make_frames(3), seq=1, prev=before.digest,
+                  gap={"from_us": before.trailer["end_us"], "why": "node restarted"})
+    segs = [verify((tmp_path / name).read_bytes(), keys.enrolled) for name in ("a.cseg", "b.cseg")]
+    check_chain(segs)
+    assert segs[1].header["gap"] == {"from_us": before.trailer["end_us"], "why": "node restarted"}
+    assert ref_verify((tmp_path / "b.cseg").read_bytes(), keys).header["gap"] == after.header["gap"]
+    header, chunks, trailer = split((tmp_path / "b.cseg").read_bytes())
+    for bad in (5, "node restarted", {"why": "x"}, {"from_us": "1", "why": "x"}, {"from_us": 1, "why": None},
+                {"from_us": True, "why": "x"}):
+        forged = assemble(dict(header, gap=bad), chunks, trailer, keys.node)
+        with pytest.raises(Rejected, match="gap"):
+            verify(forged, keys.enrolled)
+        with pytest.raises(SegmentError, match="gap"):
+            ref_verify(forged, keys)
 
 
 def test_trailer_table_matches_TRAILER_FIELDS_and_the_writers(tmp_path, keys):
