@@ -550,9 +550,10 @@ def test_fake_camera_allocates_a_raw_stream_and_keeps_a_request_unless_told_not_
                                                     ("LibavH264Encoder", {"bitrate": 800_000, "iperiod": 12.5}),
                                                     ("LibavH264Encoder", {"bitrate": 800_000.0, "iperiod": 10})])
 def test_fake_encoders_refuse_float_settings_and_close_does_not_stop_them(p2, control, encoder_name, settings):
+    import picamera2.encoders as encoders   # not left to an earlier test's import (the fixture clears the modules)
     from picamera2.outputs import Output
     cam = fake_camera(p2, raw=None)
-    encoder = getattr(p2.encoders, encoder_name)(repeat=True, framerate=FPS, **settings)
+    encoder = getattr(encoders, encoder_name)(repeat=True, framerate=FPS, **settings)
     with pytest.raises(TypeError):
         cam.start_recording(encoder, Output())
     cam.close()
