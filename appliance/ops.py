@@ -79,18 +79,21 @@ class Op:
     public: bool = False            # callable without a session (login)
     before_ack: bool = False        # callable before the policy is acknowledged
     concurrent: bool = False        # slow and read-mostly (decoding footage): runs outside the policy lock
+    waits: bool = False             # long poll: the API re-runs it when woken until it says "changed"
 
 
 OPS: dict[str, Op] = {}
 
 
 def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_ack: bool = False,
-       concurrent: bool = False):
+       concurrent: bool = False, waits: bool = False):
     """Register an API operation. `roles` is who may call it; "director" includes an acting director.
 
     `concurrent` operations (ffmpeg decodes) run outside the policy lock so one long
     clip does not stall every other terminal; they must only read records and append
-    to the audit log (both are thread-safe on their own).
+    to the audit log (both are thread-safe on their own). A `waits` operation returns
+    at once with `changed` and `wait` (seconds); the local API waits, without holding a
+    thread, until the central wakes its watchers, and asks again (appliance/api.py).
     """
     if isinstance(roles, str):
         roles = (roles,)
@@ -99,7 +102,7 @@ def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_
         if name in OPS:
             raise RuntimeError(f"operation {name} registered twice")
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent)
+        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent, waits)
         return func
 
     return register
