@@ -202,3 +202,30 @@ def test_C9_still_fits_the_size_the_screen_asks_for(central, people, h264):
     assert still["height"] <= 40 and still["width"] <= 160
     assert abs(still["width"] / still["height"] - 160 / 120) < 0.05      # the camera's 4:3 kept
     assert len(base64.b64decode(still["pixels"])) == still["width"] * still["height"]
+
+
+# --------------------------------------------------------------------------- forms that check as you type
+
+
+def test_C7_C9_check_only_runs_every_rule_in_the_apis_words_and_writes_nothing(central, people):
+    enrol_camera_record(central, "entrance", "44" * 32)
+    now = central.now()
+    filed = dict(grounds="conduct_violation", occurred_at=iso(now - timedelta(hours=1)), location="desk",
+                 description="a patron shouted at staff and threw a book")
+    before = (len(central.records.all("incidents")), len(central.audit.query()))
+    assert code_of(central, "incident.create", dict(filed, attestation=False, check_only=True),
+                   people.tokens["director"]) == "refused"           # C7: the attestation
+    with pytest.raises(CustodianError) as short:
+        people.call("director", "incident.create", **dict(filed, description="too short", attestation=True,
+                                                           check_only=True))
+    assert "description" in str(short.value)
+    assert people.call("director", "incident.create", **filed, attestation=True, check_only=True) == {"checked": True}
+    assert (len(central.records.all("incidents")), len(central.audit.query())) == before
+    incident = people.call("sam", "incident.create", **filed, attestation=True)["incident"]
+    request = dict(incident=incident["id"], kind="review", cameras=["entrance"], reason="see who threw the book",
+                   check_only=True)
+    future = dict(request, start=iso(now - timedelta(minutes=30)), end=iso(now + timedelta(hours=1)))
+    assert code_of(central, "request.create", future, people.tokens["sam"]) == "refused"    # C9: in the past
+    past = dict(request, start=iso(now - timedelta(hours=2)), end=iso(now - timedelta(minutes=30)))
+    assert people.call("sam", "request.create", **past) == {"checked": True}
+    assert central.records.all("requests") == []
