@@ -197,7 +197,7 @@ def cmd_tui(args) -> int:
     from tui.app import run_tui
 
     cfg = _load_config(args)
-    return run_tui(_socket(args, cfg))
+    return run_tui(_socket(args, cfg), profile=args.profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tui", help="the terminal UI")
     t.add_argument("--socket")
     t.add_argument("--data")
+    t.add_argument("--profile", choices=("full", "console", "serial"),
+                   help="what the terminal can show (default: from TERM, COLORTERM and NO_COLOR)")
     t.set_defaults(func=cmd_tui)
     return p
 
