@@ -64,7 +64,7 @@ async def _wait_and_retry(central, body: dict, token: str | None, result: dict) 
 
     central.add_watcher(wake)
     try:
-        while not result.get("changed") and loop.time() < deadline:
+        while not result.get("changed") and loop.time() < deadline and not central.stopping:
             try:
                 await asyncio.wait_for(woken.wait(), timeout=deadline - loop.time())
             except asyncio.TimeoutError:

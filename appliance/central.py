@@ -89,6 +89,7 @@ class Central:
         self._rejections: dict[tuple, tuple[float, float, int]] = {}
         self.services: dict[str, object] = {}
         self._watchers: set = set()
+        self.stopping = False
         self.reload_cameras()
         from . import policy  # noqa: F401  (registers every operation)
         from .notify import Notifier
@@ -266,6 +267,7 @@ class Central:
         await web.UnixSite(api_runner, str(sock)).start()
         os.chmod(sock, 0o660)
         _group_socket(sock)
+        self.stopping = False
         background = [asyncio.create_task(t) for t in self.background_tasks()]
         log.info("central serving ingest on %s:%d and the API on %s", self.cfg.central.ingest_host,
                  self.ingest_port, sock)
@@ -275,6 +277,8 @@ class Central:
         try:
             await asyncio.Event().wait()
         finally:
+            self.stopping = True
+            self.wake_watchers()   # long polls answer now instead of holding the shutdown
             for task in background:
                 task.cancel()
             await ingest_runner.cleanup()

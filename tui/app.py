@@ -14,6 +14,7 @@ the watch are background calls, and a key press tells the central at most every 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from functools import partial
 
@@ -73,6 +74,9 @@ class CustodianApp(App):
         self.lost_once = False
 
     # ------------------------------------------------------------------ start
+
+    def on_unmount(self) -> None:
+        self.session_gen += 1   # the watch thread stops at its next answer
 
     def on_mount(self) -> None:
         self.add_class(self.profile.css_class)
@@ -172,8 +176,8 @@ class CustodianApp(App):
     # ------------------------------------------------------------------ the watch (long poll)
 
     def start_watch(self) -> None:
-        self.run_worker(partial(self._watch_loop, self.session_gen), thread=True, group="watch",
-                        exclusive=True, exit_on_error=False)
+        # A daemon thread, not a worker: quitting must not wait for a long poll to come back.
+        threading.Thread(target=self._watch_loop, args=(self.session_gen,), name="watch", daemon=True).start()
 
     def _watch_loop(self, gen: int) -> None:
         first = True
@@ -186,16 +190,23 @@ class CustodianApp(App):
             try:
                 answer = self.api.call("session.watch", args, background=True)
             except ApiError as e:
-                if gen != self.session_gen:
+                if gen != self.session_gen or not self.is_running:
                     return
-                self.call_from_thread(self._watch_failed, e, gen)
+                try:
+                    self.call_from_thread(self._watch_failed, e, gen)
+                except RuntimeError:
+                    return
                 if e.code in ("not_authenticated", "passphrase_change_required", "policy_ack_required"):
                     return
                 time.sleep(2)
                 continue
             first = False
-            if gen == self.session_gen:
+            if gen != self.session_gen:
+                return
+            try:
                 self.call_from_thread(self._watched, answer, gen)
+            except RuntimeError:   # the app has quit
+                return
 
     def _watch_failed(self, e: ApiError, gen: int) -> None:
         if gen == self.session_gen:

@@ -44,6 +44,7 @@ class ApprovalsScreen(CustodianScreen):
             table.add_column(label, width=width)
         self.requests: list[dict] = []
         self.names: dict[str, str] = {}
+        self.note = ""
         self.refresh_data()
 
     def refresh_data(self) -> None:
@@ -60,7 +61,8 @@ class ApprovalsScreen(CustodianScreen):
             table.add_row(r["id"], self.names.get(r["requested_by"], r["requested_by"])[:8], r["kind"],
                           ", ".join(r["cameras"])[:16], f"{local(r['start'])}-{local(r['end'])}"[:20],
                           r["incident"], key=r["id"])
-        self.say("A approves as asked, N narrower, D denies." if self.requests else "No request waits for you.")
+        hint = "A approves as asked, N narrower, D denies." if self.requests else "No request waits for you."
+        self.say(f"{self.note} {hint}" if self.note else hint)
         self.on_data_table_row_highlighted(None)
 
     def on_data_table_row_highlighted(self, event) -> None:
@@ -113,7 +115,7 @@ class ApprovalsScreen(CustodianScreen):
 
     def decided(self, answer: dict) -> None:
         request, grant = answer["request"], answer["grant"]
-        self.say(f"{request['id']} {request['status']}" + (f": grant {grant['id']} created." if grant else "."))
+        self.note = f"{request['id']} {request['status']}" + (f": grant {grant['id']} created." if grant else ".")
         self.refresh_data()
 
 

@@ -22,8 +22,12 @@ class ApiCalls:
     """Mixin: `call` / `work` run API calls in a thread worker and post the result back."""
 
     def work(self, fn: Callable, then: Callable | None = None, failed: Callable | None = None, *,
-             background: bool = False, group: str = "api", exclusive: bool = True) -> None:
-        """Run `fn(call)` in a thread, where `call(op, args)` calls the API; then `then(result)`."""
+             background: bool = False, group: str = "api") -> None:
+        """Run `fn(call)` in a thread, where `call(op, args)` calls the API; then `then(result)`.
+
+        Calls in the default group all run (a decision must never be cancelled by the
+        refresh that follows it); a named group ("still", "frame", "check") keeps only
+        its latest call, since an older answer is no longer wanted."""
         app = self.app
 
         def call(op: str, args: dict | None = None) -> dict:
@@ -41,7 +45,7 @@ class ApiCalls:
             if then is not None:
                 app.call_from_thread(self._deliver, then, result)
 
-        self.run_worker(run, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
+        self.run_worker(run, thread=True, group=group, exclusive=group != "api", exit_on_error=False)
 
     def _deliver(self, then: Callable, result) -> None:
         if self.is_attached:
