@@ -138,6 +138,9 @@ class FormScreen(CustodianScreen):
         self.schedule_check()
 
     def on_checkbox_changed(self, event) -> None:
+        # Said in words too: a serial terminal shows no colour, so [X] alone would not tell.
+        label = str(event.checkbox.label).split(": ")[0]
+        event.checkbox.label = f"{label}: {'YES' if event.value else 'no'}"
         self.schedule_check()
 
     def on_option_list_option_highlighted(self, event) -> None:
@@ -203,7 +206,7 @@ class IncidentFormScreen(FormScreen):
             yield Label("What happened (the conduct observed):")
             yield TextArea(id="description", compact=True, show_line_numbers=False)
             yield Static("", id="attestation-text")
-            yield Checkbox("I attest to the above", id="attest", compact=True)
+            yield Checkbox("I attest to the above: no", id="attest", compact=True)
             yield Button("File the report (F5)", id="send", compact=True)
 
     def on_mount(self) -> None:
