@@ -24,6 +24,7 @@ BENCHMARKS = {
     "node_cpu": "bench.node_cpu",
     "node_rss": "bench.node_rss",
     "central_ingest": "bench.central_ingest",
+    "tui_terminal": "bench.tui_terminal",
 }
 
 

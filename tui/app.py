@@ -22,6 +22,9 @@ import textual.constants
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from rich.segment import Segment
+from rich.style import Style
+from textual.filter import LineFilter
 from textual.scrollbar import ScrollBarRender
 
 from appliance.client import ApiClient, ApiError
@@ -38,6 +41,24 @@ WATCH_WAIT = 20          # seconds the long poll waits for an alert or a change 
 IDLE_WARNING = 180.0     # show the time left when less than this
 
 
+class PlainText(LineFilter):
+    """No colour at all: keep only reverse, bold and underline, and send nothing for plain text.
+
+    Each styled run costs an escape sequence on the line; a serial terminal at 115200
+    baud pays for every byte, and shows no colour anyway (reverse video marks the cursor).
+    """
+
+    def apply(self, segments: list[Segment], background) -> list[Segment]:
+        plain = []
+        for text, style, control in segments:
+            if style is not None and not control:
+                kept = Style(reverse=style.reverse or None, bold=style.bold or None,
+                             underline=style.underline or None)
+                style = kept if kept else None
+            plain.append(Segment(text, style, control))
+        return list(Segment.simplify(plain))
+
+
 class CustodianApp(App):
     CSS_PATH = "custodian.tcss"
     TITLE = "Custodian"
@@ -48,8 +69,12 @@ class CustodianApp(App):
                  demo_accounts: list[tuple[str, str, str]] | None = None, env: dict | None = None):
         env = dict(os.environ if env is None else env)
         self.profile = profile if isinstance(profile, Profile) else detect(env, profile)
-        textual.constants.COLOR_SYSTEM = color_system_for(self.profile, env)
+        colors = color_system_for(self.profile, env)
+        # Textual renders "no colour system" as truecolour: take the 16 colours and strip them below.
+        textual.constants.COLOR_SYSTEM = colors or "standard"
         super().__init__()
+        if colors is None:
+            self._filters.append(PlainText())   # serial: no colour assumed, and none sent
         self.api = ApiClient(socket_path, timeout=60)
         self.demo_accounts = demo_accounts
         self.watch_wait = WATCH_WAIT
@@ -282,15 +307,25 @@ class CustodianApp(App):
 
     def action_go(self, name: str) -> None:
         from tui.screens import registry
+        from tui.screens.base import CustodianScreen
 
         if not self.user or len(self.screen_stack) < 2 or not getattr(self.screen_stack[1], "is_home", False):
             return
         if name == "alerts":
             self.banner = ""
-        while len(self.screen_stack) > 2:
-            self.pop_screen()
-        if name != "home":
-            self.push_screen(registry.make(name, self))
+        screen = None if name == "home" else registry.make(name, self)
+
+        def show(data=None) -> None:
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            if screen is not None:
+                screen.preloaded = data
+                self.push_screen(screen)
+        if screen is not None and type(screen).fetch is not CustodianScreen.fetch:
+            # Fetched first, painted once with its data: a serial line pays for every repaint.
+            self.screen.work(screen.fetch, show)
+        else:
+            show()
 
     def action_danger(self) -> None:
         from tui.screens.imminent import start_imminent
@@ -302,6 +337,28 @@ class CustodianApp(App):
         from tui.screens.help import HelpScreen
 
         self.push_screen(HelpScreen(self.screen))
+
+    def get_driver_class(self):
+        base = super().get_driver_class()
+        if not self.profile.ascii:
+            return base
+        from tui.serial_output import ScreenDiff
+
+        diff = ScreenDiff()
+        app = self
+
+        class ChangedCellsOnly(base):
+            """Serial: send only the cells that changed (tui/serial_output.py)."""
+
+            def write(self, data: str) -> None:
+                try:
+                    width, height = app.size
+                except Exception:
+                    width, height = diff.width, diff.height
+                if (width, height) != (diff.width, diff.height):
+                    diff.resize(width, height)
+                super().write(diff.feed(data))
+        return ChangedCellsOnly
 
     def get_key_display(self, binding) -> str:
         return display(binding.key)

@@ -20,6 +20,13 @@ def local(text: str | None, seconds: bool = False) -> str:
     return clock if t.date() == today else f"{t:%d %b} {clock}"
 
 
+def window(start: str, end: str) -> str:
+    """A window as people read it: the day once when both ends fall on it ('02 Nov 14:20-14:40')."""
+    a, b = local(start), local(end)
+    day = a.rsplit(" ", 1)[0] + " "
+    return f"{a}-{b[len(day):]}" if " " in a and b.startswith(day) else f"{a}-{b}"
+
+
 def to_api(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 

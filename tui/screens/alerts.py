@@ -22,10 +22,9 @@ class AlertsScreen(CustodianScreen):
         for label, width in (("", 1), ("When", 12), ("Kind", 16), ("Message", 44)):
             table.add_column(label, width=width)
         self.alerts: list[dict] = []
-        self.refresh_data()
 
-    def refresh_data(self) -> None:
-        self.call("alert.list", {"limit": 200}, self.show)
+    def fetch(self, call):
+        return call("alert.list", {"limit": 200})
 
     def show(self, answer: dict) -> None:
         self.alerts = answer["alerts"]

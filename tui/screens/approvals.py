@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from tui.actions import bindings
-from tui.format import local, parse, parse_local, to_api
+from tui.format import local, parse, parse_local, to_api, window
 from tui.screens.base import CustodianScreen, Dialog
 from tui.screens.dialogs import AskText, Confirm
 
@@ -39,28 +39,24 @@ class ApprovalsScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("Request", 10), ("By", 8), ("Kind", 7), ("Cameras", 16), ("Window", 20),
+        for label, width in (("Request", 10), ("By", 6), ("Kind", 6), ("Cameras", 13), ("Window", 18),
                              ("Incident", 10)):
             table.add_column(label, width=width)
-        self.requests: list[dict] = []
+        self.requests = getattr(self, "requests", [])
         self.names: dict[str, str] = {}
         self.note = ""
-        self.refresh_data()
 
-    def refresh_data(self) -> None:
-        def fetch(call):
-            users = {u["id"]: u["name"] for u in call("user.list")["users"]}
-            return users, call("request.list", {"status": "pending"})["requests"]
-        self.work(fetch, self.show)
+    def fetch(self, call):
+        users = {u["id"]: u["name"] for u in call("user.list")["users"]}
+        return users, call("request.list", {"status": "pending"})["requests"]
 
     def show(self, answer) -> None:
         self.names, self.requests = answer
         table = self.query_one(DataTable)
         table.clear()
         for r in self.requests:
-            table.add_row(r["id"], self.names.get(r["requested_by"], r["requested_by"])[:8], r["kind"],
-                          ", ".join(r["cameras"])[:16], f"{local(r['start'])}-{local(r['end'])}"[:20],
-                          r["incident"], key=r["id"])
+            table.add_row(r["id"], self.names.get(r["requested_by"], r["requested_by"])[:6], r["kind"][:6],
+                          ", ".join(r["cameras"])[:13], window(r["start"], r["end"])[:18], r["incident"], key=r["id"])
         hint = "A approves as asked, N narrower, D denies." if self.requests else "No request waits for you."
         self.say(f"{self.note} {hint}" if self.note else hint)
         self.on_data_table_row_highlighted(None)

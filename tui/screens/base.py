@@ -65,16 +65,25 @@ class ApiCalls:
 
 
 class StatusLine(Static):
-    """Who is logged in, the archive's seal, new alerts, the session's idle time, the central's state."""
+    """Who is logged in, the archive's seal, new alerts, the session's idle time, the central's state.
 
-    def on_mount(self) -> None:
-        self.update_from(self.app)
+    One line, two when there is news (an alert, the central not answering); composed with
+    its text so that the first paint is the only one (a serial line pays for each)."""
+
+    def __init__(self, app, **kwargs):
+        text, warn = app.status_text()
+        super().__init__(text, classes=self._classes(text, warn), **kwargs)
+
+    @staticmethod
+    def _classes(text: str, warn: bool) -> str:
+        return " ".join(c for c, on in (("warn", warn), ("two", "\n" in text)) if on)
 
     def update_from(self, app) -> None:
         text, warn = app.status_text()
         if str(self.content) != text:
             self.update(text)
         self.set_class(warn, "warn")
+        self.set_class("\n" in text, "two")
 
 
 class CustodianScreen(ApiCalls, Screen):
@@ -82,9 +91,11 @@ class CustodianScreen(ApiCalls, Screen):
 
     NAME = ""
     BINDINGS = bindings("app")
+    director = False          # set by whoever opens the screen (screens.registry.is_director)
+    preloaded = None          # data fetched before the screen was shown: painted once, with it
 
     def compose(self) -> ComposeResult:
-        yield StatusLine(id="status")
+        yield StatusLine(self.app, id="status")
         yield from self.body()
         yield Static("", id="message")
         yield Footer(show_command_palette=False)
@@ -97,8 +108,20 @@ class CustodianScreen(ApiCalls, Screen):
             line.update_from(self.app)
         self.refresh_data()
 
-    def refresh_data(self) -> None:
+    def fetch(self, call):
+        """The data this screen shows, from `call(op, args)` (in a worker thread); None: nothing."""
+        return None
+
+    def show(self, data) -> None:
+        """Paint what `fetch` returned."""
+
+    def refresh_data(self, background: bool = False) -> None:
         """Ask the central again (on showing the screen, on R, after a reconnect)."""
+        if self.preloaded is not None:
+            data, self.preloaded = self.preloaded, None
+            self.show(data)
+        elif type(self).fetch is not CustodianScreen.fetch:
+            self.work(self.fetch, self.show, background=background)
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:

@@ -32,11 +32,10 @@ class CamerasScreen(CustodianScreen):
         for label, width in (("Camera", 12), ("Location", 26), ("State", 15), ("Last", 7), ("Received", 9)):
             table.add_column(label, width=width)
         self.cameras: list[dict] = []
-        self.refresh_data()
         self.set_interval(self.app.profile.refresh_seconds, lambda: self.refresh_data(background=True))
 
-    def refresh_data(self, background: bool = False) -> None:
-        self.call("camera.list", None, self.show, background=background)
+    def fetch(self, call):
+        return call("camera.list")
 
     def show(self, answer: dict) -> None:
         if answer["cameras"] == self.cameras:

@@ -31,11 +31,10 @@ class HomeScreen(CustodianScreen):
         table.add_column("key", width=3)
         table.add_column("what", width=72)
         self.items: list[dict] = []
-        self.refresh_data()
         self.set_interval(self.app.profile.refresh_seconds, lambda: self.refresh_data(background=True))
 
-    def refresh_data(self, background: bool = False) -> None:
-        self.call("attention.summary", None, self.show, background=background)
+    def fetch(self, call):
+        return call("attention.summary")
 
     def show(self, summary: dict) -> None:
         self.app.sealed = summary["sealed"]

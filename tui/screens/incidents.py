@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, OptionLis
 
 from appliance.client import ApiError
 from tui.actions import bindings
-from tui.format import local, parse_local, refusal, to_api
+from tui.format import local, parse_local, refusal, to_api, window
 from tui.screens.base import CustodianScreen
 from tui.screens.dialogs import Confirm
 
@@ -35,10 +35,9 @@ class IncidentsScreen(CustodianScreen):
         for label, width in (("Incident", 10), ("Grounds", 17), ("When", 12), ("Where", 22), ("Status", 8)):
             table.add_column(label, width=width)
         self.incidents: list[dict] = []
-        self.refresh_data()
 
-    def refresh_data(self) -> None:
-        self.call("incident.list", None, self.show)
+    def fetch(self, call):
+        return call("incident.list")
 
     def show(self, answer: dict) -> None:
         self.incidents = list(reversed(answer["incidents"]))
@@ -56,7 +55,9 @@ class IncidentsScreen(CustodianScreen):
     def action_open(self) -> None:
         row = self.query_one(DataTable).cursor_row
         if 0 <= row < len(self.incidents):
-            self.app.push_screen(IncidentDetailScreen(self.incidents[row]["id"]))
+            detail = IncidentDetailScreen(self.incidents[row]["id"])
+            detail.director = self.director
+            self.app.push_screen(detail)
 
     def on_data_table_row_selected(self, event) -> None:
         self.action_open()
@@ -76,17 +77,12 @@ class IncidentDetailScreen(CustodianScreen):
         with VerticalScroll(id="detail"):
             yield Static("", id="incident-text")
 
-    def on_mount(self) -> None:
-        self.refresh_data()
-
-    def refresh_data(self) -> None:
-        def fetch(call):
-            answer = call("incident.get", {"incident": self.incident_id})
-            if self.app.user.get("role") == "director" or self.app.user.get("acting_director"):
-                answer["holds"] = [h for h in call("hold.list")["holds"]
-                                   if h.get("refs", {}).get("incident") == self.incident_id]
-            return answer
-        self.work(fetch, self.show)
+    def fetch(self, call):
+        answer = call("incident.get", {"incident": self.incident_id})
+        if self.director:
+            answer["holds"] = [h for h in call("hold.list")["holds"]
+                               if h.get("refs", {}).get("incident") == self.incident_id]
+        return answer
 
     def show(self, answer: dict) -> None:
         self.answer = answer
@@ -237,7 +233,9 @@ class IncidentFormScreen(FormScreen):
     def filed(self, incident: dict, linked: bool = False) -> None:
         note = f"Incident {incident['id']} filed" + (f" and linked to {self.link_use}." if linked else ".")
         self.app.pop_screen()
-        self.app.push_screen(IncidentDetailScreen(incident["id"]))
+        detail = IncidentDetailScreen(incident["id"])
+        detail.director = self.director
+        self.app.push_screen(detail)
         self.app.notify_line(note + " Q asks to review recordings or to monitor.")
 
 
@@ -319,14 +317,13 @@ class MyRequestsScreen(CustodianScreen):
         for label, width in (("Request", 10), ("Incident", 10), ("Kind", 8), ("Cameras", 16), ("Window", 14),
                              ("Status", 12)):
             table.add_column(label, width=width)
-        self.refresh_data()
 
-    def refresh_data(self) -> None:
-        self.call("request.list", None, self.show)
+    def fetch(self, call):
+        return call("request.list")
 
     def show(self, answer: dict) -> None:
         table = self.query_one(DataTable)
         table.clear()
         for r in reversed(answer["requests"]):
             table.add_row(r["id"], r["incident"] or "-", r["kind"][:8], ", ".join(r["cameras"])[:16],
-                          f"{local(r['start'])}-{local(r['end'])}"[:14], r["status"].replace("_", " "))
+                          window(r["start"], r["end"])[:14], r["status"].replace("_", " "))

@@ -37,14 +37,10 @@ class LiveScreen(CustodianScreen):
         for label, width in (("Session", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 34)):
             table.add_column(label, width=width)
         self.sessions: list[dict] = []
-        self.refresh_data()
 
-    def refresh_data(self) -> None:
-        def fetch(call):
-            director = self.app.user.get("role") == "director" or self.app.user.get("acting_director")
-            names = {u["id"]: u["name"] for u in call("user.list")["users"]} if director else {}
-            return names, call("live.list")["sessions"], call("camera.list")["cameras"]
-        self.work(fetch, self.show)
+    def fetch(self, call):
+        names = {u["id"]: u["name"] for u in call("user.list")["users"]} if self.director else {}
+        return names, call("live.list")["sessions"], call("camera.list")["cameras"]
 
     def show(self, answer) -> None:
         names, self.sessions, cameras = answer

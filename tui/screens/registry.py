@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 
+def is_director(app) -> bool:
+    return bool(app.user) and (app.user.get("role") == "director" or bool(app.user.get("acting_director")))
+
+
 def make(name: str, app):
     from tui.screens import alerts, approvals, cameras, incidents, live, review, seal, session
 
-    director = bool(app.user) and (app.user.get("role") == "director" or app.user.get("acting_director"))
+    director = is_director(app)
     if name == "requests":
-        return approvals.ApprovalsScreen() if director else incidents.MyRequestsScreen()
-    screens = {"alerts": alerts.AlertsScreen, "incidents": incidents.IncidentsScreen,
-               "grants": review.GrantsScreen, "live": live.LiveScreen, "seal": seal.SealScreen,
-               "cameras": cameras.CamerasScreen, "passphrase": session.PassphraseScreen}
-    return screens[name]()
+        screen = approvals.ApprovalsScreen() if director else incidents.MyRequestsScreen()
+    else:
+        screens = {"alerts": alerts.AlertsScreen, "incidents": incidents.IncidentsScreen,
+                   "grants": review.GrantsScreen, "live": live.LiveScreen, "seal": seal.SealScreen,
+                   "cameras": cameras.CamerasScreen, "passphrase": session.PassphraseScreen}
+        screen = screens[name]()
+    screen.director = director
+    return screen
 
 
 # What each home item opens (the API names the items; the screen only routes them).

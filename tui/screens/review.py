@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Label, Static
 
 from appliance.client import ApiError
 from tui.actions import bindings
-from tui.format import local, refusal, to_api
+from tui.format import local, refusal, to_api, window
 from tui.screens.base import CustodianScreen
 from tui.widgets.picture import Picture
 from tui.widgets.timeline import STEPS, Timeline
@@ -35,10 +35,9 @@ class GrantsScreen(CustodianScreen):
         for label, width in (("Grant", 10), ("Kind", 15), ("Cameras", 18), ("Window", 16), ("Until", 12)):
             table.add_column(label, width=width)
         self.grants: list[dict] = []
-        self.refresh_data()
 
-    def refresh_data(self) -> None:
-        self.call("grant.list", {"active_only": True}, self.show)
+    def fetch(self, call):
+        return call("grant.list", {"active_only": True})
 
     def show(self, answer: dict) -> None:
         self.grants = [g for g in answer["grants"] if g["kind"] in ("review", "imminent_danger")]
@@ -46,7 +45,7 @@ class GrantsScreen(CustodianScreen):
         table.clear()
         for g in self.grants:
             table.add_row(g["id"], g["kind"].replace("_", " "), ", ".join(g["cameras"])[:18],
-                          f"{local(g['start'])}-{local(g['end'])}"[:16], local(g["expires_at"]), key=g["id"])
+                          window(g["start"], g["end"])[:16], local(g["expires_at"]), key=g["id"])
         self.say("Enter reviews the selected grant." if self.grants else
                  "No grant to review: file an incident and ask the Director (F4).")
 
@@ -79,11 +78,9 @@ class ReviewScreen(CustodianScreen):
             yield Picture(mode=self.app.profile.picture, id="picture")
             yield Static("", id="frame-info")
 
-    def on_mount(self) -> None:
-        self.refresh_data()
-
-    def refresh_data(self) -> None:
-        self.call("footage.timeline", {"grant": self.grant_id}, self.show_timeline, self.refused)
+    def refresh_data(self, background: bool = False) -> None:
+        if self.query_one(Timeline).cursor is None:   # once: the timeline keeps its cursor and zoom
+            self.call("footage.timeline", {"grant": self.grant_id}, self.show_timeline, self.refused)
 
     def refused(self, e: ApiError) -> None:
         self.say(refusal(e), error=True)
@@ -94,7 +91,7 @@ class ReviewScreen(CustodianScreen):
         timeline.load(answer)
         kind = answer["kind"].replace("_", " ")
         self.query_one("#review-title", Label).update(
-            f"Grant {self.grant_id} ({kind}): {local(answer['start'])} to {local(answer['end'])}")
+            f"Grant {self.grant_id} ({kind}): {window(answer['start'], answer['end'])}")
         self.moved()
         if not self.app.profile.pictures_on_request:
             self.action_still()

@@ -16,11 +16,8 @@ class SealScreen(CustodianScreen):
     def body(self) -> ComposeResult:
         yield Static("", id="seal-text")
 
-    def on_mount(self) -> None:
-        self.refresh_data()
-
-    def refresh_data(self) -> None:
-        self.call("archive.status", None, self.show)
+    def fetch(self, call):
+        return call("archive.status")
 
     def show(self, answer: dict) -> None:
         self.app.sealed = answer["sealed"]
