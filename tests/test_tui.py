@@ -23,7 +23,10 @@ from tui.screens.dialogs import Confirm
 from tui.screens.home import HomeScreen
 from tui.screens.incidents import IncidentDetailScreen, IncidentFormScreen, IncidentsScreen, RequestFormScreen
 from tui.screens.login import LoginScreen
+from tui.screens.live import LiveScreen, LiveViewScreen
 from tui.screens.review import GrantsScreen, ReviewScreen
+from tui.screens.seal import SealScreen
+from tui.screens.session import PassphraseScreen, PolicyScreen
 from tui.widgets.picture import Picture
 from tui.widgets.timeline import Timeline
 
@@ -411,3 +414,85 @@ async def test_a_stopped_central_recovers(world):
         assert "restarted" in message(app)
         await log_in(pilot, "sue", PEOPLE["sue"][1])
         del login
+
+
+async def test_a_temporary_passphrase_is_changed_first_then_the_policy(world):
+    central, people = world.central, world.people
+    central.call("user.create", {"name": "ann", "role": "staff", "passphrase": "temporary-ann-1"},
+                 people.tokens["director"])
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await on(pilot, LoginScreen)
+        await type_text(pilot, "ann")
+        await pilot.press("enter")
+        await type_text(pilot, "temporary-ann-1")
+        await pilot.press("enter")
+        await on(pilot, PassphraseScreen)
+        for text in ("temporary-ann-1", "ann-own-passphrase-1", "ann-own-passphrase-1"):
+            await type_text(pilot, text)
+            await pilot.press("enter")
+        await on(pilot, PolicyScreen)
+        await pilot.press("a")
+        await on(pilot, HomeScreen)
+    ann = central.records.search("users", name="ann")[0]
+    assert ann["must_change_passphrase"] is False and ann["policy_ack"]
+    assert central.audit.query(action_prefix="user.change_passphrase")[-1]["actor"] == ann["id"]
+
+
+async def test_the_director_unseals_and_everyone_sees_the_seal_in_the_status_line(world):
+    world.people.call("director", "archive.seal")
+    staff = app_for(world)
+    staff.watch_wait = 20
+    async with staff.run_test(size=(80, 24)) as staff_pilot:
+        await log_in(staff_pilot, "sue", PEOPLE["sue"][1])
+        await until(staff_pilot, lambda: "archive SEALED" in status(staff), what="the seal shown")
+        director = app_for(world)
+        async with director.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, *DIRECTOR)
+            await pilot.press("f8")
+            await on(pilot, SealScreen)
+            await pilot.press("u")
+            await type_text(pilot, DIRECTOR[1])
+            await pilot.press("enter")
+            await until(pilot, lambda: "archive unsealed" in status(director), what="unsealed")
+        await until(staff_pilot, lambda: "archive unsealed" in status(staff), timeout=5,
+                    what="the seal change on another terminal at once")
+        staff.watch_wait = 1
+    assert world.central.custody.is_sealed is False
+    assert world.central.audit.query(action_prefix="archive.unseal")[-1]["actor"] == world.people.ids["director"]
+
+
+async def test_the_command_palette_reads_the_action_registry(world):
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sue", PEOPLE["sue"][1])
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="the palette")
+        await type_text(pilot, "Incident reports")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await on(pilot, IncidentsScreen)
+
+
+async def test_live_view_opens_with_its_purpose_and_closes_with_one_key(world):
+    central = world.central
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sue", PEOPLE["sue"][1])
+        await pilot.press("f7")
+        await on(pilot, LiveScreen)
+        await pilot.press("o")
+        await until(pilot, lambda: pilot.app.screen.query_one("#answer"), what="the camera question")
+        pilot.app.screen.query_one("#answer").value = "cam-a"
+        await pilot.press("enter")
+        await until(pilot, lambda: "Purpose" in str(pilot.app.screen.query_one("Label.dialog-title").render())
+                    or "Purpose" in str(pilot.app.screen.query("Label")[1].render()), what="the purpose question")
+        await type_text(pilot, "watch the entrance at closing")
+        await pilot.press("enter")
+        view = await on(pilot, LiveViewScreen)
+        session = central.records.get("live_sessions", view.session["id"])
+        assert session["purpose"] == "watch the entrance at closing" and session["closed_at"] is None
+        await pilot.press("c")
+        await on(pilot, LiveScreen)
+    assert central.records.get("live_sessions", session["id"])["closed_at"] is not None
+    assert central.audit.query(action_prefix="live.close")[-1]["refs"]["live_session"] == session["id"]
