@@ -17,6 +17,7 @@ from appliance.ops import iso
 from conftest import DIRECTOR, PEOPLE, People, ServingCentral
 from test_footage import encode_testsrc2, record
 from tui.app import CustodianApp
+from tui.format import local
 from tui.profiles import PROFILES
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.dialogs import Confirm
@@ -496,3 +497,28 @@ async def test_live_view_opens_with_its_purpose_and_closes_with_one_key(world):
         await on(pilot, LiveScreen)
     assert central.records.get("live_sessions", session["id"])["closed_at"] is not None
     assert central.audit.query(action_prefix="live.close")[-1]["refs"]["live_session"] == session["id"]
+
+
+async def test_the_flipbook_plays_in_place_pauses_and_steps_with_each_frames_time(world):
+    grant = grant_for_sam(world)
+    world.people.unseal()
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        app.push_screen(ReviewScreen(grant["id"]))
+        review = await on(pilot, ReviewScreen)
+        await until(pilot, lambda: review.query_one(Timeline).cursor is not None, what="the timeline")
+        await pilot.press("p")
+        info = review.query_one("#frame-info")
+        await until(pilot, lambda: "frame 2/" in str(info.render()), what="the flipbook playing")
+        await pilot.press("p")                           # pause
+        paused = review.frame
+        await pilot.pause(1.2)
+        assert review.frame == paused
+        await pilot.press("s")                           # one frame on
+        assert review.frame == paused + 1
+        shown = str(info.render())
+        assert f"frame {paused + 2}/" in shown
+        assert local(review.clip["frames"][paused + 1]["frame_at"], seconds=True) in shown   # each frame's time
+    entry = world.central.audit.query(action_prefix="footage.clip")[-1]
+    assert entry["refs"]["grant"] == grant["id"] and entry["actor"] == world.people.ids["sam"]
