@@ -345,14 +345,16 @@ async def test_background_refresh_does_not_extend_the_session_a_key_press_does(w
         token = app.api.token
         session = world.central.sessions[token]
         await pilot.pause(0.5)
-        session["last_seen"] -= 600                      # ten idle minutes
+        assert "idle" not in status(app)
+        session["last_seen"] -= 13 * 60                  # thirteen idle minutes
         seen = session["last_seen"]
         await pilot.pause(1.5)                           # several home refreshes and watches
         assert session["last_seen"] == seen, "a screen refreshing itself kept the session alive"
-        assert "idle" not in status(app)
+        await until(pilot, lambda: "idle: ends in 2 min" in status(app), what="the time left shown before it ends")
         app.last_touch = 0                               # the last key press was long ago
         await pilot.press("down")                        # a person's key press
         await until(pilot, lambda: session["last_seen"] > seen, what="the key press to reach the central")
+        await until(pilot, lambda: "idle" not in status(app), what="the warning gone after the key press")
 
 
 async def test_an_ended_session_returns_to_the_login_with_the_reason(world):
