@@ -5,10 +5,8 @@ wrong is said in the API's own words, and no rule is written twice.
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, OptionList, Static, TextArea
 

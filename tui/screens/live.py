@@ -5,8 +5,6 @@ shown to the session's owner only (the API refuses anyone else's).
 """
 from __future__ import annotations
 
-import time
-
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static

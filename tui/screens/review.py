@@ -8,7 +8,7 @@ refusal is shown with its clause; the screen decides nothing.
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.widgets import DataTable, Label, Static
 
 from appliance.client import ApiError
