@@ -525,3 +525,24 @@ async def test_the_flipbook_plays_in_place_pauses_and_steps_with_each_frames_tim
         assert local(review.clip["frames"][paused + 1]["frame_at"], seconds=True) in shown   # each frame's time
     entry = world.central.audit.query(action_prefix="footage.clip")[-1]
     assert entry["refs"]["grant"] == grant["id"] and entry["actor"] == world.people.ids["sam"]
+
+
+async def test_the_director_reviews_an_imminent_danger_use_from_the_queue(world):
+    use = world.people.call("sam", "imminent.invoke", reason="a fight broke out in the lobby",
+                            cameras=["cam-a"])["request"]
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("f5")
+        queue = await on(pilot, ApprovalsScreen)
+        await until(pilot, lambda: any(r["id"] == use["id"] for r in queue.requests), what="the use in the queue")
+        queue.query_one("#queue").move_cursor(row=[r["id"] for r in queue.requests].index(use["id"]))
+        await pilot.press("j")
+        await type_text(pilot, "staff were in danger")
+        await pilot.press("enter")
+        confirm = await on(pilot, Confirm)
+        assert "justified" in str(confirm.query_one("#confirm-text").render())
+        await pilot.press("y")
+        await until(pilot, lambda: "reviewed" in message(app), what="the review recorded")
+    review = world.central.records.get("requests", use["id"])["review"]
+    assert review["finding"] == "justified" and review["by"] == world.people.ids["director"]

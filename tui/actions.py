@@ -54,6 +54,10 @@ ACTIONS: tuple[Action, ...] = (
     Action("narrow", "n", "narrow", "Narrower", "Approve fewer cameras, a shorter window or an earlier expiry",
            "approvals"),
     Action("deny", "d", "deny", "Deny", "Deny the request, with a reason", "approvals"),
+    Action("justified", "j", "review_use(True)", "Justified",
+           "After-action review of an imminent-danger use: justified (C19)", "approvals"),
+    Action("not-justified", "u", "review_use(False)", "Unjustified",
+           "After-action review of an imminent-danger use: not justified (C19)", "approvals", show=False),
     # forms
     Action("submit", "f5", "submit", "Submit", "Check and send the form", "form"),
     # review

@@ -48,16 +48,19 @@ class ApprovalsScreen(CustodianScreen):
 
     def fetch(self, call):
         users = {u["id"]: u["name"] for u in call("user.list")["users"]}
-        return users, call("request.list", {"status": "pending"})["requests"]
+        uses = [r for r in call("request.list", {"kind": "imminent_danger"})["requests"] if not r.get("review")]
+        return users, call("request.list", {"status": "pending"})["requests"] + uses
 
     def show(self, answer) -> None:
         self.names, self.requests = answer
         table = self.query_one(DataTable)
         table.clear()
         for r in self.requests:
-            table.add_row(r["id"], self.names.get(r["requested_by"], r["requested_by"])[:6], r["kind"][:6],
+            table.add_row(r["id"], self.names.get(r["requested_by"], r["requested_by"])[:6],
+                          "DANGER" if r["kind"] == "imminent_danger" else r["kind"][:6],
                           ", ".join(r["cameras"])[:13], window(r["start"], r["end"])[:18], r["incident"], key=r["id"])
-        hint = "A approves as asked, N narrower, D denies." if self.requests else "No request waits for you."
+        hint = ("A approves as asked, N narrower, D denies; a DANGER use: J justified, U not justified."
+                if self.requests else "No request waits for you.")
         self.say(f"{self.note} {hint}" if self.note else hint)
         self.on_data_table_row_highlighted(None)
 
@@ -72,9 +75,25 @@ class ApprovalsScreen(CustodianScreen):
     def who(self, r: dict) -> str:
         return self.names.get(r["requested_by"], r["requested_by"])
 
+    def action_review_use(self, justified: bool) -> None:
+        r = self.selected()
+        if not r or r["kind"] != "imminent_danger":
+            self.say("J and U review an imminent-danger use (DANGER lines).", error=True)
+            return
+        finding = "justified" if justified else "not_justified"
+
+        def notes_given(notes: str | None) -> None:
+            if notes:
+                self.confirmed(f"Record that {self.who(r)}'s imminent-danger use {r['id']} on "
+                               f"{', '.join(r['cameras'])} was {finding.replace('_', ' ')}?\nNotes: {notes}",
+                               {"request": r["id"], "finding": finding, "notes": notes}, "Record",
+                               op="imminent.review")
+        self.app.push_screen(AskText("After-action review (C19)", f"Why {finding.replace('_', ' ')}:", min_len=3),
+                             notes_given)
+
     def action_approve(self) -> None:
         r = self.selected()
-        if r:
+        if r and r["kind"] != "imminent_danger":
             self.decide(r, {}, grant_text(r, self.who(r), r["cameras"], r["start"], r["end"], EXPIRES_HOURS))
 
     def action_narrow(self) -> None:
@@ -103,15 +122,18 @@ class ApprovalsScreen(CustodianScreen):
                 self.confirmed(f"Approve {r['id']}?\n{text}\nReason: {reason}", args, "Approve")
         self.app.push_screen(AskText("Approve", "Your reason (kept in the audit log):", min_len=3), reason_given)
 
-    def confirmed(self, text: str, args: dict, yes: str) -> None:
+    def confirmed(self, text: str, args: dict, yes: str, op: str = "request.decide") -> None:
         def answered(ok: bool | None) -> None:
             if ok:
-                self.call("request.decide", args, self.decided)
+                self.call(op, args, self.decided)
         self.app.push_screen(Confirm(f"{yes}: exactly this", text, yes=yes), answered)
 
     def decided(self, answer: dict) -> None:
-        request, grant = answer["request"], answer["grant"]
-        self.note = f"{request['id']} {request['status']}" + (f": grant {grant['id']} created." if grant else ".")
+        request, grant = answer["request"], answer.get("grant")
+        if request.get("review"):
+            self.note = f"{request['id']} reviewed: {request['review']['finding'].replace('_', ' ')}."
+        else:
+            self.note = f"{request['id']} {request['status']}" + (f": grant {grant['id']} created." if grant else ".")
         self.refresh_data()
 
 
