@@ -193,7 +193,8 @@ def whoami(central, caller, args):
     args.done()
     user = _get_user(central, caller.user_id)
     return {"user": public_user(user) | {"acting_director": caller.acting_director},
-            "sealed": central.custody.is_sealed, "pending_ack": caller.pending_ack}
+            "sealed": central.custody.is_sealed, "pending_ack": caller.pending_ack,
+            "must_change_passphrase": caller.must_change, "idle_left": central.idle_left(caller.session)}
 
 
 @op("policy.text", ANYONE, before_ack=True)
@@ -449,6 +450,7 @@ def unseal(central, caller, args):
     central.audit.append(caller.user_id, "archive.unseal", role=caller.role,
                          details={"method": "passphrase" if passphrase else "recovery",
                                   "acting_director": caller.acting_director})
+    central.wake_watchers()   # every open screen shows the seal at once
     return {"sealed": False}
 
 
@@ -458,6 +460,7 @@ def seal(central, caller, args):
     args.done()
     central.custody.seal()
     central.audit.append(caller.user_id, "archive.seal", role=caller.role)
+    central.wake_watchers()
     return {"sealed": True}
 
 

@@ -90,6 +90,30 @@ def parse_call(raw: bytes) -> dict:
     return body
 
 
+async def _wait_and_retry(central, body: dict, token: str | None, result: dict) -> dict:
+    """A long poll: sleep (holding no thread) until the central wakes its watchers or the
+    wait runs out, then ask again. Always a background call: waiting is not activity."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + float(result.get("wait") or 0)
+    woken = asyncio.Event()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(woken.set)
+
+    central.add_watcher(wake)
+    try:
+        while not result.get("changed") and loop.time() < deadline and not central.stopping:
+            try:
+                await asyncio.wait_for(woken.wait(), timeout=deadline - loop.time())
+            except asyncio.TimeoutError:
+                pass
+            woken.clear()
+            result = await asyncio.to_thread(central.call, body["op"], body.get("args"), token, True)
+    finally:
+        central.remove_watcher(wake)
+    return result
+
+
 def make_api_app(central) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
 
@@ -101,8 +125,12 @@ def make_api_app(central) -> web.Application:
         token = body.get("token")
         if token is not None and not isinstance(token, str):
             token = None
+        background = body.get("background") is True   # a screen refreshing itself: not a person's action
         try:
-            result = await asyncio.to_thread(central.call, body["op"], body.get("args"), token)
+            result = await asyncio.to_thread(central.call, body["op"], body.get("args"), token, background)
+            operation = ops_mod.OPS.get(body["op"])
+            if operation is not None and operation.waits and not result.get("changed"):
+                result = await _wait_and_retry(central, body, token, result)
         except CustodianError as e:
             return web.json_response({"ok": False, "error": error_body(e)}, status=STATUS.get(e.code, 400))
         except Exception:

@@ -85,6 +85,8 @@ class Central:
         self._refusal: str | None = None
         self._rejections: dict[tuple, tuple[float, float, int]] = {}
         self.services: dict[str, object] = {}
+        self._watchers: set = set()
+        self.stopping = False
         self.reload_cameras()
         from . import policy  # noqa: F401  (registers every operation)
         from .notify import Notifier
@@ -173,7 +175,20 @@ class Central:
         notifier = getattr(self, "notifier", None)
         if notifier is not None:
             notifier.notify(entry)
+        self.wake_watchers()
         return entry
+
+    def add_watcher(self, wake) -> None:
+        """`wake()` is called (from any thread) when something a screen shows at once changed."""
+        self._watchers.add(wake)
+
+    def remove_watcher(self, wake) -> None:
+        self._watchers.discard(wake)
+
+    def wake_watchers(self) -> None:
+        """Wake every waiting `session.watch` (a new alert, the archive sealed or unsealed)."""
+        for wake in list(self._watchers):
+            wake()
 
     # ------------------------------------------------------------------ sessions and dispatch
 
@@ -183,7 +198,10 @@ class Central:
         self.sessions[token] = {"user_id": user["id"], "created": now, "last_seen": now}
         return token
 
-    def caller_for(self, token: str | None) -> ops_mod.Caller | None:
+    def caller_for(self, token: str | None, background: bool = False) -> ops_mod.Caller | None:
+        """The session's caller. Only a person's action extends a session: a `background`
+        call (a screen refreshing itself) is checked against the idle limit but leaves
+        `last_seen` as it was, so an untouched terminal still times out after 15 minutes."""
         if not token:
             return None
         session = self.sessions.get(token)
@@ -196,20 +214,32 @@ class Central:
         if user is None or user.get("disabled"):
             del self.sessions[token]
             raise ops_mod.NotAuthenticated("this account is disabled")
-        session["last_seen"] = time.monotonic()
+        if not background:
+            session["last_seen"] = time.monotonic()
         from .accounts import acting_director_now, policy_version
         return ops_mod.Caller(user_id=user["id"], name=user["name"], role=user["role"], session=token,
                               acting_director=acting_director_now(self, user),
                               pending_ack=(user.get("policy_ack") or {}).get("version") != policy_version(),
                               must_change=bool(user.get("must_change_passphrase")))
 
-    def call(self, name: str, args: dict | None = None, token: str | None = None) -> dict:
-        """Run one API operation as the session's user. Raises CustodianError subclasses."""
+    def idle_left(self, token: str | None) -> float | None:
+        """Seconds until this session ends for idleness (None: no such session)."""
+        session = self.sessions.get(token or "")
+        if session is None:
+            return None
+        return max(0.0, SESSION_IDLE.total_seconds() - (time.monotonic() - session["last_seen"]))
+
+    def call(self, name: str, args: dict | None = None, token: str | None = None,
+             background: bool = False) -> dict:
+        """Run one API operation as the session's user. Raises CustodianError subclasses.
+
+        `background`: the call is a screen refreshing itself, not a person's action
+        (it does not extend the session; see `caller_for`)."""
         operation = ops_mod.OPS.get(name)
         if operation is None:
             raise ops_mod.NotFound(f"no operation named {name!r}")
         with self.policy_lock:
-            caller = self.caller_for(token)
+            caller = self.caller_for(token, background)
             ops_mod.authorize(operation, caller)
             if not operation.concurrent:
                 return operation.func(self, caller, ops_mod.Args(args, operation.labels))
@@ -234,6 +264,7 @@ class Central:
         await web.UnixSite(api_runner, str(sock)).start()
         os.chmod(sock, 0o660)
         _group_socket(sock)
+        self.stopping = False
         background = [asyncio.create_task(t) for t in self.background_tasks()]
         log.info("central serving ingest on %s:%d and the API on %s", self.cfg.central.ingest_host,
                  self.ingest_port, sock)
@@ -243,6 +274,8 @@ class Central:
         try:
             await asyncio.Event().wait()
         finally:
+            self.stopping = True
+            self.wake_watchers()   # long polls answer now instead of holding the shutdown
             for task in background:
                 task.cancel()
             await ingest_runner.cleanup()

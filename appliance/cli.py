@@ -319,7 +319,7 @@ def cmd_tui(args) -> int:
     from tui.app import run_tui
 
     cfg = _load_config(args)
-    return run_tui(find_api(args, cfg))
+    return run_tui(find_api(args, cfg), profile=args.profile)
 
 
 def _access_options(parser) -> None:
@@ -461,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tui", help="the terminal UI")
     t.add_argument("--socket")
     t.add_argument("--data")
+    t.add_argument("--profile", choices=("full", "console", "serial"),
+                   help="what the terminal can show (default: from TERM, COLORTERM and NO_COLOR)")
     t.set_defaults(func=cmd_tui)
     return p
 

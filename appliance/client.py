@@ -37,8 +37,13 @@ class ApiClient:
         self.token: str | None = None
         self.user: dict | None = None
 
-    def call(self, op: str, args: dict | None = None) -> dict:
-        body = json.dumps({"op": op, "args": args or {}, "token": self.token}).encode()
+    def call(self, op: str, args: dict | None = None, *, background: bool = False) -> dict:
+        """Call one operation. `background`: a screen refreshing itself, not a person's
+        action; the central then does not count it as activity (the idle rule)."""
+        request = {"op": op, "args": args or {}, "token": self.token}
+        if background:
+            request["background"] = True
+        body = json.dumps(request).encode()
         status, answer = self._request("POST", "/v1/call", body)
         if not isinstance(answer, dict):
             raise ApiError("internal", f"the central answered {status} without JSON")
@@ -67,6 +72,8 @@ class ApiClient:
             except PermissionError:
                 raise ApiError("unavailable", f"no permission to reach {self.socket_path}: "
                                               "join the 'custodian' group") from None
+            except (OSError, http.client.HTTPException) as e:   # reset, timed out, cut off mid-answer
+                raise ApiError("unavailable", f"the central is not answering ({e.__class__.__name__})") from None
         finally:
             conn.close()
         try:

@@ -296,7 +296,9 @@ def run_demo(cameras: int, data: Path, headless: bool, seconds: float, segment_s
         else:
             from tui.app import run_tui
 
-            run_tui(str(system.socket))
+            # The login screen shows the demo's accounts (demo mode only; never a real installation).
+            run_tui(str(system.socket), demo_accounts=[(role, name, passphrase)
+                                                       for name, (role, passphrase) in DEMO_PEOPLE.items()])
     finally:
         _ignore_stop_signals()
         system.stop()

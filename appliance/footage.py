@@ -31,6 +31,7 @@ from .wording import when
 
 REVIEWERS = ("staff", "director")   # never "it" (C8)
 STILL_WIDTH = (32, 320, 96)         # lo, hi, default
+STILL_HEIGHT = (16, 240)            # lo, hi: optional, to fit a terminal widget
 CLIP_WIDTH = (32, 160, 64)          # a flipbook holds many frames: kept smaller
 CLIP_SECONDS = (1, 60)
 CLIP_FPS = (1, 5, 2)
@@ -135,16 +136,17 @@ def _b64(pixels: bytes) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
-def render_still(central, camera: str, at: datetime, width: int) -> dict:
-    """The grey picture of `camera` nearest `at`. No grant check: callers check first."""
+def render_still(central, camera: str, at: datetime, width: int, height: int | None = None) -> dict:
+    """The grey picture of `camera` nearest `at`, `width` wide (or fitting inside width x height).
+    No grant check: callers check first."""
     key = require_unsealed(central)
     frames = timed_frames(central, key, camera, at, at)
     index = _nearest(frames, [f.at for f in frames], at)
     if index is None:
         raise NotFound(f"camera {camera} has no recording at {when(at)} (a gap, or outside what is stored)")
     key_index = _keyframe_before(frames, index)
-    w, h, pixels = media.decode_gray([f.frame for f in frames[key_index:index + 1]], width,
-                                     fps=frames[index].fps)
+    w, h, pixels = media.decode_gray([f.frame for f in frames[key_index:index + 1]], width, height,
+                                     fps=frames[index].fps, fit=height is not None)
     return {"camera": camera, "at": iso(at), "frame_at": iso(frames[index].at), "width": w, "height": h,
             "format": "gray8", "pixels": _b64(pixels)}
 
@@ -231,10 +233,11 @@ def still(central, caller, args):
     camera = args.id("camera")
     at = args.time("at")
     width = args.int("width", required=False, default=STILL_WIDTH[2], lo=STILL_WIDTH[0], hi=STILL_WIDTH[1])
+    height = args.int("height", required=False, lo=STILL_HEIGHT[0], hi=STILL_HEIGHT[1])
     args.done()
     grant = _granted(central, caller, grant_id, camera, at, at)
     require_unsealed(central)
-    result = render_still(central, camera, at, width)
+    result = render_still(central, camera, at, width, height)
     _deliver(central, caller, "footage.still", grant, camera, (at, at),
              {"at": result["at"], "frame_at": result["frame_at"], "width": result["width"]})
     return result

@@ -119,6 +119,7 @@ def create_incident(central, caller, args):
     location = args.str("location", min_len=2, max_len=200)
     description = args.str("description", min_len=20, max_len=4000)
     attested = args.bool("attestation")
+    check_only = args.bool("check_only")
     args.done()
     now = central.now()
     if occurred_at > now:
@@ -127,6 +128,8 @@ def create_incident(central, caller, args):
         raise Refused("an incident report needs the attestation (see incident.attestation_text): it must "
                       "concern conduct, not race, color, religion, sex, age, national origin, veteran "
                       "status, disability or any other protected basis", clause="C7")
+    if check_only:   # a form checking as the person types: every rule above, nothing written
+        return {"checked": True}
     doc = {"grounds": grounds, "occurred_at": iso(occurred_at), "location": location,
            "description": description, "attestation": {"text": ATTESTATION_TEXT, "at": iso(now)},
            "filed_by": caller.user_id, "filed_at": iso(now), "status": "open",
@@ -198,6 +201,7 @@ def create_request(central, caller, args):
     start = args.time("start")
     end = args.time("end")
     reason = args.str("reason", min_len=10, max_len=2000)
+    check_only = args.bool("check_only")
     args.done()
     if end <= start:
         raise BadRequest("end must be after start")
@@ -209,6 +213,8 @@ def create_request(central, caller, args):
         _check_review_window(incident, start, end, now)
     else:
         _check_monitor_window(start, end, now)
+    if check_only:   # a form checking as the person types: every rule above, nothing written
+        return {"checked": True}
     doc = {"incident": incident_id, "kind": kind, "cameras": cameras, "start": iso(start), "end": iso(end),
            "reason": reason, "requested_by": caller.user_id, "requested_at": iso(now), "status": "pending",
            "decided_by": None, "decided_at": None, "decision_reason": None, "grant": None}

@@ -53,11 +53,12 @@ def access_units(annexb: AnnexB) -> list[AccessUnit]:
 
 
 def decode_gray(annexb: AnnexB, width: int, height: int | None = None, *, frame_index: int = -1,
-                fps: int = DEFAULT_FPS) -> tuple[int, int, bytes]:
+                fps: int = DEFAULT_FPS, fit: bool = False) -> tuple[int, int, bytes]:
     """One grey frame (frame_index in decode order; -1 = the last), `width` wide.
 
     Decodes from the last keyframe at or before the wanted frame, so only that
-    group of pictures goes through ffmpeg. Height keeps the aspect ratio unless given.
+    group of pictures goes through ffmpeg. Height keeps the aspect ratio unless given;
+    with `fit`, the picture fits inside width x height keeping its aspect ratio.
     """
     units = access_units(annexb)
     if not units:
@@ -68,19 +69,22 @@ def decode_gray(annexb: AnnexB, width: int, height: int | None = None, *, frame_
     key = next((i for i in range(index, -1, -1) if units[i].keyframe), None)
     if key is None:
         raise MediaError(f"no keyframe at or before frame {index}: it cannot be decoded on its own")
-    w, h, frames = decode_gray_all(units[key:index + 1], width, height, fps=fps)
+    w, h, frames = decode_gray_all(units[key:index + 1], width, height, fps=fps, fit=fit)
     return w, h, frames[-1]
 
 
 def decode_gray_all(annexb: AnnexB, width: int, height: int | None = None, *,
-                    fps: int = DEFAULT_FPS) -> tuple[int, int, list[bytes]]:
+                    fps: int = DEFAULT_FPS, fit: bool = False) -> tuple[int, int, list[bytes]]:
     """Every picture as a grey frame, one out for each in; the footage must start at a keyframe."""
     units = access_units(annexb)
     if not units:
         raise MediaError("there is no picture in this footage")
     if not units[0].keyframe:
         raise MediaError("footage handed to the decoder must start at a keyframe")
-    stream = _input(fps).filter("scale", width, -1 if height is None else height)
+    if fit and height is not None:
+        stream = _input(fps).filter("scale", width, height, force_original_aspect_ratio="decrease")
+    else:
+        stream = _input(fps).filter("scale", width, -1 if height is None else height)
     argv = _output(stream).compile(cmd=FFMPEG)
     w, h, frames = _parse_pgm(_run(argv, units))
     if len(frames) != len(units):

@@ -88,6 +88,7 @@ class Op:
     labels: dict[str, str] = field(default_factory=dict)    # argument -> what the form calls it
     secrets: tuple[tuple[str, ...], ...] = ()   # secret arguments: each a group of alternatives
     new_secrets: tuple[str, ...] = ()           # the secrets this sets (a client asks for them twice)
+    waits: bool = False             # long poll: the API re-runs it when woken until it says "changed"
 
 
 OPS: dict[str, Op] = {}
@@ -95,7 +96,7 @@ OPS: dict[str, Op] = {}
 
 def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_ack: bool = False,
        concurrent: bool = False, labels: dict[str, str] | None = None, secrets: tuple = (),
-       new_secrets: tuple[str, ...] = ()):
+       new_secrets: tuple[str, ...] = (), waits: bool = False):
     """Register an API operation. `roles` is who may call it; "director" includes an acting director.
 
     `concurrent` operations (ffmpeg decodes) run outside the policy lock so one long
@@ -107,7 +108,9 @@ def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_
     that hold a passphrase or code; a client asks for them without echo instead of
     taking them on a command line. An entry that is a tuple is a choice of one
     (`("passphrase", "recovery_code")`): the client asks for the first. `new_secrets`
-    are the ones that set a passphrase, which a person types twice.
+    are the ones that set a passphrase, which a person types twice. A `waits` operation returns
+    at once with `changed` and `wait` (seconds); the local API waits, without holding a
+    thread, until the central wakes its watchers, and asks again (appliance/api.py).
     """
     if isinstance(roles, str):
         roles = (roles,)
@@ -118,7 +121,7 @@ def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_
             raise RuntimeError(f"operation {name} registered twice")
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
         OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent, dict(labels or {}),
-                       secrets, tuple(new_secrets))
+                       secrets, tuple(new_secrets), waits)
         return func
 
     return register

@@ -15,14 +15,16 @@ map (C1-C22 in DESIGN.md) says which module enforces which clause:
     breaches   C15 C16     breach cases
     notices    C21         suspension notices
     reports    C7          monitoring oversight, transparency summary, audit queries
+    alerts     C1 C15 C19  who sees which alert, what needs attention, the screens' watch
+    timeline   C9          what a grant's window holds per camera: recorded, gaps, held
 """
 from __future__ import annotations
 
-from . import (accounts, breaches, cameras, enrolment, export, footage, incidents, legal, live, notices, reports,
-               retention)
+from . import (accounts, alerts, breaches, cameras, enrolment, export, footage, incidents, legal, live, notices,
+               reports, retention, timeline)
 
 POLICY_MODULES = (accounts, cameras, enrolment, live, incidents, footage, legal, export, retention, breaches, notices,
-                  reports)
+                  reports, alerts, timeline)
 
 
 def periodic_tasks(central):

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "central_ingest": "bench.central_ingest",
     "rtsp_cpu": "bench.rtsp_cpu",
     "export_package": "bench.export_package",
+    "tui_terminal": "bench.tui_terminal",
 }
 
 

@@ -54,6 +54,11 @@ EXPECTED = {
     # suspension notices (C21), reports (C7)
     "notice.create": {D}, "notice.list": {S, D}, "notice.withdraw": {D},
     "report.oversight": {D}, "report.transparency": {S, D, I}, "audit.query": {D},
+    # alerts and what needs attention (C1 C15 C19): everyone sees the alerts meant for them
+    "alert.list": {S, D, I}, "alert.acknowledge": {S, D, I}, "attention.summary": {S, D, I},
+    "session.watch": {S, D, I},
+    # the review screen's timeline (C9): under a grant, like every footage operation
+    "footage.timeline": {S, D},
 }
 
 

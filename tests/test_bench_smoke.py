@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["node_throughput", "node_cpu", "node_rss", "central_ingest", "rtsp_cpu", "export_package"]
+BENCHMARKS = ["node_throughput", "node_cpu", "node_rss", "central_ingest", "rtsp_cpu", "export_package", "tui_terminal"]
 
 
 def _number(value) -> bool:

@@ -537,8 +537,9 @@ def test_cli_export_build_shows_progress(world, tmp_path):
 async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
     import asyncio
 
-    from tui.app import CamerasScreen, CustodianApp
-    from tui.exports import BuildScreen, ReleasesScreen
+    from tui.app import CustodianApp
+    from tui.screens.home import HomeScreen
+    from tui.screens.releases import BuildScreen, ReleasesScreen
 
     async def until(pilot, check, what, timeout=60.0):
         for _ in range(int(timeout / 0.05)):
@@ -558,8 +559,8 @@ async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
                 for ch in text:
                     await pilot.press(ch if ch != "-" else "minus")
                 await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, CamerasScreen), "the cameras screen")
-            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen), "the home screen")
+            await pilot.press("f11")
             await until(pilot, lambda: isinstance(app.screen, ReleasesScreen)
                         and app.screen.query_one("DataTable").row_count > 0, "the releases")
             table = app.screen.query_one("DataTable")
@@ -571,8 +572,7 @@ async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
             for field, text in (("#to", str(destination)), ("#medium", TAKEN["medium"]),
                                 ("#taken-by", TAKEN["taken_by"])):
                 screen.query_one(field).value = text
-                screen.query_one(field).focus()
-                await pilot.press("enter")
+            await pilot.press("f5")
             await until(pilot, lambda: "Built" in str(screen.query_one("#outcome").render()),
                         lambda: f"built: {screen.seen} {screen.query_one('#outcome').render()}")
             outcome = str(screen.query_one("#outcome").render())

@@ -1,211 +1,379 @@
 """The Custodian terminal UI: a client of the central's local API, nothing more.
 
-It never opens files, keys or the records database: every screen asks the API,
-and the API decides. Blocking calls run in thread workers that post results back
-(Harlequin's rule), so a slow answer never freezes the screen.
+It never opens files, keys or the records database: every screen asks the API, and
+the API decides. Screens live in `tui/screens/` (one file each), widgets in
+`tui/widgets/`, every key in one registry (`tui/actions.py`) that the footer, the
+help screen and the command palette read. Blocking calls run in thread workers that
+post results back, so a slow answer never freezes the screen.
 
-Works at 80x24 with the keyboard alone on a serial line, SSH or the Linux console:
-plain borders, no cursor blink, letters and F-keys for actions.
+The app keeps the session's state: who is logged in, the archive's seal, new alerts
+(a long poll, `session.watch`, brings them at once), the idle time left, and whether
+the central answers. Only a person's key presses extend the session: refreshes and
+the watch are background calls, and a key press tells the central at most every 30 s.
 """
 from __future__ import annotations
 
 import os
+import threading
+import time
+from functools import partial
 
-from textual import work
-from textual.app import App, ComposeResult
+import textual.constants
+from textual import events
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.screen import Screen
+from rich.segment import Segment
+from rich.style import Style
+from textual.filter import LineFilter
 from textual.scrollbar import ScrollBarRender
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Static
 
 from appliance.client import ApiClient, ApiError
+from tui.actions import ACTIONS, display
+from tui.profiles import Profile, color_system_for, detect
+from tui.screens.login import LoginScreen
 
-
-# The Linux console font and serial terminals lack eighth-block glyphs: draw scrollbar
-# thumbs with colour only.
+# The Linux console font and serial terminals lack eighth-block glyphs: scrollbar thumbs in colour only.
 ScrollBarRender.VERTICAL_BARS = [" "] * 8
 ScrollBarRender.HORIZONTAL_BARS = [" "] * 8
-HEADER_ICON = "*"   # the default icon is a glyph the console font lacks
+
+TOUCH_EVERY = 30.0       # a key press tells the central at most this often (the idle rule)
+WATCH_WAIT = 20          # seconds the long poll waits for an alert or a change of the seal
+IDLE_WARNING = 180.0     # show the time left when less than this
 
 
-def _serial_profile() -> bool:
-    return os.environ.get("TERM", "") in ("vt220", "vt100", "linux") or bool(os.environ.get("CUSTODIAN_SERIAL"))
+class PlainText(LineFilter):
+    """No colour at all: keep only reverse, bold and underline, and send nothing for plain text.
 
+    Each styled run costs an escape sequence on the line; a serial terminal at 115200
+    baud pays for every byte, and shows no colour anyway (reverse video marks the cursor).
+    """
 
-class LoginScreen(Screen):
-    BINDINGS = [Binding("escape", "app.quit", "Quit", id="quit")]
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="login-box"):
-            yield Label("Custodian: library video surveillance", id="title")
-            yield Label("Confidential records of the Library. Staff only.", id="subtitle")
-            yield Input(placeholder="user name", id="user", compact=True)
-            yield Input(placeholder="passphrase", password=True, id="passphrase", compact=True)
-            yield Label("", id="login-error")
-            yield Button("Log in", id="login", compact=True)
-        yield Footer(show_command_palette=False)
-
-    def on_mount(self) -> None:
-        for field in self.query(Input):
-            field.cursor_blink = False
-        self.query_one("#user", Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "user":
-            self.query_one("#passphrase", Input).focus()
-        else:
-            self.attempt()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.attempt()
-
-    def attempt(self) -> None:
-        user = self.query_one("#user", Input).value.strip()
-        passphrase = self.query_one("#passphrase", Input).value
-        if not user or not passphrase:
-            self.query_one("#login-error", Label).update("Enter your user name and passphrase.")
-            return
-        self.login(user, passphrase)
-
-    @work(thread=True, exclusive=True)
-    def login(self, user: str, passphrase: str) -> None:
-        try:
-            result = self.app.api.login(user, passphrase)
-        except ApiError as e:
-            self.app.call_from_thread(self.query_one("#login-error", Label).update, e.message)
-            self.app.call_from_thread(setattr, self.query_one("#passphrase", Input), "value", "")
-            return
-        self.app.call_from_thread(self.app.logged_in, result)
-
-
-class PolicyScreen(Screen):
-    """First login: read and acknowledge the policy (C22)."""
-
-    BINDINGS = [Binding("a", "acknowledge", "Acknowledge", id="ack"),
-                Binding("escape", "app.quit", "Quit", id="quit")]
-
-    def __init__(self, text: str, version: str):
-        super().__init__()
-        self.text, self.version = text, version
-
-    def compose(self) -> ComposeResult:
-        yield Header(icon=HEADER_ICON)
-        yield Label("Read the video surveillance policy, then press A to acknowledge it.")
-        with VerticalScroll(id="policy"):
-            yield Static(self.text)
-        yield Footer(show_command_palette=False)
-
-    def action_acknowledge(self) -> None:
-        self.acknowledge()
-
-    @work(thread=True, exclusive=True)
-    def acknowledge(self) -> None:
-        try:
-            self.app.api.call("policy.acknowledge", {"version": self.version})
-        except ApiError as e:
-            self.app.call_from_thread(self.app.notify, e.message, severity="error")
-            return
-        self.app.call_from_thread(self.app.show_home)
-
-
-class CamerasScreen(Screen):
-    """Cameras and their latest segment, refreshed every few seconds."""
-
-    BINDINGS = [Binding("r", "refresh", "Refresh", id="refresh"),
-                Binding("x", "app.releases", "Releases", id="releases"),
-                Binding("q", "app.quit", "Quit", id="quit")]
-
-    def compose(self) -> ComposeResult:
-        yield Header(icon=HEADER_ICON)
-        yield Label("", id="status")
-        yield DataTable(id="cameras", cursor_type="row", zebra_stripes=False)
-        yield Label("", id="detail")
-        yield Footer(show_command_palette=False)
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        # Widths add up to less than 80 columns: no horizontal scrolling on a console.
-        for label, width in (("Camera", 12), ("Location", 22), ("Status", 17), ("Last", 7), ("Received", 8)):
-            table.add_column(label, width=width)
-        self.action_refresh()
-        self.set_interval(5.0, self.action_refresh)
-
-    def action_refresh(self) -> None:
-        self.load()
-
-    @work(thread=True, exclusive=True)
-    def load(self) -> None:
-        try:
-            cameras = self.app.api.call("camera.list")["cameras"]
-            sealed = self.app.api.call("archive.status")["sealed"]
-        except ApiError as e:
-            self.app.call_from_thread(self.query_one("#status", Label).update, f"Error: {e.message}")
-            return
-        self.app.call_from_thread(self.show, cameras, sealed)
-
-    def show(self, cameras: list[dict], sealed: bool) -> None:
-        user = self.app.api.user or {}
-        self.query_one("#status", Label).update(
-            f"{user.get('name', '')} ({user.get('role', '')})  archive: {'SEALED' if sealed else 'unsealed'}"
-            f"  cameras: {len(cameras)}")
-        table = self.query_one(DataTable)
-        self.cameras = {cam["id"]: cam for cam in cameras}
-        table.clear()
-        for cam in cameras:
-            seq = cam.get("last_segment_seq")
-            received = (cam.get("last_segment_at") or "")[11:19] or "-"
-            table.add_row(cam["id"][:12], (cam.get("location") or "")[:22], cam.get("status", "")[:17],
-                          "-" if seq is None else f"#{seq}", received, key=cam["id"])
-        if not cameras:
-            self.query_one("#detail", Label).update("")
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        """The highlighted camera's pairing fingerprint: IT compares it with the camera's log."""
-        cam = getattr(self, "cameras", {}).get(event.row_key.value if event.row_key else None)
-        if cam is None:
-            return
-        pairing = cam.get("pairing_fingerprint")
-        self.query_one("#detail", Label).update(
-            f"{cam['id']}: pairing fingerprint {pairing}" if pairing else f"{cam['id']}: enrolled by key")
+    def apply(self, segments: list[Segment], background) -> list[Segment]:
+        plain = []
+        for text, style, control in segments:
+            if style is not None and not control:
+                kept = Style(reverse=style.reverse or None, bold=style.bold or None,
+                             underline=style.underline or None)
+                style = kept if kept else None
+            plain.append(Segment(text, style, control))
+        return list(Segment.simplify(plain))
 
 
 class CustodianApp(App):
     CSS_PATH = "custodian.tcss"
-    # The palette's footer hint draws an eighth-block glyph the Linux console lacks.
-    ENABLE_COMMAND_PALETTE = False
     TITLE = "Custodian"
+    COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit-app", show=False)]
 
-    def __init__(self, socket_path: str):
+    def __init__(self, socket_path: str, profile: str | Profile | None = None,
+                 demo_accounts: list[tuple[str, str, str]] | None = None, env: dict | None = None):
+        env = dict(os.environ if env is None else env)
+        self.profile = profile if isinstance(profile, Profile) else detect(env, profile)
+        colors = color_system_for(self.profile, env)
+        # Textual renders "no colour system" as truecolour: take the 16 colours and strip them below.
+        textual.constants.COLOR_SYSTEM = colors or "standard"
         super().__init__()
-        self.api = ApiClient(socket_path)
-        if _serial_profile():
+        if colors is None:
+            self._filters.append(PlainText())   # serial: no colour assumed, and none sent
+        self.api = ApiClient(socket_path, timeout=60)
+        self.demo_accounts = demo_accounts
+        self.watch_wait = WATCH_WAIT
+        if not self.profile.animation:
             self.animation_level = "none"
+        if self.profile.ascii:
+            from textual.widgets._toggle_button import ToggleButton
+            ToggleButton.BUTTON_LEFT, ToggleButton.BUTTON_INNER, ToggleButton.BUTTON_RIGHT = "[", "X", "]"
+        self._reset_session_state()
+
+    def _reset_session_state(self) -> None:
+        self.session_gen = getattr(self, "session_gen", 0) + 1
+        self.user: dict | None = None
+        self.sealed: bool | None = None
+        self.unacknowledged = 0
+        self.latest_alert: str | None = None
+        self.banner = ""
+        self.idle_left: float | None = None
+        self.idle_at = time.monotonic()
+        self.last_touch = 0.0
+        self.central_ok = True
+        self.lost_once = False
+
+    # ------------------------------------------------------------------ start
+
+    def on_unmount(self) -> None:
+        self.session_gen += 1   # the watch thread stops at its next answer
 
     def on_mount(self) -> None:
-        self.push_screen(LoginScreen())
+        self.add_class(self.profile.css_class)
+        self.push_screen(LoginScreen(demo_accounts=self.demo_accounts))
+        self.set_interval(15, self.update_status)
+
+    def on_event(self, event: events.Event):
+        # Only a person's key presses extend the session: tell the central (at most every 30 s).
+        if isinstance(event, events.Key) and self.user and time.monotonic() - self.last_touch > TOUCH_EVERY:
+            self.last_touch = time.monotonic()
+            self.run_worker(self._touch, thread=True, group="touch", exclusive=True, exit_on_error=False)
+        return super().on_event(event)
+
+    def _touch(self) -> None:
+        try:
+            answer = self.api.call("session.whoami")
+        except ApiError:
+            return   # the next call from a screen or the watch reports what went wrong
+        self.call_from_thread(self._idle, answer.get("idle_left"))
+
+    # ------------------------------------------------------------------ API calls from screens
+
+    def api_call(self, op: str, args: dict | None = None, *, background: bool = False) -> dict:
+        """Called in worker threads. A person's call (not `background`) counts as activity."""
+        if not background:
+            self.last_touch = time.monotonic()
+        return self.api.call(op, args, background=background)
+
+    def api_failed(self, e: ApiError, screen, failed=None) -> None:
+        """Every error from a worker comes here (in the UI thread): sorted once for every screen."""
+        if e.code == "unavailable":
+            self.connection_lost(e.message)
+            if screen.is_attached:
+                screen.show_error("The central is not answering; retrying.")
+        elif e.code == "not_authenticated" and self.user:
+            self.session_ended(e.message)
+        elif e.code == "passphrase_change_required":
+            from tui.screens.session import PassphraseScreen
+            self.switch_screen(PassphraseScreen(forced=True))
+        elif e.code == "policy_ack_required":
+            self.load_policy()
+        elif failed is not None:
+            failed(e)
+        elif screen.is_attached:
+            screen.show_error(e)
+
+    # ------------------------------------------------------------------ the session
 
     def logged_in(self, result: dict) -> None:
-        if result.get("must_acknowledge_policy"):
+        self.user = result["user"]
+        self.last_touch = time.monotonic()
+        if result.get("must_change_passphrase"):
+            from tui.screens.session import PassphraseScreen
+            self.switch_screen(PassphraseScreen(forced=True))
+        elif result.get("must_acknowledge_policy"):
             self.load_policy()
         else:
-            self.show_home()
+            self.after_login()
 
-    @work(thread=True)
     def load_policy(self) -> None:
-        policy = self.api.call("policy.text")
-        self.call_from_thread(self.switch_screen, PolicyScreen(policy["text"], policy["version"]))
+        from tui.screens.session import PolicyScreen
 
-    def show_home(self) -> None:
-        self.switch_screen(CamerasScreen())
+        def show(policy: dict) -> None:
+            self.switch_screen(PolicyScreen(policy["text"], policy["version"]))
+        self.screen.call("policy.text", None, show)
 
-    def action_releases(self) -> None:
-        from tui.exports import ReleasesScreen
+    def after_login(self) -> None:
+        """The policy acknowledged and the passphrase the person's own: home, and the watch."""
+        from tui.screens.home import HomeScreen
 
-        self.push_screen(ReleasesScreen())
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(HomeScreen())
+        self.start_watch()
+
+    def session_ended(self, reason: str) -> None:
+        """Back to the login with the reason; nothing of the last screen stays."""
+        if self.lost_once and "log in again" in reason and "restart" not in reason:
+            reason = "The central restarted, which ended your session: log in again."
+        self.api.token = None
+        self._reset_session_state()
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(LoginScreen(reason=reason, demo_accounts=self.demo_accounts))
+
+    def action_logout(self) -> None:
+        api = self.api
+
+        def logout() -> None:
+            try:
+                api.logout()
+            except ApiError:
+                pass
+        self.run_worker(logout, thread=True, exit_on_error=False)
+        self.session_ended("You logged out.")
+
+    # ------------------------------------------------------------------ the watch (long poll)
+
+    def start_watch(self) -> None:
+        # A daemon thread, not a worker: quitting must not wait for a long poll to come back.
+        threading.Thread(target=self._watch_loop, args=(self.session_gen,), name="watch", daemon=True).start()
+
+    def _watch_loop(self, gen: int) -> None:
+        first = True
+        while gen == self.session_gen:
+            args = {"wait": 0 if first else self.watch_wait}
+            if self.latest_alert:
+                args["after"] = self.latest_alert
+            if self.sealed is not None:
+                args["sealed"] = self.sealed
+            try:
+                answer = self.api.call("session.watch", args, background=True)
+            except ApiError as e:
+                if gen != self.session_gen or not self.is_running:
+                    return
+                try:
+                    self.call_from_thread(self._watch_failed, e, gen)
+                except RuntimeError:
+                    return
+                if e.code in ("not_authenticated", "passphrase_change_required", "policy_ack_required"):
+                    return
+                time.sleep(2)
+                continue
+            first = False
+            if gen != self.session_gen:
+                return
+            try:
+                self.call_from_thread(self._watched, answer, gen)
+            except RuntimeError:   # the app has quit
+                return
+
+    def _watch_failed(self, e: ApiError, gen: int) -> None:
+        if gen == self.session_gen:
+            self.api_failed(e, self.screen)
+
+    def _watched(self, answer: dict, gen: int) -> None:
+        if gen != self.session_gen:
+            return
+        if not self.central_ok:
+            self.central_ok = True
+            self.screen.say("The central answers again.")
+            if hasattr(self.screen, "refresh_data"):
+                self.screen.refresh_data()
+        fresh = [a for a in answer["alerts"]]
+        if self.latest_alert is not None and fresh:
+            newest = fresh[-1]
+            self.banner = f"NEW ALERT: {newest['message']}"[:200]
+            self.bell()
+            if hasattr(self.screen, "alert_arrived"):
+                self.screen.alert_arrived(newest)
+        self.latest_alert = answer["latest"] or self.latest_alert or "alr-000000"
+        self.unacknowledged = answer["unacknowledged"]
+        self.sealed = answer["sealed"]
+        self._idle(answer.get("idle_left"))
+
+    def _idle(self, idle_left: float | None) -> None:
+        self.idle_left, self.idle_at = idle_left, time.monotonic()
+        self.update_status()
+
+    def connection_lost(self, message: str) -> None:
+        if self.central_ok:
+            self.central_ok = False
+            self.lost_once = True
+            self.update_status()
+
+    # ------------------------------------------------------------------ the status line
+
+    def status_text(self) -> tuple[str, bool]:
+        if not self.user:
+            return "Custodian", False
+        role = "acting director" if self.user.get("acting_director") else self.user.get("role", "")
+        parts = [f"Custodian | {self.user.get('name')} ({role})"]
+        if self.sealed is not None:
+            parts.append("archive SEALED" if self.sealed else "archive unsealed")
+        if self.unacknowledged:
+            parts.append(f"{self.unacknowledged} alert{'s' if self.unacknowledged != 1 else ''} (F3)")
+        warn = False
+        if self.idle_left is not None:
+            left = self.idle_left - (time.monotonic() - self.idle_at)
+            if left < IDLE_WARNING:
+                parts.append(f"idle: ends in {max(0, int(left // 60) + 1)} min")
+                warn = True
+        text = " | ".join(parts)
+        if not self.central_ok:
+            text += "\nThe central is not answering; retrying."
+            warn = True
+        elif self.banner:
+            text += "\n" + self.banner
+            warn = True
+        return text, warn
+
+    def update_status(self) -> None:
+        from tui.screens.base import StatusLine
+
+        for line in self.screen.query(StatusLine):
+            line.update_from(self)
+
+    def notify_line(self, text: str) -> None:
+        if hasattr(self.screen, "say"):
+            self.screen.say(text)
+
+    # ------------------------------------------------------------------ going places
+
+    def action_go(self, name: str) -> None:
+        from tui.screens import registry
+        from tui.screens.base import CustodianScreen
+
+        if not self.user or len(self.screen_stack) < 2 or not getattr(self.screen_stack[1], "is_home", False):
+            return
+        if name == "alerts":
+            self.banner = ""
+        screen = None if name == "home" else registry.make(name, self)
+
+        def show(data=None) -> None:
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            if screen is not None:
+                screen.preloaded = data
+                self.push_screen(screen)
+        if screen is not None and type(screen).fetch is not CustodianScreen.fetch:
+            # Fetched first, painted once with its data: a serial line pays for every repaint.
+            self.screen.work(screen.fetch, show)
+        else:
+            show()
+
+    def action_danger(self) -> None:
+        from tui.screens.imminent import start_imminent
+
+        if self.user and self.user.get("role") != "it":
+            start_imminent(self)
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.screen))
+
+    def get_driver_class(self):
+        base = super().get_driver_class()
+        if not self.profile.ascii:
+            return base
+        from tui.serial_output import ScreenDiff
+
+        diff = ScreenDiff()
+        app = self
+
+        class ChangedCellsOnly(base):
+            """Serial: send only the cells that changed (tui/serial_output.py)."""
+
+            def write(self, data: str) -> None:
+                try:
+                    width, height = app.size
+                except Exception:
+                    width, height = diff.width, diff.height
+                if (width, height) != (diff.width, diff.height):
+                    diff.resize(width, height)
+                super().write(diff.feed(data))
+        return ChangedCellsOnly
+
+    def get_key_display(self, binding) -> str:
+        return display(binding.key)
+
+    def get_system_commands(self, screen):
+        """The command palette lists the same actions as the help screen (one registry)."""
+        names = {getattr(screen, "SCOPE", ""), "app"}
+        for action in ACTIONS:
+            if action.scope in names and (action.scope != "app" or self.user):
+                namespace = self if action.action.startswith("app.") else screen
+                yield SystemCommand(action.label if action.scope != "app" else action.help.split(":")[0],
+                                    action.help, partial(self.run_action, action.action.removeprefix("app."),
+                                                         namespace))
 
 
-def run_tui(socket_path: str) -> int:
-    CustodianApp(socket_path).run()
+def run_tui(socket_path: str, profile: str | None = None, demo_accounts=None) -> int:
+    CustodianApp(socket_path, profile=profile, demo_accounts=demo_accounts).run()
     return 0

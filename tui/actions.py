@@ -1,0 +1,119 @@
+"""One registry of what a person can do: id, key, label and help text.
+
+The footer (through each screen's BINDINGS), the help screen (F1 or ?) and the
+command palette (ctrl+p) all read this table, so a key is named in one place.
+Keys are letters, digits, F-keys, enter, escape and arrows: the Linux console and
+serial terminals send no ctrl+enter or similar (kitty keyboard protocol).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    key: str           # Textual key name(s), comma separated
+    action: str        # Textual action string
+    label: str         # in the footer
+    help: str          # in the help screen and the command palette
+    scope: str         # "app" (every screen after login) or a screen's name
+    show: bool = True  # shown in the footer
+
+
+ACTIONS: tuple[Action, ...] = (
+    # every screen after login: one key each, the same everywhere
+    Action("help", "f1,question_mark", "app.help", "Help", "Every key on this screen and everywhere", "app"),
+    Action("home", "f2", "app.go('home')", "Home", "What needs your attention first", "app"),
+    Action("alerts", "f3", "app.go('alerts')", "Alerts", "Alerts meant for you; acknowledge them", "app",
+           show=False),
+    Action("incidents", "f4", "app.go('incidents')", "Incidents", "Incident reports: list, file, details", "app",
+           show=False),
+    Action("requests", "f5", "app.go('requests')", "Requests",
+           "Requests: yours, or (the Director) the approvals queue", "app", show=False),
+    Action("review", "f6", "app.go('grants')", "Review", "Footage you may review under a grant", "app",
+           show=False),
+    Action("live", "f7", "app.go('live')", "Live", "Live view sessions (C8)", "app", show=False),
+    Action("seal", "f8", "app.go('seal')", "Seal", "The archive's seal: unseal or seal (the Director)", "app",
+           show=False),
+    Action("danger", "f9", "app.danger", "DANGER", "Imminent danger: recent and live footage at once (C19)", "app"),
+    Action("releases", "f11", "app.go('releases')", "Releases",
+           "Releases to law enforcement: build the evidence package (the Director)", "app", show=False),
+    Action("logout", "f10", "app.logout", "Log out", "End your session", "app", show=False),
+    Action("passphrase", "", "app.go('passphrase')", "Passphrase", "Change your passphrase", "app", show=False),
+    Action("back", "escape", "back", "Back", "Back to the previous screen", "app", show=False),
+    # lists
+    Action("refresh", "r", "refresh", "Refresh", "Ask the central again", "list"),
+    Action("open", "enter", "open", "Open", "Open the selected line", "list", show=False),
+    Action("new-incident", "n", "new", "New", "File a new incident report", "incidents"),
+    Action("request-review", "q", "request", "Request", "Ask to review recordings or monitor live for this incident",
+           "incident"),
+    Action("ack-alert", "a", "acknowledge", "Acknowledge", "Acknowledge the selected alert", "alerts"),
+    Action("ack-all", "A", "acknowledge_all", "All seen", "Acknowledge every alert shown", "alerts", show=False),
+    Action("approve", "a", "approve", "Approve", "Approve the request as asked", "approvals"),
+    Action("narrow", "n", "narrow", "Narrower", "Approve fewer cameras, a shorter window or an earlier expiry",
+           "approvals"),
+    Action("deny", "d", "deny", "Deny", "Deny the request, with a reason", "approvals"),
+    Action("justified", "j", "review_use(True)", "Justified",
+           "After-action review of an imminent-danger use: justified (C19)", "approvals"),
+    Action("not-justified", "u", "review_use(False)", "Unjustified",
+           "After-action review of an imminent-danger use: not justified (C19)", "approvals", show=False),
+    Action("build-package", "b", "build", "Build", "Build the selected release's evidence package", "releases"),
+    # forms
+    Action("submit", "f5", "submit", "Submit", "Check and send the form", "form"),
+    # review
+    Action("earlier", "left", "move(-1)", "Earlier", "Move the cursor one step earlier", "review", show=False),
+    Action("later", "right", "move(1)", "Later", "Move the cursor one step later", "review", show=False),
+    Action("page-earlier", "pageup", "move(-10)", "PgUp", "Ten steps earlier", "review", show=False),
+    Action("page-later", "pagedown", "move(10)", "PgDn", "Ten steps later", "review", show=False),
+    Action("camera-up", "up", "camera(-1)", "Camera", "The camera above", "review", show=False),
+    Action("camera-down", "down", "camera(1)", "Camera", "The camera below", "review", show=False),
+    Action("zoom-in", "plus,equals_sign", "zoom(1)", "Zoom +", "Zoom in (shorter steps)", "review"),
+    Action("zoom-out", "minus", "zoom(-1)", "Zoom -", "Zoom out (longer steps)", "review", show=False),
+    Action("still", "enter,v", "still", "Still", "Draw the still at the cursor", "review"),
+    Action("flipbook", "p", "flipbook", "Play", "Play a flipbook from the cursor; again to pause", "review"),
+    Action("step", "s", "step", "Step", "Next frame of the flipbook", "review", show=False),
+    Action("live-here", "l", "live_here", "Live", "Live view of the camera at the cursor (a live grant)", "review"),
+    # live
+    Action("open-live", "o", "open_session", "Open", "Open a live view with its purpose", "live"),
+    Action("close-live", "c", "close_session", "Close", "Close the selected live session", "live"),
+    # seal
+    Action("unseal", "u", "unseal", "Unseal", "Unseal with your passphrase", "seal"),
+    Action("unseal-recovery", "k", "unseal_recovery", "Recovery code", "Unseal with the recovery code", "seal"),
+    Action("seal-now", "s", "seal", "Seal", "Seal the archive now", "seal"),
+)
+
+
+def actions_for(*scopes: str) -> list[Action]:
+    return [a for a in ACTIONS if a.scope in scopes]
+
+
+def bindings(*scopes: str) -> list[Binding]:
+    """Textual bindings for the screen scopes given, each with its registry id.
+
+    A key a screen's own scope uses (F5 sends a form) wins over the same key of "app"."""
+    own = {k for a in actions_for(*(s for s in scopes if s != "app")) for k in a.key.split(",") if a.key}
+    chosen = []
+    for a in actions_for(*scopes):
+        keys = [k for k in a.key.split(",") if k and not (a.scope == "app" and k in own)]
+        if keys:
+            chosen.append(Binding(",".join(keys), a.action, a.label, show=a.show, id=a.id,
+                                  key_display=display(keys[0])))
+    return chosen
+
+
+NAMES = {"enter": "Enter", "escape": "Esc", "question_mark": "?", "equals_sign": "=", "plus": "+", "minus": "-",
+         "pageup": "PgUp", "pagedown": "PgDn", "left": "Left", "right": "Right", "up": "Up", "down": "Down"}
+
+
+def display(key: str) -> str:
+    """A key as printed on the keyboard, in ASCII (the footer's own symbols are glyphs the console lacks)."""
+    if key.startswith("f") and key[1:].isdigit():
+        return key.upper()
+    return NAMES.get(key, key)
+
+
+def key_label(action: Action) -> str:
+    return ", ".join(display(k) for k in action.key.split(","))

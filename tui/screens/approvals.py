@@ -1,0 +1,186 @@
+"""The Director's approvals queue: approve as asked, approve narrower, or deny with a reason (C17).
+
+Every decision goes through a confirmation that says exactly what will be granted.
+The API checks that an approval is never wider than the request; the screen only asks.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Input, Label, Static
+
+from tui.actions import bindings
+from tui.format import local, parse, parse_local, to_api, window
+from tui.screens.base import CustodianScreen, Dialog
+from tui.screens.dialogs import AskText, Confirm
+
+EXPIRES_HOURS = 72   # the API's default lifetime of a grant; shown, not decided, here
+
+
+def grant_text(request: dict, who: str, cameras, start: str, end: str, hours: int) -> str:
+    expiry = local(to_api(datetime.now(timezone.utc) + timedelta(hours=hours)))
+    what = "review the recordings of" if request["kind"] == "review" else "watch live"
+    text = (f"{who} may {what} {', '.join(cameras)}\nfrom {local(start)} to {local(end)}\n"
+            f"for incident {request['incident']}, until {expiry} ({hours} h).")
+    if request["kind"] == "review":
+        text += "\nA hold keeps this footage until you release it (C12, C20)."
+    return text
+
+
+class ApprovalsScreen(CustodianScreen):
+    NAME = SCOPE = "approvals"
+    BINDINGS = bindings("app", "list", "approvals")
+
+    def body(self) -> ComposeResult:
+        yield DataTable(id="queue", cursor_type="row", zebra_stripes=False)
+        yield Static("", id="request-text")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("Request", 10), ("By", 6), ("Kind", 6), ("Cameras", 13), ("Window", 18),
+                             ("Incident", 10)):
+            table.add_column(label, width=width)
+        self.requests = getattr(self, "requests", [])
+        self.names: dict[str, str] = {}
+        self.note = ""
+
+    def fetch(self, call):
+        users = {u["id"]: u["name"] for u in call("user.list")["users"]}
+        uses = [r for r in call("request.list", {"kind": "imminent_danger"})["requests"] if not r.get("review")]
+        return users, call("request.list", {"status": "pending"})["requests"] + uses
+
+    def show(self, answer) -> None:
+        self.names, self.requests = answer
+        table = self.query_one(DataTable)
+        table.clear()
+        for r in self.requests:
+            table.add_row(r["id"], self.names.get(r["requested_by"], r["requested_by"])[:6],
+                          "DANGER" if r["kind"] == "imminent_danger" else r["kind"][:6],
+                          ", ".join(r["cameras"])[:13], window(r["start"], r["end"])[:18], r["incident"], key=r["id"])
+        hint = ("A approves as asked, N narrower, D denies; a DANGER use: J justified, U not justified."
+                if self.requests else "No request waits for you.")
+        self.say(f"{self.note} {hint}" if self.note else hint)
+        self.on_data_table_row_highlighted(None)
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        r = self.selected()
+        self.query_one("#request-text", Static).update(f"Reason: {r['reason']}" if r else "")
+
+    def selected(self) -> dict | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.requests[row] if 0 <= row < len(self.requests) else None
+
+    def who(self, r: dict) -> str:
+        return self.names.get(r["requested_by"], r["requested_by"])
+
+    def action_review_use(self, justified: bool) -> None:
+        r = self.selected()
+        if not r or r["kind"] != "imminent_danger":
+            self.say("J and U review an imminent-danger use (DANGER lines).", error=True)
+            return
+        finding = "justified" if justified else "not_justified"
+
+        def notes_given(notes: str | None) -> None:
+            if notes:
+                self.confirmed(f"Record that {self.who(r)}'s imminent-danger use {r['id']} on "
+                               f"{', '.join(r['cameras'])} was {finding.replace('_', ' ')}?\nNotes: {notes}",
+                               {"request": r["id"], "finding": finding, "notes": notes}, "Record",
+                               op="imminent.review")
+        self.app.push_screen(AskText("After-action review (C19)", f"Why {finding.replace('_', ' ')}:", min_len=3),
+                             notes_given)
+
+    def action_approve(self) -> None:
+        r = self.selected()
+        if r and r["kind"] != "imminent_danger":
+            self.decide(r, {}, grant_text(r, self.who(r), r["cameras"], r["start"], r["end"], EXPIRES_HOURS))
+
+    def action_narrow(self) -> None:
+        r = self.selected()
+        if r:
+            def narrowed(scope: dict | None) -> None:
+                if scope:
+                    text = grant_text(r, self.who(r), scope["cameras"], scope["start"], scope["end"],
+                                      scope["expires_hours"])
+                    self.decide(r, scope, text)
+            self.app.push_screen(NarrowDialog(r), narrowed)
+
+    def action_deny(self) -> None:
+        r = self.selected()
+        if r:
+            def reason_given(reason: str | None) -> None:
+                if reason:
+                    self.confirmed(f"Deny {r['id']} of {self.who(r)}? Nothing will be granted.\nReason: {reason}",
+                                   {"request": r["id"], "decision": "deny", "reason": reason}, "Deny")
+            self.app.push_screen(AskText("Deny", "Why (the requester sees this):", min_len=3), reason_given)
+
+    def decide(self, r: dict, scope: dict, text: str) -> None:
+        def reason_given(reason: str | None) -> None:
+            if reason:
+                args = {"request": r["id"], "decision": "approve", "reason": reason} | scope
+                self.confirmed(f"Approve {r['id']}?\n{text}\nReason: {reason}", args, "Approve")
+        self.app.push_screen(AskText("Approve", "Your reason (kept in the audit log):", min_len=3), reason_given)
+
+    def confirmed(self, text: str, args: dict, yes: str, op: str = "request.decide") -> None:
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.call(op, args, self.decided)
+        self.app.push_screen(Confirm(f"{yes}: exactly this", text, yes=yes), answered)
+
+    def decided(self, answer: dict) -> None:
+        request, grant = answer["request"], answer.get("grant")
+        if request.get("review"):
+            self.note = f"{request['id']} reviewed: {request['review']['finding'].replace('_', ' ')}."
+        else:
+            self.note = f"{request['id']} {request['status']}" + (f": grant {grant['id']} created." if grant else ".")
+        self.refresh_data()
+
+
+class NarrowDialog(Dialog):
+    """Fewer cameras, a shorter window, an earlier expiry: the API refuses anything wider (C17)."""
+
+    def __init__(self, request: dict):
+        super().__init__()
+        self.request = request
+
+    def compose(self) -> ComposeResult:
+        r = self.request
+        with Vertical(classes="dialog"):
+            yield Label(f"Approve {r['id']} narrower", classes="dialog-title")
+            for field, label, value in (("cameras", "Cameras", ", ".join(r["cameras"])),
+                                        ("start", "From", _typed(r["start"])), ("end", "To", _typed(r["end"])),
+                                        ("hours", "Expires in hours", str(EXPIRES_HOURS))):
+                with Horizontal(classes="row"):
+                    yield Label(f"{label}:", classes="field-label")
+                    yield Input(value=value, id=field, compact=True)
+            yield Static("", id="message")
+            yield Button("Go on (Enter)", id="go", compact=True)
+
+    def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = False
+        self.query_one("#cameras").focus()
+
+    def on_input_submitted(self, event) -> None:
+        self.finish()
+
+    def on_button_pressed(self, event) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        value = {f: self.query_one(f"#{f}", Input).value for f in ("cameras", "start", "end", "hours")}
+        try:
+            hours = int(value["hours"])
+            scope = {"cameras": [c.strip() for c in value["cameras"].split(",") if c.strip()],
+                     "start": to_api(parse_local(value["start"])), "end": to_api(parse_local(value["end"])),
+                     "expires_hours": hours}
+        except ValueError as e:
+            self.say(str(e) if "time" in str(e) else "Expires in hours: a whole number", error=True)
+            return
+        self.dismiss(scope)
+
+
+def _typed(text: str) -> str:
+    """An API time as a person would type it back (local)."""
+    return parse(text).astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,327 @@
+"""Incidents: the list, one incident's details, the form to file one, and requests for review or monitoring.
+
+The forms check as the person types by asking the API itself (`check_only`): what is
+wrong is said in the API's own words, and no rule is written twice.
+"""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, OptionList, Static, TextArea
+
+from appliance.client import ApiError
+from tui.actions import bindings
+from tui.format import local, parse_local, refusal, to_api, window
+from tui.screens.base import CustodianScreen
+from tui.screens.dialogs import Confirm
+
+GROUNDS = (("criminal_activity", "Criminal activity"), ("litigation", "Litigation"),
+           ("conduct_violation", "Violation of the Library's conduct rules"))
+CHECK_DELAY = 0.4   # seconds after the last key before the API checks the form
+
+
+class IncidentsScreen(CustodianScreen):
+    NAME = SCOPE = "incidents"
+    BINDINGS = bindings("app", "list", "incidents")
+
+    def body(self) -> ComposeResult:
+        yield DataTable(id="incidents", cursor_type="row", zebra_stripes=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("Incident", 10), ("Grounds", 17), ("When", 12), ("Where", 22), ("Status", 8)):
+            table.add_column(label, width=width)
+        self.incidents: list[dict] = []
+
+    def fetch(self, call):
+        return call("incident.list")
+
+    def show(self, answer: dict) -> None:
+        self.incidents = list(reversed(answer["incidents"]))
+        table = self.query_one(DataTable)
+        table.clear()
+        for i in self.incidents:
+            table.add_row(i["id"], i["grounds"].replace("_", " ")[:17], local(i["occurred_at"]),
+                          i["location"][:22], i["status"], key=i["id"])
+        self.say("N files a new incident report; Enter opens one." if self.incidents
+                 else "No incidents you may see. N files a new incident report.")
+
+    def action_new(self) -> None:
+        self.app.push_screen(IncidentFormScreen())
+
+    def action_open(self) -> None:
+        row = self.query_one(DataTable).cursor_row
+        if 0 <= row < len(self.incidents):
+            detail = IncidentDetailScreen(self.incidents[row]["id"])
+            detail.director = self.director
+            self.app.push_screen(detail)
+
+    def on_data_table_row_selected(self, event) -> None:
+        self.action_open()
+
+
+class IncidentDetailScreen(CustodianScreen):
+    """One incident (incident.get, audited) with its requests, grants, holds and outcome."""
+
+    SCOPE = "incident"
+    BINDINGS = bindings("app", "list", "incident")
+
+    def __init__(self, incident_id: str):
+        super().__init__()
+        self.incident_id = incident_id
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll(id="detail"):
+            yield Static("", id="incident-text")
+
+    def fetch(self, call):
+        answer = call("incident.get", {"incident": self.incident_id})
+        if self.director:
+            answer["holds"] = [h for h in call("hold.list")["holds"]
+                               if h.get("refs", {}).get("incident") == self.incident_id]
+        return answer
+
+    def show(self, answer: dict) -> None:
+        self.answer = answer
+        i = answer["incident"]
+        lines = [f"{i['id']}  {i['grounds'].replace('_', ' ')}  ({i['status']})",
+                 f"When: {local(i['occurred_at'])}   Where: {i['location']}   Filed: {local(i['filed_at'])}",
+                 "", i["description"], ""]
+        outcome = i.get("outcome")
+        lines.append(f"Outcome: {outcome['outcome'].replace('_', ' ')}: {outcome['notes']}" if outcome
+                     else "Outcome: none recorded yet")
+        lines.append("")
+        lines.append("Requests:" if answer["requests"] else "Requests: none (Q asks for one)")
+        for r in answer["requests"]:
+            lines.append(f"  {r['id']} {r['kind']} {', '.join(r['cameras'])} {local(r['start'])}-{local(r['end'])}"
+                         f" {r['status']}")
+        lines.append("Grants:" if answer["grants"] else "Grants: none")
+        for g in answer["grants"]:
+            lines.append(f"  {g['id']} {g['kind']} {', '.join(g['cameras'])} {local(g['start'])}-{local(g['end'])}"
+                         f" until {local(g['expires_at'])}{' REVOKED' if g.get('revoked_at') else ''}")
+        for h in answer.get("holds", []):
+            lines.append(f"Hold {h['id']}: {local(h['start'])}-{local(h['end'])}"
+                         f"{' (released)' if h.get('released_at') else ''}")
+        self.query_one("#incident-text", Static).update("\n".join(lines))
+
+    def action_request(self) -> None:
+        self.app.push_screen(RequestFormScreen(self.incident_id))
+
+
+class FormScreen(CustodianScreen):
+    """A form checked by the API as the person types (`check_only`), sent with F5 or the button."""
+
+    SCOPE = "form"
+    BINDINGS = bindings("app", "form")
+    OP = ""
+
+    def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = False
+        self._timer: Timer | None = None
+        self.first_field().focus()
+
+    def first_field(self):
+        return self.query(Input).first()
+
+    def on_input_changed(self, event) -> None:
+        self.schedule_check()
+
+    def on_text_area_changed(self, event) -> None:
+        self.schedule_check()
+
+    def on_checkbox_changed(self, event) -> None:
+        # Said in words too: a serial terminal shows no colour, so [X] alone would not tell.
+        label = str(event.checkbox.label).split(": ")[0]
+        event.checkbox.label = f"{label}: {'YES' if event.value else 'no'}"
+        self.schedule_check()
+
+    def on_option_list_option_highlighted(self, event) -> None:
+        self.schedule_check()
+
+    def schedule_check(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(CHECK_DELAY, self.check)
+
+    def gathered(self) -> dict | None:
+        try:
+            return self.arguments()
+        except ValueError as e:
+            self.say(str(e), error=True)
+            return None
+
+    def check(self) -> None:
+        args = self.gathered()
+        if args is not None:
+            self.call(self.OP, args | {"check_only": True}, lambda _: self.say("Ready to send: F5."),
+                      self.show_check, background=True, group="check")
+
+    def show_check(self, e: ApiError) -> None:
+        self.say(refusal(e), error=True)
+
+    def on_input_submitted(self, event) -> None:
+        self.focus_next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        args = self.gathered()
+        if args is not None:
+            self.confirm_and_send(args)
+
+    def confirm_and_send(self, args: dict) -> None:
+        self.call(self.OP, args, self.sent)
+
+
+class IncidentFormScreen(FormScreen):
+    """File an incident report (C7, C9, C17); after an imminent-danger use, also link it (C19)."""
+
+    OP = "incident.create"
+
+    def __init__(self, link_use: str | None = None):
+        super().__init__()
+        self.link_use = link_use
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll(id="form"):
+            if self.link_use:
+                yield Label(f"File the incident report owed for imminent-danger use {self.link_use} (C19).")
+            yield Label("Grounds (the only ones the policy allows):")
+            yield OptionList(*(label for _, label in GROUNDS), id="grounds", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("When:", classes="field-label")
+                yield Input(id="when", placeholder="HH:MM today, or YYYY-MM-DD HH:MM", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("Where:", classes="field-label")
+                yield Input(id="where", placeholder="e.g. the returns desk", compact=True)
+            yield Label("What happened (the conduct observed):")
+            yield TextArea(id="description", compact=True, show_line_numbers=False)
+            yield Static("", id="attestation-text")
+            yield Checkbox("I attest to the above: no", id="attest", compact=True)
+            yield Button("File the report (F5)", id="send", compact=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.call("incident.attestation_text", None,
+                  lambda a: self.query_one("#attestation-text", Static).update(a["text"]))
+
+    def first_field(self):
+        return self.query_one("#grounds")
+
+    def arguments(self) -> dict:
+        option = self.query_one("#grounds", OptionList).highlighted
+        when = self.query_one("#when", Input).value
+        return {"grounds": GROUNDS[option][0] if option is not None else None,
+                "occurred_at": to_api(parse_local(when)) if when.strip() else None,
+                "location": self.query_one("#where", Input).value,
+                "description": self.query_one("#description", TextArea).text,
+                "attestation": self.query_one("#attest", Checkbox).value}
+
+    def sent(self, answer: dict) -> None:
+        incident = answer["incident"]
+        if self.link_use:
+            self.call("imminent.link_incident", {"request": self.link_use, "incident": incident["id"]},
+                      lambda _: self.filed(incident, linked=True))
+        else:
+            self.filed(incident)
+
+    def filed(self, incident: dict, linked: bool = False) -> None:
+        note = f"Incident {incident['id']} filed" + (f" and linked to {self.link_use}." if linked else ".")
+        self.app.pop_screen()
+        detail = IncidentDetailScreen(incident["id"])
+        detail.director = self.director
+        self.app.push_screen(detail)
+        self.app.notify_line(note + " Q asks to review recordings or to monitor.")
+
+
+class RequestFormScreen(FormScreen):
+    """Ask the Director to review recordings, or to monitor live, for an incident (C9, C17)."""
+
+    OP = "request.create"
+
+    def __init__(self, incident_id: str):
+        super().__init__()
+        self.incident_id = incident_id
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll(id="form"):
+            yield Label(f"Request for incident {self.incident_id}. Kind:")
+            yield OptionList("Review recordings", "Monitor live", id="kind", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("Cameras:", classes="field-label")
+                yield Input(id="cameras", placeholder="names, separated by commas", compact=True)
+            yield Static("", id="camera-names")
+            with Horizontal(classes="row"):
+                yield Label("From:", classes="field-label")
+                yield Input(id="start", placeholder="HH:MM today, or YYYY-MM-DD HH:MM", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("To:", classes="field-label")
+                yield Input(id="end", placeholder="HH:MM today, or YYYY-MM-DD HH:MM", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("Reason:", classes="field-label")
+                yield Input(id="reason", placeholder="what you need to see, and why", compact=True)
+            yield Button("Send the request (F5)", id="send", compact=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.call("camera.list", None, self.show_cameras)
+
+    def show_cameras(self, answer: dict) -> None:
+        names = [c["id"] for c in answer["cameras"] if c["status"] == "approved"]
+        self.query_one("#camera-names", Static).update("Cameras: " + ", ".join(names))
+
+    def first_field(self):
+        return self.query_one("#kind")
+
+    def arguments(self) -> dict:
+        kind = self.query_one("#kind", OptionList).highlighted
+        start, end = self.query_one("#start", Input).value, self.query_one("#end", Input).value
+        cameras = [c.strip() for c in self.query_one("#cameras", Input).value.split(",") if c.strip()]
+        return {"incident": self.incident_id, "kind": ("review", "monitor")[kind or 0], "cameras": cameras,
+                "start": to_api(parse_local(start)) if start.strip() else None,
+                "end": to_api(parse_local(end)) if end.strip() else None,
+                "reason": self.query_one("#reason", Input).value}
+
+    def confirm_and_send(self, args: dict) -> None:
+        what = ("review the recordings of" if args["kind"] == "review" else "monitor live")
+        text = (f"Ask the Director to {what} {', '.join(args['cameras'])} from {local(args['start'])} "
+                f"to {local(args['end'])} for incident {self.incident_id}?\nReason: {args['reason']}")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(self.OP, args, self.sent)
+        self.app.push_screen(Confirm("Send this request?", text, yes="Send"), answered)
+
+    def sent(self, answer: dict) -> None:
+        request = answer["request"]
+        self.app.pop_screen()
+        self.app.notify_line(f"Request {request['id']} sent: it waits for the Director's decision.")
+
+
+class MyRequestsScreen(CustodianScreen):
+    """Staff: your requests and what became of them."""
+
+    NAME = SCOPE = "requests"
+    BINDINGS = bindings("app", "list")
+
+    def body(self) -> ComposeResult:
+        yield DataTable(id="requests", cursor_type="row", zebra_stripes=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("Request", 10), ("Incident", 10), ("Kind", 8), ("Cameras", 16), ("Window", 14),
+                             ("Status", 12)):
+            table.add_column(label, width=width)
+
+    def fetch(self, call):
+        return call("request.list")
+
+    def show(self, answer: dict) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        for r in reversed(answer["requests"]):
+            table.add_row(r["id"], r["incident"] or "-", r["kind"][:8], ", ".join(r["cameras"])[:16],
+                          window(r["start"], r["end"])[:14], r["status"].replace("_", " "))

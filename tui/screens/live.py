@@ -1,0 +1,122 @@
+"""Live view (C8): open a session with its purpose, watch frames at the profile's rate, close it.
+
+The Director sees everyone's open sessions (live.list) and may close any; frames are
+shown to the session's owner only (the API refuses anyone else's).
+"""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Static
+
+from appliance.client import ApiError
+from tui.actions import bindings
+from tui.format import local, parse, refusal
+from tui.screens.base import CustodianScreen
+from tui.screens.dialogs import AskText
+from tui.widgets.picture import Picture
+
+
+def open_live(screen, camera: str, purpose: str, grant: str | None = None) -> None:
+    """live.open, then the live view. Called from the live list and from a live grant's review."""
+    args = {"camera": camera, "purpose": purpose} | ({"grant": grant} if grant else {})
+    screen.call("live.open", args, lambda answer: screen.app.push_screen(LiveViewScreen(answer["session"])))
+
+
+class LiveScreen(CustodianScreen):
+    NAME = SCOPE = "live"
+    BINDINGS = bindings("app", "list", "live")
+
+    def body(self) -> ComposeResult:
+        yield DataTable(id="sessions", cursor_type="row", zebra_stripes=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("Session", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 34)):
+            table.add_column(label, width=width)
+        self.sessions: list[dict] = []
+
+    def fetch(self, call):
+        names = {u["id"]: u["name"] for u in call("user.list")["users"]} if self.director else {}
+        return names, call("live.list")["sessions"], call("camera.list")["cameras"]
+
+    def show(self, answer) -> None:
+        names, self.sessions, cameras = answer
+        self.cameras = [c["id"] for c in cameras if c["status"] == "approved"]
+        table = self.query_one(DataTable)
+        table.clear()
+        for s in self.sessions:
+            table.add_row(s["id"], names.get(s["user"], "you" if s["user"] == self.app.user["id"] else s["user"])[:10],
+                          s["camera"][:12], local(s["until"]), s["purpose"][:34], key=s["id"])
+        self.say(f"O opens a live view ({', '.join(self.cameras)}); Enter watches yours; C closes.")
+
+    def action_open_session(self) -> None:
+        def camera_given(camera: str | None) -> None:
+            if camera:
+                def purpose_given(purpose: str | None) -> None:
+                    if purpose:
+                        open_live(self, camera, purpose)
+                self.app.push_screen(AskText("Live view", "Purpose (in the audit log):", min_len=3), purpose_given)
+        first = self.cameras[0] if self.cameras else ""
+        self.app.push_screen(AskText("Live view", f"Camera ({', '.join(self.cameras)}):", value=first), camera_given)
+
+    def selected(self) -> dict | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.sessions[row] if 0 <= row < len(self.sessions) else None
+
+    def action_open(self) -> None:
+        s = self.selected()
+        if s:
+            self.app.push_screen(LiveViewScreen(s))
+
+    def on_data_table_row_selected(self, event) -> None:
+        self.action_open()
+
+    def action_close_session(self) -> None:
+        s = self.selected()
+        if s:
+            self.call("live.close", {"session": s["id"]}, lambda _: self.refresh_data())
+
+
+class LiveViewScreen(CustodianScreen):
+    SCOPE = "live-view"
+    BINDINGS = bindings("app", "live")
+
+    def __init__(self, session: dict):
+        super().__init__()
+        self.session = session
+
+    def body(self) -> ComposeResult:
+        yield Static("", id="live-title")
+        with Horizontal(id="review-main"):
+            yield Picture(mode=self.app.profile.picture, id="picture")
+            yield Static("", id="frame-info")
+
+    def on_mount(self) -> None:
+        self.until = parse(self.session["until"])
+        self.fetch()
+        self.set_interval(self.app.profile.live_seconds, self.fetch)
+
+    def fetch(self) -> None:
+        self.call("live.frame", {"session": self.session["id"]}, self.show_frame, self.no_frame,
+                  background=True, group="frame")
+
+    def show_frame(self, frame: dict) -> None:
+        self.query_one(Picture).show(frame)
+        left = max(0, int((self.until - parse(frame["at"])).total_seconds())) if frame.get("at") else 0
+        self.query_one("#live-title", Static).update(
+            f"Live: {self.session['camera']}  purpose: {self.session['purpose'][:40]}")
+        self.query_one("#frame-info", Static).update(
+            f"frame {local(frame.get('at'), seconds=True)}\nsession until {local(self.session['until'])}\n"
+            f"about {left // 60} min left\nC closes")
+
+    def no_frame(self, e: ApiError) -> None:
+        self.query_one(Picture).say(refusal(e)[:60])
+        if e.code == "refused":
+            self.say(refusal(e), error=True)
+
+    def action_close_session(self) -> None:
+        self.call("live.close", {"session": self.session["id"]}, lambda _: self.action_back())
+
+    def action_open_session(self) -> None:
+        pass

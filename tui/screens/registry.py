@@ -1,0 +1,30 @@
+"""Screen names to screens: what the F-keys, the home items and the command palette open."""
+from __future__ import annotations
+
+
+def is_director(app) -> bool:
+    return bool(app.user) and (app.user.get("role") == "director" or bool(app.user.get("acting_director")))
+
+
+def make(name: str, app):
+    from tui.screens import alerts, approvals, cameras, incidents, live, releases, review, seal, session
+
+    director = is_director(app)
+    if name == "requests":
+        screen = approvals.ApprovalsScreen() if director else incidents.MyRequestsScreen()
+    else:
+        screens = {"alerts": alerts.AlertsScreen, "incidents": incidents.IncidentsScreen,
+                   "grants": review.GrantsScreen, "live": live.LiveScreen, "seal": seal.SealScreen,
+                   "cameras": cameras.CamerasScreen, "passphrase": session.PassphraseScreen,
+                   "releases": releases.ReleasesScreen}
+        screen = screens[name]()
+    screen.director = director
+    return screen
+
+
+# What each home item opens (the API names the items; the screen only routes them).
+ITEM_SCREENS = {"alerts": "alerts", "pending_requests": "requests", "imminent_unreviewed": "requests",
+                "open_breaches": "alerts", "sealed": "seal", "my_pending_requests": "requests",
+                "my_grants": "grants", "my_live_sessions": "live", "incident_owed": "incident_owed",
+                "cameras_offline": "cameras", "cameras_moved": "cameras", "cameras_pending": "cameras",
+                "cameras": "cameras", "disk": "cameras", "notices": "alerts"}

@@ -1,0 +1,142 @@
+"""Releases to law enforcement, and building one onto a medium with its progress shown.
+
+Talks only to the API (release.list, release.build, release.build_status): the central
+checks everything and does the work; this screen shows what it says. The progress bar
+is ASCII (`[#####.....]`), which every terminal the appliance serves can draw.
+"""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Checkbox, DataTable, Input, Label, Static
+
+from tui.actions import bindings
+from tui.screens.base import CustodianScreen
+
+BAR_WIDTH = 30
+POLL_SECONDS = 0.5
+
+
+def progress_line(build: dict) -> str:
+    """`[#########.....................]  30%  cam-a: segment 3`"""
+    filled = BAR_WIDTH * build["percent"] // 100
+    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {build['percent']:3d}%  {build['step']}"[:78]
+
+
+class ReleasesScreen(CustodianScreen):
+    """Every release (release.list) with its package state; B builds the selected one."""
+
+    NAME = SCOPE = "releases"
+    BINDINGS = bindings("app", "list", "releases")
+
+    def body(self) -> ComposeResult:
+        yield DataTable(id="releases", cursor_type="row", zebra_stripes=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("Release", 11), ("Instrument", 11), ("Cameras", 18), ("Recipient", 20),
+                             ("Package", 9)):
+            table.add_column(label, width=width)
+        self.releases: list[dict] = []
+
+    def fetch(self, call):
+        return call("release.list")
+
+    def show(self, answer: dict) -> None:
+        self.releases = answer["releases"]
+        table = self.query_one(DataTable)
+        table.clear()
+        for r in self.releases:
+            if r.get("sealed"):       # a sealed warrant's release, seen by an acting director
+                table.add_row(r["id"], r["instrument"], "(sealed)", "", "", key=r["id"])
+                continue
+            table.add_row(r["id"], r["instrument"], ", ".join(r["cameras"])[:18], r["recipient"][:20],
+                          (r.get("package") or {}).get("status", "")[:9], key=r["id"])
+        self.say("B builds the selected release onto a medium." if self.releases
+                 else "No releases. A release is registered under a legal instrument (C3).")
+
+    def action_build(self) -> None:
+        row = self.query_one(DataTable).cursor_row
+        if 0 <= row < len(self.releases) and not self.releases[row].get("sealed"):
+            self.app.push_screen(BuildScreen(self.releases[row]["id"]))
+
+    def action_open(self) -> None:
+        self.action_build()
+
+
+class BuildScreen(CustodianScreen):
+    """Where to, on what, taken by whom; then the build's progress until it ends."""
+
+    NAME = SCOPE = "form"
+    BINDINGS = bindings("app", "form")
+
+    def __init__(self, release: str):
+        super().__init__()
+        self.release = release
+        self.build_id: str | None = None
+        self.timer = None
+        self.passphrase_note = ""
+        self.seen: list[str] = []          # every progress line shown (the tests read it)
+
+    def body(self) -> ComposeResult:
+        with VerticalScroll(id="build-form"):
+            yield Label(f"Build the evidence package of {self.release}", id="title")
+            for field, label, hint in (("to", "Destination:", "folder on the appliance, e.g. /media/usb"),
+                                       ("medium", "Medium:", "e.g. USB stick SanDisk 32 GB, tag 4411"),
+                                       ("taken-by", "Taken by:", "e.g. Det. R. Lane, Chariton PD")):
+                with Horizontal(classes="row"):
+                    yield Label(label, classes="field-label")
+                    yield Input(id=field, placeholder=hint, compact=True)
+            yield Checkbox("Encrypted ZIP (the passphrase is shown once)", True, id="encrypt", compact=True)
+            # markup=False: "[####...]" and paths are text, not Rich markup.
+            yield Label("F5 builds the package.", id="progress", markup=False)
+            yield Static("", id="outcome", markup=False)
+
+    def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = False
+        self.query_one("#to", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.focus_next()
+
+    def action_submit(self) -> None:
+        if self.build_id is not None:
+            return
+        args = {"release": self.release, "to": self.query_one("#to", Input).value.strip(),
+                "medium": self.query_one("#medium", Input).value.strip(),
+                "taken_by": self.query_one("#taken-by", Input).value.strip(),
+                "encrypt": self.query_one("#encrypt", Checkbox).value}
+        self.call("release.build", args, self.started)
+
+    def started(self, answer: dict) -> None:
+        self.build_id = answer["build"]["build"]
+        if answer.get("passphrase"):
+            self.passphrase_note = ("Passphrase (shown once; give it to the recipient by another channel):\n"
+                                    f"    {answer['passphrase']}\n")
+        self.progress(answer["build"])
+        self.timer = self.set_interval(POLL_SECONDS, self.poll)
+
+    def poll(self) -> None:
+        # A build is the person's own action running on: its progress does not extend the session.
+        self.call("release.build_status", {"build": self.build_id}, lambda a: self.progress(a["build"]),
+                  background=True, group="poll")
+
+    def progress(self, build: dict) -> None:
+        line = progress_line(build)
+        if not self.seen or self.seen[-1] != line:
+            self.seen.append(line)
+        self.query_one("#progress", Label).update(line)
+        outcome = self.query_one("#outcome", Static)
+        if build["state"] == "running":
+            outcome.update(self.passphrase_note)
+            return
+        if self.timer is not None:
+            self.timer.stop()
+        if build["state"] == "failed":
+            outcome.update(f"FAILED: {build['error']}\nNothing was left on the medium.")
+        else:
+            result = build["result"]
+            outcome.update(f"{self.passphrase_note}Built {result['package']}\n"
+                           f"manifest SHA-256 {result['manifest_sha256']}\n"
+                           f"{result['segments']} segments, {result['clips']} clip(s), {result['gaps']} gap(s) listed")
