@@ -218,7 +218,7 @@ def test_C7_C9_check_only_runs_every_rule_in_the_apis_words_and_writes_nothing(c
     with pytest.raises(CustodianError) as short:
         people.call("director", "incident.create", **dict(filed, description="too short", attestation=True,
                                                            check_only=True))
-    assert "description" in str(short.value)
+    assert "What happened" in str(short.value)   # the field as the form calls it
     assert people.call("director", "incident.create", **filed, attestation=True, check_only=True) == {"checked": True}
     assert (len(central.records.all("incidents")), len(central.audit.query())) == before
     incident = people.call("sam", "incident.create", **filed, attestation=True)["incident"]

@@ -167,7 +167,7 @@ async def test_staff_files_an_incident_and_requests_review(world):
         await type_text(pilot, "returns desk")
         await pilot.press("tab")
         await type_text(pilot, "too short")
-        await until(pilot, lambda: "description" in message(app), what="the API's words about the description")
+        await until(pilot, lambda: "What happened" in message(app), what="the API's words about the description")
         await type_text(pilot, ": a patron kicked the returns box until it broke")
         await pilot.press("tab")
         await pilot.press("space")                       # the attestation (C7)
