@@ -13,10 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-from . import config as config_mod
-from .cli_access import DEMO_DATA, Secrets, find_api, login
-from .errors import CustodianError, EnrolmentRefused
-from .wording import when
+from appliance import config as config_mod
+from appliance.cli_access import DEMO_DATA, Secrets, find_api, login
+from appliance.errors import CustodianError, EnrolmentRefused
+from appliance.wording import when
 
 
 def _passphrase(prompt: str, *, confirm: bool = False) -> str:
@@ -40,7 +40,7 @@ def _load_config(args) -> config_mod.Config:
 
 
 def _client(args, cfg, log_in: bool = True):
-    from .client import ApiClient
+    from appliance.client import ApiClient
 
     client = ApiClient(find_api(args, cfg))
     if log_in:
@@ -52,11 +52,11 @@ def _client(args, cfg, log_in: bool = True):
 
 
 def cmd_central_init(args) -> int:
-    from .central import init_central
+    from appliance.central.daemon import init_central
 
     passphrase = _passphrase(f"new passphrase for the Director ({args.director}): ", confirm=True)
     recovery = init_central(Path(args.data), args.director, passphrase)
-    from .keys import KeyStore
+    from appliance.custody.keys import KeyStore
 
     keys = KeyStore(args.data)
     print(f"central initialised in {args.data}")
@@ -69,7 +69,7 @@ def cmd_central_init(args) -> int:
 
 
 def cmd_central_serve(args) -> int:
-    from .central import run_central
+    from appliance.central.daemon import run_central
 
     cfg = _load_config(args)
     if args.port is not None:
@@ -78,14 +78,14 @@ def cmd_central_serve(args) -> int:
 
 
 def cmd_central_archive_key(args) -> int:
-    from .keys import KeyStore
+    from appliance.custody.keys import KeyStore
 
     print(bytes(KeyStore(args.data).archive_public_key()).hex())
     return 0
 
 
 def cmd_central_keys(args) -> int:
-    from .keys import KeyStore
+    from appliance.custody.keys import KeyStore
 
     import hashlib
 
@@ -98,7 +98,7 @@ def cmd_central_keys(args) -> int:
 
 
 def cmd_node_init(args) -> int:
-    from .node import NodeIdentity
+    from appliance.node.recorder import NodeIdentity
 
     identity = NodeIdentity.init(Path(args.data), args.name, args.archive_key, args.central, args.live_key)
     print(f"node {identity.name} initialised in {args.data}")
@@ -107,7 +107,7 @@ def cmd_node_init(args) -> int:
 
 
 def cmd_node_run(args) -> int:
-    from .node import run_node
+    from appliance.node.recorder import run_node
 
     cfg = _load_config(args)
     return run_node(cfg, Path(args.data) if args.data else None)
@@ -142,7 +142,7 @@ def cmd_camera_invite(args) -> int:
 
 
 def cmd_segment_inspect(args) -> int:
-    from .segment import read_public
+    from appliance.formats.segment import read_public
 
     status = 0
     for path in args.files:
@@ -158,7 +158,7 @@ def cmd_segment_inspect(args) -> int:
 
 
 def cmd_segment_verify(args) -> int:
-    from .verify import verify_segments
+    from appliance.formats.chain import verify_segments
 
     key = bytes.fromhex(args.key) if args.key else None
     ok = verify_segments([Path(p) for p in args.files], node_key=key, out=sys.stdout)
@@ -166,8 +166,8 @@ def cmd_segment_verify(args) -> int:
 
 
 def cmd_audit_verify(args) -> int:
-    from .audit import verify_log
-    from .keys import KeyStore
+    from appliance.custody.audit import verify_log
+    from appliance.custody.keys import KeyStore
 
     keys = KeyStore(args.data)
     heads = []
@@ -179,7 +179,7 @@ def cmd_audit_verify(args) -> int:
 
 
 def cmd_call(args) -> int:
-    from .client import ApiError
+    from appliance.client import ApiError
 
     cfg = _load_config(args)
     try:
@@ -266,7 +266,7 @@ def _pair(text: str, flag: str) -> tuple[str, str]:
 
 
 def cmd_export_verify(args) -> int:
-    from .export_verify import PackageFault, pem_public_key, verify_package
+    from appliance.formats.export_package import PackageFault, pem_public_key, verify_package
 
     path = Path(args.package)
     passphrase = None
@@ -289,7 +289,7 @@ def cmd_selftest(args) -> int:
 
 
 def _demo_cameras(text: str) -> int:
-    from .demo import DEMO_CAMERAS
+    from appliance.demo import DEMO_CAMERAS
 
     if not text.isdigit() or not 1 <= int(text) <= len(DEMO_CAMERAS):
         raise argparse.ArgumentTypeError(f"{text!r}: the demo has 1 to {len(DEMO_CAMERAS)} cameras")
@@ -309,7 +309,7 @@ def _positive(kind):
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from appliance.demo import run_demo
 
     return run_demo(cameras=args.cameras, data=Path(args.data), headless=args.headless, seconds=args.seconds,
                     segment_seconds=args.segment_seconds)
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .client import ApiError
+    from appliance.client import ApiError
 
     try:
         return args.func(args)

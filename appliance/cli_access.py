@@ -15,9 +15,9 @@ import socket
 import sys
 from pathlib import Path
 
-from .client import ApiClient, ApiError
-from .config import CentralConfig
-from .errors import CustodianError
+from appliance.client import ApiClient, ApiError
+from appliance.config import CentralConfig
+from appliance.errors import CustodianError
 
 DEMO_DATA = "var/demo"                     # `custodian demo`'s data directory unless --data says otherwise
 DEMO_CENTRAL = Path(DEMO_DATA) / "central"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from appliance.errors import ConfigError
 
 
 @dataclass
@@ -51,7 +51,7 @@ class NodeConfig:
     spool_max_bytes: int = 2 * 1024**3
     upload_timeout: float = 60.0
     retry_max_seconds: float = 30.0
-    # control channel (appliance/node_control.py, docs/node-protocol.md)
+    # control channel (appliance/node/control.py, docs/node-protocol.md)
     control_seconds: float = 2.0        # how often the node asks the central for status, masks, live sessions
     view_check_seconds: int = 600       # a fresh snapshot this often, for the central's view-change check (C6)
     live_interval_seconds: float = 1.0  # one live frame per this many seconds while a session is open (C8)
@@ -66,7 +66,7 @@ class CentralConfig:
     max_segment_bytes: int = 512 * 1024**2
     retention_days: int = 30
     disk_reserve_bytes: int = 2 * 1024**3
-    # Telling the Director at once (appliance/notify.py): a command and/or the library's SMTP server.
+    # Telling the Director at once (appliance/central/notify.py): a command and/or the library's SMTP server.
     notify_command: str = ""
     smtp_host: str = ""
     smtp_port: int = 25

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from .client import ApiClient, ApiError
-from .datalock import CENTRAL_LOCK, DEMO_LOCK, NODE_LOCK, DataDirLock, lock_data_dir, probe
+from appliance.client import ApiClient, ApiError
+from appliance.datalock import CENTRAL_LOCK, DEMO_LOCK, NODE_LOCK, DataDirLock, lock_data_dir, probe
 
 DEMO_CAMERAS = [("entrance", "entrance", "Main entrance, facing the doors"),
                 ("stacks", "collection", "Adult non-fiction stacks, aisle ends"),
@@ -215,7 +215,7 @@ class DemoSystem:
 
     def verify_archive(self) -> dict:
         """Verify every stored segment and its chain; count gaps. Needs no key."""
-        from .verify import check_segments
+        from appliance.formats.chain import check_segments
 
         root = self.central_dir / "archive"
         files = [p for camera in root.iterdir() if camera.is_dir() and not camera.name.startswith(".")

@@ -23,12 +23,12 @@ class ConfigError(CustodianError):
 
 
 class EnrolmentRefused(CustodianError):
-    """The central refused a node's pairing code for good (appliance/enrolment.py): a new code is needed."""
+    """The central refused a node's pairing code for good (appliance/rules/enrolment.py): a new code is needed."""
 
     code = "enrolment_refused"
 
 
-# --- records (appliance/records.py) ---------------------------------------------
+# --- records (appliance/custody/records.py) ---------------------------------------------
 
 
 class RecordNotFound(CustodianError):
@@ -53,7 +53,7 @@ class RecordsLocked(CustodianError):
     code = "records_locked"
 
 
-# --- key custody (appliance/keys.py) ----------------------------------------------
+# --- key custody (appliance/custody/keys.py) ----------------------------------------------
 
 
 class KeyStoreError(CustodianError):
@@ -84,7 +84,7 @@ class ArchiveSealed(CustodianError):
     code = "sealed"
 
 
-# --- audit log (appliance/audit.py) -----------------------------------------------
+# --- audit log (appliance/custody/audit.py) -----------------------------------------------
 
 
 class AuditError(CustodianError):
@@ -93,7 +93,7 @@ class AuditError(CustodianError):
     code = "audit"
 
 
-# --- media (appliance/media.py) -----------------------------------------------------
+# --- media (appliance/media/decode.py) -----------------------------------------------------
 
 
 class MediaError(CustodianError):

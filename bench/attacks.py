@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from appliance.demo import DemoSystem
-from appliance.records import open_records
-from appliance.segment import read_public
-from appliance.verify import check_segments
+from appliance.custody.records import open_records
+from appliance.formats.segment import read_public
+from appliance.formats.chain import check_segments
 
 OUT = Path(__file__).resolve().parent / "out"
 CLI = [sys.executable, "-m", "appliance.cli"]

@@ -1,10 +1,10 @@
 """Benchmark 4: central ingest of 16 cameras uploading at once, against its floor.
 
-Measured: a real Central (appliance.central, initialised with init_central, 16 node
-keys enrolled as approved cameras) serving ingest (appliance.ingest via
+Measured: a real Central (appliance.central.daemon, initialised with init_central, 16 node
+keys enrolled as approved cameras) serving ingest (appliance.central.ingest via
 Central.serve) on 127.0.0.1 from a thread of this process. 16 client processes, one
 per camera (each camera is its own node: no GIL shared between them), each PUT
-their N pre-made segments in sequence order exactly as appliance/node.py
+their N pre-made segments in sequence order exactly as appliance/node/recorder.py
 Uploader._send does (a new http.client connection per segment, the spooled file as
 the body, Content-Length). Every segment is a real one: the 1080p30 5 Mb/s clip
 looped to the node's segment length, written by SegmentWriter, signed by that
@@ -68,7 +68,7 @@ def _client_main() -> int:
     start = time.monotonic()
     for seq, path in job["files"]:
         size = os.stat(path).st_size
-        # As appliance/node.py Uploader._send: one connection per segment, the spooled file as the body.
+        # As appliance/node/recorder.py Uploader._send: one connection per segment, the spooled file as the body.
         conn = http.client.HTTPConnection(host, port, timeout=120)
         try:
             with open(path, "rb") as body:
@@ -95,7 +95,7 @@ class _Serving:
 
     def __init__(self, data_dir: Path, node_keys: dict):
         from appliance import config
-        from appliance.central import Central, init_central
+        from appliance.central.daemon import Central, init_central
 
         init_central(data_dir, *DIRECTOR)
         # The local API's Unix socket needs a short path (108 bytes); the scratch dir may be deep.
@@ -221,7 +221,7 @@ def _http_trial(tmp: Path, n: int, premade: dict, node_keys: dict) -> dict:
 
 def _floor_trial(tmp: Path, n: int, premade: dict, node_keys: dict, verify: bool = True) -> dict:
     """The floor; with verify=False, a diagnostic: the same reads, writes and fsyncs, no verifying."""
-    from appliance.segment import SegmentVerifier
+    from appliance.formats.segment import SegmentVerifier
 
     out_dir = tmp / f"{'floor' if verify else 'disk'}-{n}"
     out_dir.mkdir()
@@ -277,7 +277,7 @@ def _premake(tmp: Path, settings: common.Settings, segments_per_camera: int, seg
     import nacl.public
     import nacl.signing
 
-    from appliance.segment import SegmentWriter, StreamParams
+    from appliance.formats.segment import SegmentWriter, StreamParams
 
     cfg = common.node_defaults()
     units = common.clip_units(settings)

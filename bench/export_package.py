@@ -57,9 +57,9 @@ class _Archive:
         import nacl.signing
 
         from appliance import config
-        from appliance import segment as seg
-        from appliance.central import Central, init_central
-        from appliance.ops import iso
+        from appliance.formats import segment as seg
+        from appliance.central.daemon import Central, init_central
+        from appliance.rules.registry import iso
         from hw.backend import Frame
 
         init_central(root / "central", *DIRECTOR)
@@ -107,7 +107,7 @@ class _Archive:
         return self.central.call(op, args, self.token)
 
     def build(self, destination: Path) -> dict:
-        from appliance.export import wait_for
+        from appliance.rules.export import wait_for
 
         started = self.call("release.build", release=self.release["id"], to=str(destination),
                             medium="bench scratch", taken_by="nobody")
@@ -118,8 +118,8 @@ class _Archive:
 
     def decrypt_floor(self) -> float:
         """Diagnostic: seconds to verify and decrypt the hour in this process, doing nothing with it."""
-        from appliance import segment as seg
-        from appliance.footage import enrolled
+        from appliance.formats import segment as seg
+        from appliance.rules.footage import enrolled
 
         lookup, key = enrolled(self.central, "bench-cam"), self.central.custody.private_key()
         common.settle()

@@ -3,7 +3,7 @@
 Measured (in this process, `getrusage(RUSAGE_SELF)` user+sys): the node's recording
 path after the encoder, fed a pre-encoded stream from a file: read 64 KiB at a time
 (as hw/ffmpeg_source.py reads ffmpeg's pipe), Annex-B parsing (hw.annexb), stamping,
-the KeyframeSplitter cutting 60 s segments, and appliance.node.Recorder writing each
+the KeyframeSplitter cutting 60 s segments, and appliance.node.recorder.Recorder writing each
 through SegmentWriter (encrypt, hash, sign, fsync every 2 s, rename, chain head
 saved). A finished segment is deleted at once, standing in for the uploader's
 delete-after-acknowledgement.
@@ -39,12 +39,12 @@ READ_CHUNK = 1 << 16        # what hw/ffmpeg_source.py reads from ffmpeg's pipe 
 
 
 def make_node(data_dir, segment_seconds: int):
-    """A real Recorder (appliance.node) over a fresh spool; returns (recorder, spool)."""
+    """A real Recorder (appliance.node.recorder) over a fresh spool; returns (recorder, spool)."""
     import nacl.public
     import nacl.signing
 
     from appliance import config
-    from appliance.node import NodeIdentity, Recorder, Spool
+    from appliance.node.recorder import NodeIdentity, Recorder, Spool
 
     cfg = config.load(overrides={
         "node": {"data_dir": str(data_dir), "segment_seconds": segment_seconds},

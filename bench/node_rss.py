@@ -1,10 +1,10 @@
 """Benchmark 3: peak RSS of a real node recording process.
 
 A child Python process imports what `custodian node run` imports (NODE_RUN_IMPORTS:
-appliance.cli, appliance.node, appliance.node_control and the hw modules), then
+appliance.cli, appliance.node.recorder, appliance.node.control and the hw modules), then
 records exactly as a node does after the encoder: it reads Annex-B H.264 from a pipe
 64 KiB at a time (as from ffmpeg's stdout), parses it (hw.annexb), and hands the
-access units to the KeyframeSplitter and appliance.node.Recorder (SegmentWriter:
+access units to the KeyframeSplitter and appliance.node.recorder.Recorder (SegmentWriter:
 encrypt, sign, fsync, rename, chain head). Finished segments are deleted at once,
 standing in for the uploader's delete-after-acknowledgement. The parent feeds the
 1080p30 5 Mb/s stream as fast as the child takes it (faster than real time) for 4
@@ -31,10 +31,10 @@ from . import common
 NAME = "node_rss"
 TITLE = "Node peak RSS while recording 1080p30 5 Mb/s (parser + Recorder/SegmentWriter child process)"
 TARGET_MB = 80.0
-# What `custodian node run` imports (appliance.cli -> appliance.node.run_node, which pulls in
-# hw.board and appliance.node_control, which pulls in hw.factory (the ffmpeg backend) and
+# What `custodian node run` imports (appliance.cli -> appliance.node.recorder.run_node, which pulls in
+# hw.board and appliance.node.control, which pulls in hw.factory (the ffmpeg backend) and
 # hw.watchdog). A module listed here that does not exist (yet) is reported, not fatal.
-NODE_RUN_IMPORTS = ("appliance.cli", "appliance.node", "appliance.node_control", "hw.board",
+NODE_RUN_IMPORTS = ("appliance.cli", "appliance.node.recorder", "appliance.node.control", "hw.board",
                     "hw.factory", "hw.ffmpeg_source", "hw.watchdog")
 
 

@@ -28,7 +28,7 @@ TARGET = 0.8
 
 
 def _writer_trial(path, frames, keys, cfg) -> float:
-    from appliance.segment import SegmentWriter, StreamParams
+    from appliance.formats.segment import SegmentWriter, StreamParams
 
     archive_pub, signing_key = keys
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ sides read the *same* stream at the same time: same bytes, same load on the mach
 
 Measured: the node's recording path in this process, `hw.rtsp_source.RtspBackend`
 (copy mode: its ffmpeg child, the reader thread, the Annex-B parser, the splitter)
-into `appliance.node.Recorder` (encrypt, hash, sign, fsync every 2 s, 60 s
+into `appliance.node.recorder.Recorder` (encrypt, hash, sign, fsync every 2 s, 60 s
 segments, each deleted once finished as the uploader would after its receipt). CPU
 is this process's `getrusage(RUSAGE_SELF)` plus the node's ffmpeg's utime + stime
 (from /proc/<pid>/stat), over the window.

@@ -217,7 +217,7 @@ def _bytes_per_profile(settings, tmp: Path) -> dict:
 
 
 def _segment(path: Path, camera: str, key, archive_key, seq: int, prev, start_us: int, units, seconds: int):
-    from appliance.segment import SegmentWriter, StreamParams
+    from appliance.formats.segment import SegmentWriter, StreamParams
 
     cfg = common.node_defaults()
     writer = SegmentWriter(path, params=StreamParams(camera, common.WIDTH, common.HEIGHT, common.FPS), seq=seq,

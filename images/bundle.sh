@@ -5,7 +5,7 @@
 #
 #   images/bundle.sh OUT [--platform TAG]... [--python X.Y]...
 #
-# Layout (checked by flash.sh before it writes anything, and by tests/test_flash.py):
+# Layout (checked by flash.sh before it writes anything, and by tests/e2e/test_flash.py):
 #   OUT/wheels/*.whl      custodian_appliance-*.whl, its dependencies, pip-*.whl
 #   OUT/SHA256SUMS        sha256sum of every file under wheels/ (checked again at first boot)
 #   OUT/BUNDLE            what it holds: version, platforms, Python versions

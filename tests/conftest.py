@@ -50,17 +50,17 @@ class People:
 def _cheap_kdf(monkeypatch) -> None:
     from nacl.pwhash import argon2id
 
-    from appliance import keys
+    from appliance.custody import keys
 
     # Real Argon2id, at libsodium's lowest cost: these tests are about the rules, not the KDF
-    # (tests/test_keys.py covers the production limits).
+    # (tests/custody/test_keys.py covers the production limits).
     monkeypatch.setattr(keys, "ARGON2_OPSLIMIT", argon2id.OPSLIMIT_MIN)
     monkeypatch.setattr(keys, "ARGON2_MEMLIMIT", argon2id.MEMLIMIT_MIN)
 
 
 def new_central(data: Path):
     from appliance import config
-    from appliance.central import Central, init_central
+    from appliance.central.daemon import Central, init_central
 
     recovery = init_central(data, *DIRECTOR)
     cfg = config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0}})

@@ -9,7 +9,7 @@ import sys
 import nacl.public
 import nacl.signing
 
-from appliance import segment as seg
+from appliance.formats import segment as seg
 from conftest import DIRECTOR, PEOPLE
 from hw.backend import Frame
 

@@ -1,0 +1,306 @@
+"""The registry of API operations: one place that says who may do what.
+
+Every operation the central offers is a function registered here with the roles
+that may call it. The local API, the CLI (`custodian call`) and the tests all go
+through `dispatch`, so a rule enforced here cannot be bypassed by a screen.
+
+An operation is `f(ctx, caller, args) -> dict`. It raises `Refused` (the rules say
+no, with the reason) or `BadRequest` (the input is wrong); either leaves nothing
+changed. Operations that touch footage, keys, accounts or records write an audit
+entry through `ctx.audit.append`.
+"""
+from __future__ import annotations
+
+import re
+import reprlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Callable
+
+from appliance.errors import CustodianError
+from appliance.wording import role_name, roles_phrase
+
+ROLES = ("staff", "director", "it")
+ANYONE = ROLES
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Refused(CustodianError):
+    """The policy says no. The message says which rule and what would make it yes."""
+
+    code = "refused"
+
+    def __init__(self, message: str, *, clause: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.clause = clause
+        if code:
+            self.code = code
+
+
+class BadRequest(CustodianError):
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field     # the argument at fault (its API name), for a form to point at
+
+
+class NotFound(CustodianError):
+    code = "not_found"
+
+
+class NotAuthenticated(CustodianError):
+    code = "not_authenticated"
+
+
+@dataclass
+class Caller:
+    """Who is calling: a logged-in person, or the system itself (no session)."""
+
+    user_id: str
+    name: str
+    role: str                       # the account's own role
+    session: str | None = None
+    acting_director: bool = False   # a designated acting director inside the period
+    pending_ack: bool = False       # has not yet acknowledged the current policy
+    must_change: bool = False       # logged in with a temporary passphrase set by someone else
+
+    @property
+    def is_director(self) -> bool:
+        return self.role == "director" or self.acting_director
+
+    def effective_roles(self) -> set[str]:
+        roles = {self.role}
+        if self.acting_director:
+            roles.add("director")
+        return roles
+
+
+@dataclass
+class Op:
+    name: str
+    func: Callable
+    roles: tuple[str, ...]
+    summary: str
+    public: bool = False            # callable without a session (login)
+    before_ack: bool = False        # callable before the policy is acknowledged
+    concurrent: bool = False        # slow and read-mostly (decoding footage): runs outside the policy lock
+    labels: dict[str, str] = field(default_factory=dict)    # argument -> what the form calls it
+    secrets: tuple[tuple[str, ...], ...] = ()   # secret arguments: each a group of alternatives
+    new_secrets: tuple[str, ...] = ()           # the secrets this sets (a client asks for them twice)
+    waits: bool = False             # long poll: the API re-runs it when woken until it says "changed"
+
+
+OPS: dict[str, Op] = {}
+
+
+def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_ack: bool = False,
+       concurrent: bool = False, labels: dict[str, str] | None = None, secrets: tuple = (),
+       new_secrets: tuple[str, ...] = (), waits: bool = False):
+    """Register an API operation. `roles` is who may call it; "director" includes an acting director.
+
+    `concurrent` operations (ffmpeg decodes) run outside the policy lock so one long
+    clip does not stall every other terminal; they must only read records and append
+    to the audit log (both are thread-safe on their own).
+
+    `labels` name arguments as the form does, where that differs from the API name
+    ("what" is "What happened"): error messages use them. `secrets` are arguments
+    that hold a passphrase or code; a client asks for them without echo instead of
+    taking them on a command line. An entry that is a tuple is a choice of one
+    (`("passphrase", "recovery_code")`): the client asks for the first. `new_secrets`
+    are the ones that set a passphrase, which a person types twice. A `waits` operation returns
+    at once with `changed` and `wait` (seconds); the local API waits, without holding a
+    thread, until the central wakes its watchers, and asks again (appliance/central/api.py).
+    """
+    if isinstance(roles, str):
+        roles = (roles,)
+    secrets = tuple((s,) if isinstance(s, str) else tuple(s) for s in secrets)
+
+    def register(func: Callable) -> Callable:
+        if name in OPS:
+            raise RuntimeError(f"operation {name} registered twice")
+        summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
+        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent, dict(labels or {}),
+                       secrets, tuple(new_secrets), waits)
+        return func
+
+    return register
+
+
+def authorize(operation: Op, caller: Caller | None) -> None:
+    if operation.public:
+        return
+    if caller is None:
+        raise NotAuthenticated("log in first")
+    if caller.must_change and not operation.before_ack:
+        raise Refused("this passphrase was set by someone else: choose your own (user.change_passphrase) "
+                      "before using the system", clause="C8", code="passphrase_change_required")
+    if caller.pending_ack and not operation.before_ack:
+        raise Refused("acknowledge the video surveillance policy before using the system", clause="C22",
+                      code="policy_ack_required")
+    if not caller.effective_roles() & set(operation.roles):
+        raise Refused(f"only {roles_phrase(operation.roles)} may use {operation.name}; "
+                      f"you are {role_name(caller.role)}", code="forbidden")
+
+
+# --------------------------------------------------------------------------- argument checking
+
+
+class Args:
+    """Reads a request's arguments with clear errors; unknown names are refused.
+
+    Errors name an argument as its form does (the operation's `labels`), and carry
+    the API name as `field`.
+    """
+
+    def __init__(self, raw: Any, labels: dict[str, str] | None = None):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise BadRequest("arguments must be a JSON object")
+        self.raw = raw
+        self.labels = labels or {}
+        self.used: set[str] = set()
+
+    def label(self, name: str) -> str:
+        """The argument as a person knows it: the form's label in quotes, else its API name."""
+        return f'"{self.labels[name]}"' if name in self.labels else name
+
+    def bad(self, name: str, problem: str) -> BadRequest:
+        """A BadRequest about argument `name`: "<its label> <problem>"."""
+        return BadRequest(f"{self.label(name)} {problem}", field=name)
+
+    def _get(self, name: str, default: Any, required: bool) -> Any:
+        self.used.add(name)
+        if name not in self.raw or self.raw[name] is None:
+            if required:
+                raise self.bad(name, "is required")
+            return default
+        return self.raw[name]
+
+    def str(self, name: str, *, required: bool = True, default: str | None = None, max_len: int = 4000,
+            min_len: int = 0, choices: tuple[str, ...] | None = None) -> str | None:
+        value = self._get(name, default, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.bad(name, "must be text")
+        value = value.strip()
+        if required and not value:
+            raise self.bad(name, "is required")     # blank is missing, not a value
+        if len(value) > max_len:
+            raise self.bad(name, f"is longer than {max_len} characters")
+        if len(value) < min_len:
+            raise self.bad(name, f"must be at least {min_len} characters")
+        if choices is not None and value not in choices:
+            raise self.bad(name, f"must be one of: {', '.join(choices)}")
+        return value
+
+    def id(self, name: str, *, required: bool = True) -> str | None:
+        value = self._get(name, None, required)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not SAFE_ID.match(value):
+            raise self.bad(name, "is not a valid id (letters, digits, '-', '_', '.'; no path separators)")
+        return value
+
+    def ids(self, name: str, *, required: bool = True, max_items: int = 64) -> list[str]:
+        value = self._get(name, [], required)
+        if not isinstance(value, list) or len(value) > max_items:
+            raise self.bad(name, f"must be a list of at most {max_items} ids")
+        if required and not value:
+            raise self.bad(name, "must name at least one")
+        for item in value:
+            if not isinstance(item, str) or not SAFE_ID.match(item):
+                raise self.bad(name, f"holds an invalid id {_short(item)}")
+        return list(dict.fromkeys(value))
+
+    def int(self, name: str, *, required: bool = True, default: int | None = None,
+            lo: int | None = None, hi: int | None = None) -> int | None:
+        value = self._get(name, default, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.bad(name, "must be a whole number")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise self.bad(name, f"must be between {lo} and {hi}")
+        return value
+
+    def bool(self, name: str, *, required: bool = False, default: bool = False) -> bool:
+        value = self._get(name, default, required)
+        if not isinstance(value, bool):
+            raise self.bad(name, "must be true or false")
+        return value
+
+    def time(self, name: str, *, required: bool = True) -> datetime | None:
+        """An ISO 8601 instant; naive times are taken as UTC."""
+        value = self._get(name, None, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.bad(name, "must be an ISO 8601 date-time")
+        try:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise self.bad(name, f"{_short(value)} is not a valid date-time (e.g. 2026-11-29T14:30:00Z)") from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=timezone.utc)
+        if not 2000 <= t.year <= 2200:
+            raise self.bad(name, f"year {t.year} is out of range")
+        return t.astimezone(timezone.utc)
+
+    def date(self, name: str, *, required: bool = True) -> date | None:
+        value = self._get(name, None, required)
+        if value is None:
+            return None
+        try:
+            d = date.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            d = None
+        if d is None or not 2000 <= d.year <= 2200:
+            raise self.bad(name, f"{_short(value)} is not a valid date (YYYY-MM-DD)")
+        return d
+
+    def rects(self, name: str, *, required: bool = False, max_items: int = 16) -> list[list[int]]:
+        value = self._get(name, [], required)
+        if not isinstance(value, list) or len(value) > max_items:
+            raise self.bad(name, f"must be a list of at most {max_items} rectangles [x, y, w, h]")
+        for r in value:
+            if (not isinstance(r, list) or len(r) != 4
+                    or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10000 for v in r)
+                    or r[2] == 0 or r[3] == 0):
+                raise self.bad(name, f"{_short(r)} is not a rectangle [x, y, w, h] in pixels")
+        return value
+
+    def done(self) -> None:
+        unknown = set(self.raw) - self.used
+        if unknown:
+            names = sorted(unknown)
+            raise BadRequest(f"unknown argument(s): {', '.join(names)}"[:200], field=names[0])
+
+
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 40
+
+
+def _short(value: Any) -> str:
+    """A client's value quoted in a message, cut short (and shallow): a message is read on one line."""
+    return _QUOTE.repr(value)
+
+
+def audit_action(central, caller: Caller, action: str, *, target: str | None = None, refs: dict | None = None,
+                 why: str | None = None, details: dict | None = None) -> None:
+    """Write one audit entry for a person's action: who (and in what capacity), what, why, on what."""
+    details = dict(details or {})
+    if caller.acting_director:
+        details["acting_director"] = True
+    central.audit.append(caller.user_id, action, role=caller.role, target=target,
+                         refs={k: v for k, v in (refs or {}).items() if v}, why=why, details=details)
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

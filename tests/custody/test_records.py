@@ -1,0 +1,254 @@
+"""The records database: crash safety under kill -9, schema migrations, locking, ids."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from tinydb import where
+
+from appliance.errors import RecordNotFound, RecordsCorrupt, RecordsLocked, RecordsTooNew
+from appliance.fsutil import TEMP_PREFIX
+from appliance.custody.records import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    AtomicJSONStorage,
+    open_records,
+    valid_id,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A writer that acknowledges an id (prints it) only after insert() has returned.
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from appliance.custody.records import open_records
+    records = open_records(sys.argv[1])
+    pad = "x" * 300
+    n = 0
+    while True:
+        rid = records.insert("incidents", {"round": int(sys.argv[2]), "n": n, "pad": pad})
+        print(rid, n, flush=True)
+        n += 1
+    """
+)
+
+
+def test_kill_9_mid_burst_never_loses_an_acknowledged_write(tmp_path):
+    db_path = tmp_path / "records" / "records.json"
+    rng = random.Random()
+    acknowledged: dict[str, tuple[int, int]] = {}
+    leftovers_seen = 0
+    for round_no in range(20):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db_path), str(round_no)],
+            stdout=subprocess.PIPE,
+            cwd=REPO,
+        )
+        try:
+            first = proc.stdout.readline()  # the writer is now in its burst of writes
+            assert first, "writer died before its first write"
+            time.sleep(rng.uniform(0.0, 0.4))
+            proc.kill()  # SIGKILL, at whatever point the writer has reached
+        finally:
+            proc.wait()
+        out = first + proc.stdout.read()
+        proc.stdout.close()
+        for line in out.decode().splitlines(keepends=True):
+            if line.endswith("\n"):  # a fully acknowledged id
+                rid, n = line.split()
+                acknowledged[rid] = (round_no, int(n))
+
+        leftovers_seen += any(p.name.startswith(TEMP_PREFIX) for p in db_path.parent.iterdir())
+        records = open_records(db_path)  # always loads
+        try:
+            stored = {d["id"]: d for d in records.all("incidents")}
+            for rid, (r, n) in acknowledged.items():
+                assert rid in stored, f"round {round_no}: acknowledged {rid} lost"
+                assert (stored[rid]["round"], stored[rid]["n"]) == (r, n)
+            assert all(valid_id(rid) for rid in stored)
+        finally:
+            records.close()
+        # Opening removed whatever temp file the killed writer left behind.
+        assert not any(p.name.startswith(TEMP_PREFIX) for p in db_path.parent.iterdir())
+    assert len(acknowledged) > 20
+    print(f"{len(acknowledged)} acknowledged writes survived 20 kills; "
+          f"{leftovers_seen} kills left a temp file behind")
+
+
+def test_storage_is_the_atomic_one_and_tolerates_an_absent_file(tmp_path):
+    records = open_records(tmp_path / "r" / "records.json")
+    with records:
+        assert isinstance(records._db.storage, AtomicJSONStorage)
+    assert AtomicJSONStorage(tmp_path / "absent" / "x.json").read() is None
+
+
+def test_leftover_temp_files_are_removed_on_open(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / f"{TEMP_PREFIX}abc").write_text('{"half": ')
+    with open_records(d / "records.json"):
+        pass
+    assert not list(d.glob(f"{TEMP_PREFIX}*"))
+
+
+def test_unparsable_file_refuses_and_is_left_untouched(tmp_path):
+    path = tmp_path / "records.json"
+    path.write_text('{"incidents": {"inc-000001": {"id": "inc-0')
+    before = path.read_bytes()
+    with pytest.raises(RecordsCorrupt, match="restore it from a backup"):
+        open_records(path)
+    assert path.read_bytes() == before
+
+
+V1_FILE = {
+    "meta": {
+        "schema_version": {"value": 1},
+        "migration.0001": {"version": 1, "name": "_m1_baseline", "applied_at": "2026-01-01T00:00:00.000000Z"},
+    },
+    "incidents": {
+        "inc-000003": {"what": "broken window"},
+        "inc-000007": {"what": "shouting"},
+    },
+    "users": {"usr-000001": {"name": "director", "role": "director"}},
+}
+
+
+def test_v1_file_migrates_to_current(tmp_path):
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(V1_FILE))
+    original = path.read_bytes()
+    with open_records(path) as records:
+        assert records.schema_version == SCHEMA_VERSION == len(MIGRATIONS) == 2
+        assert records.get("incidents", "inc-000007") == {"id": "inc-000007", "what": "shouting"}
+        assert records.get("users", "usr-000001")["id"] == "usr-000001"
+        # counters start past the highest existing id: no reuse
+        assert records.insert("incidents", {"what": "new"}) == "inc-000008"
+        applied = records.migrations_applied()
+        assert [m["version"] for m in applied] == [1, 2]
+        assert applied[0]["applied_at"] == "2026-01-01T00:00:00.000000Z"  # v1 record kept
+        second_applied_at = applied[1]["applied_at"]
+    # the pre-migration file is kept for the operator
+    assert (tmp_path / "records.json.v1-backup").read_bytes() == original
+    # each migration runs once: reopening changes nothing
+    with open_records(path) as records:
+        assert records.migrations_applied()[1]["applied_at"] == second_applied_at
+        assert len(records.all("incidents")) == 3
+
+
+def test_database_newer_than_the_code_refuses_to_open(tmp_path):
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps({"meta": {"schema_version": {"value": SCHEMA_VERSION + 1}}}))
+    before = path.read_bytes()
+    with pytest.raises(RecordsTooNew, match=f"schema version {SCHEMA_VERSION + 1}.*up to {SCHEMA_VERSION}"):
+        open_records(path)
+    assert path.read_bytes() == before
+    with open_records(tmp_path / "other.json"):  # and the refusal released the lock
+        pass
+    with pytest.raises(RecordsTooNew):
+        open_records(path)
+
+
+def test_second_process_is_refused(tmp_path):
+    path = tmp_path / "records.json"
+    with open_records(path):
+        code = (
+            "import sys\nfrom appliance.custody.records import open_records\n"
+            "from appliance.errors import RecordsLocked\n"
+            "try:\n    open_records(sys.argv[1])\nexcept RecordsLocked as e:\n"
+            "    print(e.code)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert out.stdout.strip() == "records_locked", out.stderr
+        with pytest.raises(RecordsLocked):
+            open_records(path)
+    with open_records(path):  # closed: free again
+        pass
+
+
+def test_crud_and_ids(tmp_path):
+    with open_records(tmp_path / "records.json") as records:
+        a = records.insert("incidents", {"what": "theft", "camera": "cam-1"})
+        b = records.table("incidents").insert({"what": "vandalism", "camera": "cam-2"})
+        assert (a, b) == ("inc-000001", "inc-000002")
+        assert records.insert("grants", {"incident": a}) == "grt-000001"
+        assert records.insert("cameras", {"name": "Entrance"}, id="entrance-1") == "entrance-1"
+        with pytest.raises(ValueError, match="already exists"):
+            records.insert("cameras", {}, id="entrance-1")
+        for bad in ("../etc", "a/b", "..", "", ".hidden", "x" * 65, "a\\b"):
+            with pytest.raises(ValueError, match="unsafe"):
+                records.insert("cameras", {}, id=bad)
+        with pytest.raises(ValueError, match="unknown table"):
+            records.insert("incident", {})
+        with pytest.raises(ValueError):
+            records.insert("incidents", {"id": "sneaky"})
+        with pytest.raises(TypeError):
+            records.insert("incidents", {"when": object()})
+
+        assert records.search("incidents", camera="cam-2")[0]["id"] == b
+        assert [d["id"] for d in records.search("incidents", where("what") == "theft")] == [a]
+        assert [d["id"] for d in records.search("incidents", lambda d: d["what"] > "u")] == [b]
+        got = records.get("incidents", a)
+        got["what"] = "changed by caller"  # callers get copies
+        assert records.get("incidents", a)["what"] == "theft"
+
+        assert records.update("incidents", a, {"status": "closed"})["status"] == "closed"
+        bumped = records.update("incidents", a, lambda d: d.update(views=d.get("views", 0) + 1))
+        assert bumped["views"] == 1
+        with pytest.raises(ValueError):
+            records.update("incidents", a, {"id": "other"})
+        with pytest.raises(RecordNotFound):
+            records.update("incidents", "inc-999999", {"x": 1})
+        assert records.get("incidents", "inc-999999") is None
+
+        assert records.remove("incidents", b) is True
+        assert records.remove("incidents", b) is False
+        assert records.insert("incidents", {}) == "inc-000003"  # a removed id is not reused
+        assert set(TABLES) >= {
+            "users", "sessions", "cameras", "incidents", "requests", "grants", "holds",
+            "instruments", "exports", "breaches", "notices", "signage", "gaps", "alerts",
+            "settings", "outbox",
+        }
+        for name in TABLES:
+            assert valid_id(records.insert(name, {}))
+    assert oct((tmp_path / "records.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_threads_share_one_records_object(tmp_path):
+    with open_records(tmp_path / "records.json") as records:
+        ids: list[str] = []
+        errors: list[BaseException] = []
+
+        def work():
+            try:
+                for i in range(15):
+                    rid = records.insert("alerts", {"i": i})
+                    records.update("alerts", rid, lambda d: d.update(seen=True))
+                    ids.append(rid)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert len(set(ids)) == 90
+        stored = records.all("alerts")
+        assert {d["id"] for d in stored} == set(ids)
+        assert all(d["seen"] for d in stored)
+    # and the file on disk is one whole, parseable version
+    json.loads((tmp_path / "records.json").read_text())
+    assert os.path.exists(tmp_path / "records.json.lock")

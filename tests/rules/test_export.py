@@ -1,0 +1,651 @@
+"""Evidence packages end to end (C3, C4, C12, C13, C14, C16): real H.264, real segments, real ffmpeg,
+the real sha256sum, openssl, pdftotext and 7z, and `custodian export` against a serving central.
+
+One central for the module: 3 minutes of footage from two cameras (cam-b misses its
+middle segment, a gap the package must list), a subpoena, counsel and a release.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import nacl.signing
+import pytest
+
+from appliance.rules import export as export_mod
+from appliance.formats import segment as seg
+from appliance.errors import ArchiveSealed
+from appliance.formats.export_package import PackageFault, canonical_annexb, verify_package
+from appliance.rules.registry import BadRequest, NotFound, Refused, iso
+from conftest import DIRECTOR, ROOT, People, ServingCentral, enrol_camera_record
+from hw.annexb import split_access_units
+from hw.backend import Frame
+
+pytestmark = pytest.mark.slow
+
+FPS = 10
+SEGMENT_FRAMES = 60 * FPS
+CAMERAS = {"cam-a": ("testsrc2", (160, 120)), "cam-b": ("testsrc", (176, 144))}
+TAKEN = dict(medium="USB stick, SanDisk 32 GB, library tag 4411", taken_by="Det. R. Lane, Chariton PD")
+
+
+def encode(source: str, size: tuple[int, int], seconds: int) -> bytes:
+    """As a node's ffmpeg backend encodes: a keyframe every second, SPS/PPS repeated, AUDs, no B-frames."""
+    return subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+         f"{source}=size={size[0]}x{size[1]}:rate={FPS}", "-t", str(seconds), "-c:v", "libx264", "-preset",
+         "ultrafast", "-tune", "zerolatency", "-g", str(FPS), "-x264-params", "repeat-headers=1:aud=1",
+         "-f", "h264", "-"], capture_output=True, check=True, timeout=120).stdout
+
+
+def store(central, camera: str, units, start: datetime, skip_seqs=()) -> list[str]:
+    """Write units as signed, encrypted 60 s segments and commit them as ingest does; returns chain digests."""
+    node = nacl.signing.SigningKey.generate()
+    enrol_camera_record(central, camera, node.verify_key.encode().hex())
+    start_us = (start - datetime(1970, 1, 1, tzinfo=start.tzinfo)) // timedelta(microseconds=1)
+    prev, digests = None, []
+    for n, first in enumerate(range(0, len(units), SEGMENT_FRAMES)):
+        path = central.archive.incoming_path(camera, n)
+        writer = seg.SegmentWriter(
+            path, params=seg.StreamParams(camera, *CAMERAS[camera][1], FPS), seq=n, prev_digest=prev,
+            archive_key=central.keys.archive_public_key(), signing_key=node,
+            start_us=start_us + first * 1_000_000 // FPS, chunk_bytes=32 * 1024)
+        for i, unit in enumerate(units[first:first + SEGMENT_FRAMES], start=first):
+            writer.write_frame(Frame(unit.data, unit.keyframe, 5_000_000 + i * 1_000_000 // FPS))
+        info = writer.close()
+        prev = info.digest
+        digests.append(info.digest)
+        if n in skip_seqs:
+            path.unlink()          # never arrived: the archive records a gap
+            continue
+        assert central.archive.commit(path, seg.verify_file(path)) == "stored"
+    return digests
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from nacl.pwhash import argon2id
+
+    from appliance import config
+    from appliance.custody import keys
+    from appliance.central.daemon import Central, init_central
+
+    tmp = tmp_path_factory.mktemp("export")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(keys, "ARGON2_OPSLIMIT", argon2id.OPSLIMIT_MIN)
+        mp.setattr(keys, "ARGON2_MEMLIMIT", argon2id.MEMLIMIT_MIN)
+        data = tmp / "central"
+        init_central(data, *DIRECTOR)
+        cfg = config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0,
+                                                 "api_socket": str(tmp / "api.sock")}})
+        central = Central(cfg, data)
+        people = People(central)
+        people.login("director")
+        for name, role in (("sam", "staff"), ("ivy", "it")):
+            central.call("user.create", {"name": name, "role": role, "passphrase": f"temporary-{name}-1"},
+                         people.tokens["director"])
+            token = central.call("session.login", {"user": name, "passphrase": f"temporary-{name}-1"})["token"]
+            central.call("user.change_passphrase", {"old": f"temporary-{name}-1", "new": f"{name}-passphrase-1"},
+                         token)
+            people.login(name, f"{name}-passphrase-1")
+        start = (central.now() - timedelta(hours=2)).replace(microsecond=0)
+        digests = {camera: store(central, camera, split_access_units(encode(src, size, 180)), start,
+                                 skip_seqs=(1,) if camera == "cam-b" else ())
+                   for camera, (src, size) in CAMERAS.items()}
+        incident = people.call("sam", "incident.create", grounds="criminal_activity", occurred_at=iso(start),
+                               location="Main entrance", attestation=True,
+                               description="A laptop was taken from the study carrels near the entrance.")["incident"]
+        instrument = people.call("director", "instrument.record", kind="subpoena", reference="SUB-2026-0117",
+                                 court="Lucas County District Court",
+                                 issued_on=(central.now() - timedelta(days=1)).date().isoformat(),
+                                 received_on=central.now().date().isoformat(),
+                                 description="All recordings of the entrance cameras during the theft",
+                                 cameras=list(CAMERAS), start=iso(start - timedelta(hours=1)),
+                                 end=iso(start + timedelta(hours=1)), incident=incident["id"])["instrument"]
+        people.call("director", "counsel.record", instrument=instrument["id"], counsel="J. Ortiz, library attorney",
+                    consulted_on=central.now().date().isoformat(), summary="Valid; release the named cameras only.")
+        release = people.call("director", "release.create", instrument=instrument["id"], cameras=list(CAMERAS),
+                              start=iso(start), end=iso(start + timedelta(seconds=180)),
+                              recipient="Chariton Police Department, Det. R. Lane")["release"]
+        people.unseal()
+        world = {"central": central, "people": people, "start": start, "digests": digests, "tmp": tmp,
+                 "instrument": instrument, "release": release, "incident": incident}
+        yield world
+        central.close()
+
+
+def build(world, destination: Path, **extra) -> tuple[dict, dict]:
+    destination.mkdir(parents=True, exist_ok=True)
+    started = world["people"].call("director", "release.build", release=world["release"]["id"],
+                                   to=str(destination), **TAKEN, **extra)
+    status = export_mod.wait_for(world["central"], started["build"]["build"])
+    assert status["state"] == "built", status["error"]
+    return started, status
+
+
+@pytest.fixture(scope="module")
+def package(world):
+    moment = world["start"] + timedelta(seconds=75)
+    _started, status = build(world, world["tmp"] / "usb", stills=[
+        {"camera": "cam-a", "at": iso(moment)}, {"camera": "cam-b", "at": iso(moment + timedelta(seconds=60))},
+        {"camera": "cam-b", "at": iso(moment)}])      # the last falls in cam-b's gap: listed, not invented
+    return Path(status["result"]["package"]), status
+
+
+@contextlib.contextmanager
+def served(world):
+    """The module's central serving its API on a socket; it seals the archive when it stops: unseal again."""
+    world["central"].cfg.central.ingest_host = "127.0.0.1"
+    serving = ServingCentral(world["central"])
+    try:
+        yield serving
+    finally:
+        serving.stop()
+        world["people"].unseal()
+
+
+def run(*argv, cwd=None, env=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# --------------------------------------------------------------------------- the package
+
+
+def test_package_verifies_with_stock_tools(world, package):
+    path, status = package
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert run("sha256sum", "-c", "--strict", "SHA256SUMS", cwd=path).returncode == 0
+    done = run("openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "appliance-key.pem", "-rawin",
+               "-in", "manifest.json", "-sigfile", "manifest.sig", cwd=path)
+    assert done.returncode == 0 and "Signature Verified Successfully" in done.stdout
+    # The README's script runs as written, and names the key the appliance really has.
+    readme = (path / "README.txt").read_text()
+    script = readme.split("----- verify.sh: run it with sh inside this folder -----\n")[1].split("----- end")[0]
+    done = run("sh", "-c", script, cwd=path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    raw_key = bytes(world["central"].keys.verify_key())
+    assert hashlib.sha256(raw_key).hexdigest() in done.stdout
+    keys = run(sys.executable, "-m", "appliance.cli", "central", "keys", "--data", str(world["central"].paths.data),
+               cwd=ROOT)
+    assert json.loads(keys.stdout)["appliance_key_sha256"] == manifest["appliance_key"]["sha256_raw"] \
+        == hashlib.sha256(raw_key).hexdigest()
+    assert "every header and trailer carries its camera's signature" in done.stdout
+
+    clips = {p["file"]: p for c in manifest["cameras"] for p in c["pieces"]}
+    assert set(clips) == {"video/cam-a-1.mp4", "video/cam-b-1.mp4", "video/cam-b-2.mp4"}
+    for name, seconds in (("video/cam-a-1.mp4", 180.0), ("video/cam-b-1.mp4", 60.0), ("video/cam-b-2.mp4", 60.0)):
+        probe = run("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path / name))
+        assert abs(float(probe.stdout) - seconds) < 0.15, (name, probe.stdout)
+        decode = run("ffmpeg", "-v", "error", "-i", str(path / name), "-f", "null", "-")
+        assert decode.returncode == 0 and decode.stderr == "", decode.stderr
+        assert clips[name]["made"] == "stream_copy"
+    # The gap is listed, not papered over; the stills are where they were asked for.
+    [camera_b] = [c for c in manifest["cameras"] if c["camera"] == "cam-b"]
+    assert [(g["kind"], g["after_seq"], g["before_seq"]) for g in camera_b["gaps"] if g["kind"] == "missing"] == \
+        [("missing", 0, 2)]
+    assert any(g["kind"] == "no_picture" for g in camera_b["gaps"])
+    assert [(s["camera"], bool(s["file"])) for s in manifest["stills"]] == [("cam-a", True), ("cam-b", True),
+                                                                           ("cam-b", False)]
+    assert all((path / s["file"]).read_bytes().startswith(b"\x89PNG") for s in manifest["stills"][:2])
+
+    # The signed segments are the ones in the archive: each camera's chain digests, in order.
+    for camera, digests in world["digests"].items():
+        listed = [s["digest"] for c in manifest["cameras"] if c["camera"] == camera
+                  for p in c["pieces"] for s in p["segments"]]
+        assert listed == [d for n, d in enumerate(digests) if not (camera == "cam-b" and n == 1)]
+
+    text = run("pdftotext", "-layout", str(path / "custody-report.pdf"), "-").stdout
+    assert world["release"]["id"] in text and world["instrument"]["id"] in text and "SUB-2026-0117" in text
+    for c in manifest["cameras"]:
+        for p in c["pieces"]:
+            assert p["sha256"] in text
+            for s in p["segments"]:
+                assert s["digest"] in text, s["seq"]
+    assert "no gaps" not in text.split("Camera cam-b")[1].split("Camera")[0]
+
+
+def test_register_and_audit_record_the_copy(world, package):
+    path, status = package
+    central = world["central"]
+    manifest_digest = hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
+    assert status["result"]["manifest_sha256"] == manifest_digest
+    export = central.records.get("exports", world["release"]["export"])
+    copy = next(c for c in export["copies"] if c["build"] == status["build"])
+    assert (copy["manifest_sha256"], copy["medium"], copy["taken_by"]) == (manifest_digest, TAKEN["medium"],
+                                                                           TAKEN["taken_by"])
+    assert copy["built_by"] == world["people"].ids["director"]
+    release = central.records.get("releases", world["release"]["id"])
+    assert release["package"]["status"] == "built" and release["package"]["manifest_sha256"]
+    built = [e for e in central.audit.query(action_prefix="release.built") if e["details"]["build"] == status["build"]]
+    assert built[0]["details"]["manifest_sha256"] == manifest_digest
+    assert central.audit.query(action_prefix="release.build")[0]["details"]["medium"] == TAKEN["medium"]
+
+
+def test_progress_advances(package):
+    _path, status = package
+    done = [d for _step, d, _t in status["history"]]
+    seconds = [t for _step, _d, t in status["history"]]
+    assert done == sorted(done) and len(set(done)) >= 4 and seconds == sorted(seconds), status["history"]
+    assert any("segment" in step for step, _d, _t in status["history"])
+    assert status["percent"] == 100 and status["done_bytes"] == status["total_bytes"]
+
+
+def test_no_plaintext_left_outside_the_package(world, package):
+    path, _status = package
+    for root in (world["central"].paths.data, path.parent):
+        for p in root.rglob("*"):
+            if p.is_file() and path not in p.parents:
+                data = p.read_bytes()
+                assert b"\x00\x00\x00\x01\x67" not in data, p        # an SPS in clear
+    assert not list(path.parent.glob(".*.part"))
+
+
+def test_C3_a_clip_never_reaches_outside_the_released_window(world, tmp_path):
+    """A stream copy must start at a keyframe: the first one inside the window, never one before it."""
+    start = world["start"]
+    release = world["people"].call("director", "release.create", instrument=world["instrument"]["id"],
+                                   cameras=["cam-a"], start=iso(start + timedelta(seconds=30.5)),
+                                   end=iso(start + timedelta(seconds=100)), recipient="Chariton PD")["release"]
+    started = world["people"].call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+    status = export_mod.wait_for(world["central"], started["build"]["build"])
+    assert status["state"] == "built", status["error"]
+    package = Path(status["result"]["package"])
+    [piece] = json.loads((package / "manifest.json").read_text())["cameras"][0]["pieces"]
+    assert piece["first_frame_at"] == iso(start + timedelta(seconds=31))       # the keyframes are whole seconds
+    assert piece["last_frame_at"] == iso(start + timedelta(seconds=100))
+    assert piece["frames"] == 69 * FPS + 1
+    assert [s["seq"] for s in piece["segments"]] == [0, 1]
+    assert piece["segments"][0]["frames_used"] == {"first": 310, "count": 290}
+    verify_package(package)
+
+
+def test_C13_a_sealed_warrant_leaves_only_as_the_api_shows_it(world, tmp_path):
+    central, people, start = world["central"], world["people"], world["start"]
+    secret = "SW-2026-0042 (Judge Hale)"
+    warrant = people.call("director", "instrument.record", kind="search_warrant", reference=secret,
+                          court="District Court", issued_on=central.now().date().isoformat(),
+                          received_on=central.now().date().isoformat(), description="Entrance, the theft",
+                          cameras=["cam-a"], start=iso(start), end=iso(start + timedelta(minutes=1)))["instrument"]
+    people.call("director", "counsel.record", instrument=warrant["id"], counsel="J. Ortiz",
+                consulted_on=central.now().date().isoformat(), summary="Comply.")
+    release = people.call("director", "release.create", instrument=warrant["id"], cameras=["cam-a"],
+                          start=iso(start), end=iso(start + timedelta(minutes=1)), recipient="Sheriff")["release"]
+    people.call("director", "director.designate_acting", user=people.ids["sam"], start=iso(central.now()),
+                end=iso(central.now() + timedelta(hours=1)), why="Director away this afternoon")
+    try:
+        with pytest.raises(Refused) as e:
+            people.call("sam", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+        assert e.value.clause == "C13"
+    finally:
+        people.call("director", "director.revoke_acting", user=people.ids["sam"])
+        people.login("sam")          # revoking ends her sessions
+    assert list(tmp_path.iterdir()) == []
+    started = people.call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+    status = export_mod.wait_for(central, started["build"]["build"])
+    assert status["state"] == "built", status["error"]
+    package = Path(status["result"]["package"])
+    instrument = json.loads((package / "manifest.json").read_text())["instrument"]
+    assert instrument["sealed"] is True and "reference" not in instrument
+    for name in ("manifest.json", "README.txt"):
+        assert secret not in (package / name).read_text()
+    assert secret not in run("pdftotext", str(package / "custody-report.pdf"), "-").stdout
+    assert secret not in (central.paths.audit / "audit.jsonl").read_text()
+    verify_package(package)
+
+
+# --------------------------------------------------------------------------- tampering
+
+
+def copy_of(package: Path, tmp: Path) -> Path:
+    target = tmp / package.name
+    shutil.copytree(package, target)
+    return target
+
+
+def test_any_changed_byte_or_missing_file_fails(package, tmp_path):
+    path, _status = package
+    assert verify_package(path).files > 20
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+    for name in files:
+        for how in ("flip", "remove"):
+            victim = copy_of(path, tmp_path / f"{how}-{name.replace('/', '_')}")
+            target = victim / name
+            if how == "flip":
+                data = bytearray(target.read_bytes())
+                data[len(data) // 2] ^= 0x01
+                target.write_bytes(bytes(data))
+            else:
+                target.unlink()
+            with pytest.raises(PackageFault):
+                verify_package(victim)
+            shutil.rmtree(victim)
+    extra = copy_of(path, tmp_path / "extra")
+    (extra / "video" / "note.txt").write_text("added later")
+    with pytest.raises(PackageFault, match="not in SHA256SUMS"):
+        verify_package(extra)
+
+
+def resign(world, package: Path, key=None) -> None:
+    """What only someone holding the appliance key could do: make SHA256SUMS and the signature fit again."""
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(package).as_posix()}"
+             for p in sorted(package.rglob("*")) if p.is_file() and p.name not in
+             ("manifest.json", "manifest.sig", "SHA256SUMS")]
+    (package / "SHA256SUMS").write_text("".join(line + "\n" for line in sorted(lines, key=lambda s: s[66:])))
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["sha256sums"] = hashlib.sha256((package / "SHA256SUMS").read_bytes()).hexdigest()
+    for camera in manifest["cameras"]:
+        for piece in camera["pieces"]:
+            piece["sha256"] = hashlib.sha256((package / piece["file"]).read_bytes()).hexdigest()
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (package / "manifest.json").write_bytes(data)
+    (package / "manifest.sig").write_bytes((key or world["central"].keys.signing_key()).sign(data).signature)
+
+
+def test_a_recut_mp4_fails_even_when_everything_is_signed_again(world, package, tmp_path):
+    path, _status = package
+    victim = copy_of(path, tmp_path / "recut")
+    clip = victim / "video" / "cam-a-1.mp4"
+    recut = run("ffmpeg", "-v", "error", "-ss", "20", "-i", str(clip), "-c", "copy", "-movflags",
+                export_mod.MOVFLAGS, "-f", "mp4", str(tmp_path / "recut.mp4"))
+    assert recut.returncode == 0, recut.stderr
+    shutil.move(tmp_path / "recut.mp4", clip)
+    resign(world, victim)
+    assert run("sha256sum", "-c", "--quiet", "SHA256SUMS", cwd=victim).returncode == 0   # the sums alone pass
+    with pytest.raises(PackageFault, match="cam-a-1.mp4 does not match segment 0"):
+        verify_package(victim)
+    # A manifest signed but malformed (a field missing) is a clear fault, not a crash.
+    broken = copy_of(path, tmp_path / "malformed")
+    manifest = json.loads((broken / "manifest.json").read_text())
+    del manifest["cameras"][0]["pieces"][0]["annexb"]
+    (broken / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    resign(world, broken)
+    with pytest.raises(PackageFault, match="malformed"):
+        verify_package(broken)
+    # A different key fails too, even with everything signed by it.
+    victim2 = copy_of(path, tmp_path / "otherkey")
+    from appliance.custody.keys import ed25519_public_pem
+    other = nacl.signing.SigningKey.generate()
+    (victim2 / "appliance-key.pem").write_text(ed25519_public_pem(bytes(other.verify_key)))
+    resign(world, victim2, other)
+    assert verify_package(victim2).key_sha256 != verify_package(path).key_sha256
+    with pytest.raises(PackageFault, match="not the appliance key you expected"):
+        verify_package(victim2, pinned_key=bytes(world["central"].keys.verify_key()))
+
+
+def test_custodian_export_verify_names_the_first_fault(package, tmp_path):
+    path, _status = package
+    ok = run(sys.executable, "-m", "appliance.cli", "export", "verify", str(path), cwd=ROOT)
+    assert ok.returncode == 0 and "verifies" in ok.stdout, ok.stdout + ok.stderr
+    victim = copy_of(path, tmp_path / "bad")
+    (victim / "stills").joinpath(sorted(os.listdir(victim / "stills"))[0]).write_bytes(b"not a picture")
+    bad = run(sys.executable, "-m", "appliance.cli", "export", "verify", str(victim), cwd=ROOT)
+    assert bad.returncode == 1 and "FAULT:" in bad.stderr and "stills/" in bad.stderr
+
+
+# --------------------------------------------------------------------------- refusals: nothing left behind
+
+
+def nothing_built(world, destination: Path) -> None:
+    assert list(destination.iterdir()) == []
+    export = world["central"].records.get("exports", world["release"]["export"])
+    assert not any(c["path"].startswith(str(destination)) for c in export.get("copies") or [])
+
+
+def test_C3_C14_refusals_leave_no_package_and_no_register_entry(world, tmp_path):
+    central, people = world["central"], world["people"]
+    destination = tmp_path / "usb"
+    destination.mkdir()
+    args = dict(to=str(destination), **TAKEN)
+    for who in ("sam", "ivy"):                                                     # not the Director
+        with pytest.raises(Refused) as e:
+            people.call(who, "release.build", release=world["release"]["id"], **args)
+        assert e.value.code == "forbidden"
+    with pytest.raises(NotFound):
+        people.call("director", "release.build", release="rel-000404", **args)
+    # A release record that names no instrument (written by an older version, or altered): refused (C3).
+    orphan = dict(world["release"], instrument="ins-000404")
+    orphan.pop("id")
+    orphan_id = central.records.insert("releases", orphan)
+    with pytest.raises(Refused) as e:
+        people.call("director", "release.build", release=orphan_id, **args)
+    assert e.value.clause == "C3"
+    # Counsel not recorded for its instrument: refused (C14).
+    uncounselled = dict(world["release"], counsel=[])
+    uncounselled.pop("id")
+    uncounselled_id = central.records.insert("releases", uncounselled)
+    try:
+        with pytest.raises(Refused) as e:
+            people.call("director", "release.build", release=uncounselled_id, **args)
+        assert e.value.clause == "C14"
+        nothing_built(world, destination)
+    finally:
+        central.records.remove("releases", orphan_id)
+        central.records.remove("releases", uncounselled_id)
+
+
+def test_a_sealed_archive_builds_nothing(world, tmp_path):
+    people = world["people"]
+    destination = tmp_path / "usb"
+    destination.mkdir()
+    people.call("director", "archive.seal")
+    try:
+        with pytest.raises(ArchiveSealed):
+            people.call("director", "release.build", release=world["release"]["id"], to=str(destination), **TAKEN)
+    finally:
+        people.unseal()
+    nothing_built(world, destination)
+
+
+def test_a_destination_too_small_is_refused_before_starting(world, tmp_path):
+    destination = tmp_path / "small"
+    destination.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(destination)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MiB tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        with pytest.raises(Refused, match="MB free"):
+            world["people"].call("director", "release.build", release=world["release"]["id"], to=str(destination),
+                                 **TAKEN)
+        nothing_built(world, destination)
+    finally:
+        subprocess.run(["umount", str(destination)], check=True)
+
+
+def test_a_failed_build_leaves_nothing_that_looks_complete(world, tmp_path):
+    """A segment altered in the archive fails the build midway (cam-a's clip already written): the
+    half-built package is removed, the register is unchanged, the failure is audited. A .part left by an
+    earlier build that the central did not live to finish is cleared too."""
+    central = world["central"]
+    stale = tmp_path / f".{world['release']['id']}-20000101T000000Z.part"
+    (stale / "video").mkdir(parents=True)
+    (stale / "video" / "cam-a-1.mp4").write_bytes(b"half a clip")
+    victim = central.archive.get("cam-b", 2).path
+    original = victim.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x01
+    victim.write_bytes(bytes(damaged))
+    copies_before = len(central.records.get("exports", world["release"]["export"]).get("copies") or [])
+    try:
+        started = world["people"].call("director", "release.build", release=world["release"]["id"],
+                                       to=str(tmp_path), **TAKEN)
+        status = export_mod.wait_for(central, started["build"]["build"])
+    finally:
+        victim.write_bytes(original)
+    assert status["state"] == "failed" and "digest" in status["error"], status
+    assert any(step.startswith("cam-a: segment") for step, _d, _t in status["history"])   # it got that far
+    assert list(tmp_path.iterdir()) == []
+    assert len(central.records.get("exports", world["release"]["export"]).get("copies") or []) == copies_before
+    failed = central.audit.query(action_prefix="release.build_failed")[-1]
+    assert failed["details"]["build"] == status["build"] and "digest" in failed["why"]
+
+
+# --------------------------------------------------------------------------- encrypted, labelled, redacted
+
+
+def test_encrypted_zip_opens_with_7z_and_verifies(world, tmp_path):
+    started, status = build(world, tmp_path / "usb", encrypt=True, label=True,
+                            redactions=[{"camera": "cam-a", "box": [0, 0, 40, 30]}])
+    zip_path = Path(status["result"]["package"])
+    passphrase = started["passphrase"]
+    assert zip_path.suffix == ".zip" and len(passphrase) >= 30
+    assert [p.name for p in zip_path.parent.iterdir()] == [zip_path.name]              # nothing else on the medium
+    assert b"\x00\x00\x00\x01\x67" not in zip_path.read_bytes()                         # nothing in clear
+    assert passphrase not in json.dumps(world["central"].records.get("exports", world["release"]["export"]))
+    report = verify_package(zip_path, passphrase=passphrase)                             # read in place
+    assert len(report.clips) == 3
+    with pytest.raises(PackageFault):
+        verify_package(zip_path, passphrase="WRONG-WRONG-WRONG")
+    out = tmp_path / "opened"
+    done = run("7z", "x", f"-p{passphrase}", f"-o{out}", str(zip_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    [folder] = list(out.iterdir())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    pieces = {p["file"]: p for c in manifest["cameras"] for p in c["pieces"]}
+    assert pieces["video/cam-a-1.mp4"]["made"] == "reencoded"
+    assert any("redaction" in f for f in pieces["video/cam-a-1.mp4"]["filters"])
+    assert "burned-in label" in pieces["video/cam-b-1.mp4"]["filters"]
+    assert verify_package(folder).release == world["release"]["id"]
+    env = dict(os.environ, CUSTODIAN_EXPORT_PASSPHRASE=passphrase)
+    cli = run(sys.executable, "-m", "appliance.cli", "export", "verify", str(zip_path), cwd=ROOT, env=env)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+
+
+def test_cli_export_build_shows_progress(world, tmp_path):
+    sock = Path(world["tmp"] / "api.sock")
+    with served(world):
+        destination = tmp_path / "usb"
+        destination.mkdir()
+        env = dict(os.environ, CUSTODIAN_USER=DIRECTOR[0], CUSTODIAN_PASSPHRASE=DIRECTOR[1])
+        done = run(sys.executable, "-m", "appliance.cli", "export", "build", world["release"]["id"],
+                   "--to", str(destination), "--medium", TAKEN["medium"], "--taken-by", TAKEN["taken_by"],
+                   "--socket", str(sock), "--poll", "0.05", cwd=ROOT, env=env, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        percents = [int(line[1:4]) for line in done.stdout.splitlines() if line.startswith("[")]
+        assert percents == sorted(percents) and percents[-1] == 100 and len(set(percents)) >= 3, done.stdout
+        assert "cam-a: segment" in done.stdout and "built" in done.stdout
+        [package] = list(destination.iterdir())
+        assert verify_package(package).segments == 5
+
+
+async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
+    import asyncio
+
+    from tui.app import CustodianApp
+    from tui.screens.home import HomeScreen
+    from tui.screens.releases import BuildScreen, ReleasesScreen
+
+    async def until(pilot, check, what, timeout=60.0):
+        for _ in range(int(timeout / 0.05)):
+            if check():
+                return
+            await pilot.pause(0.05)
+        raise AssertionError(f"never: {what() if callable(what) else what}; on {type(pilot.app.screen).__name__}")
+
+    destination = tmp_path / "usb"
+    destination.mkdir()
+    serving = served(world)
+    await asyncio.to_thread(serving.__enter__)
+    try:
+        app = CustodianApp(str(world["tmp"] / "api.sock"))
+        async with app.run_test(size=(80, 24)) as pilot:
+            for text in (DIRECTOR[0], DIRECTOR[1]):
+                for ch in text:
+                    await pilot.press(ch if ch != "-" else "minus")
+                await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, HomeScreen), "the home screen")
+            await pilot.press("f11")
+            await until(pilot, lambda: isinstance(app.screen, ReleasesScreen)
+                        and app.screen.query_one("DataTable").row_count > 0, "the releases")
+            table = app.screen.query_one("DataTable")
+            row = next(i for i in range(table.row_count) if table.get_row_at(i)[0] == world["release"]["id"])
+            table.move_cursor(row=row)
+            await pilot.press("b")
+            await until(pilot, lambda: isinstance(app.screen, BuildScreen), "the build form")
+            screen = app.screen
+            for field, text in (("#to", str(destination)), ("#medium", TAKEN["medium"]),
+                                ("#taken-by", TAKEN["taken_by"])):
+                screen.query_one(field).value = text
+            await pilot.press("f5")
+            await until(pilot, lambda: "Built" in str(screen.query_one("#outcome").render()),
+                        lambda: f"built: {screen.seen} {screen.query_one('#outcome').render()}")
+            outcome = str(screen.query_one("#outcome").render())
+    finally:
+        await asyncio.to_thread(serving.__exit__, None, None, None)
+    assert screen.seen[-1].startswith("[" + "#" * 30 + "] 100%"), screen.seen
+    assert len(screen.seen) >= 2 and "100%" not in screen.seen[0], screen.seen    # shown from the start
+    [package] = list(destination.iterdir())
+    assert package.suffix == ".zip" and "Passphrase" in outcome                          # encrypted by default
+    passphrase = outcome.split("Passphrase")[1].split("\n")[1].strip()
+    assert verify_package(package, passphrase=passphrase).release == world["release"]["id"]
+
+
+# --------------------------------------------------------------------------- holds (C12)
+
+
+def test_C12_instrument_hold_stays_while_its_release_is_unbuilt_or_recently_built(world, package):
+    central, people = world["central"], world["people"]
+    start = world["start"]
+    # A second instrument with a release nobody has built yet.
+    other = people.call("director", "instrument.record", kind="court_order", reference="CO-77", court="District",
+                        issued_on=central.now().date().isoformat(), received_on=central.now().date().isoformat(),
+                        description="Entrance camera, one minute", cameras=["cam-a"], start=iso(start),
+                        end=iso(start + timedelta(minutes=1)))
+    people.call("director", "counsel.record", instrument=other["instrument"]["id"], counsel="J. Ortiz",
+                consulted_on=central.now().date().isoformat(), summary="Fine.")
+    people.call("director", "release.create", instrument=other["instrument"]["id"], cameras=["cam-a"],
+                start=iso(start), end=iso(start + timedelta(minutes=1)), recipient="District attorney's office")
+    with pytest.raises(Refused) as e:
+        people.call("director", "hold.release", hold=other["hold"], reason="case closed")
+    assert e.value.clause == "C12" and "not been built" in str(e.value)
+    assert central.records.get("holds", other["hold"])["released_at"] is None
+    with pytest.raises(BadRequest):                                                  # a reason, not a token
+        people.call("director", "hold.release", hold=other["hold"], reason="case closed", override_reason="x")
+    done = people.call("director", "hold.release", hold=other["hold"], reason="case closed",
+                       override_reason="the court withdrew the order; counsel confirmed in writing")
+    assert done["hold"]["released_at"]
+    entry = central.audit.query(action_prefix="hold.release")[-1]
+    assert entry["details"]["override_reason"].startswith("the court withdrew")
+
+    # The module's release was built today: its hold stays for 30 days, then may go.
+    hold = world["instrument"]["hold"]
+    with pytest.raises(Refused) as e:
+        people.call("director", "hold.release", hold=hold, reason="case closed")
+    assert e.value.clause == "C12" and "30 days" in str(e.value)
+    central.clock.offset += timedelta(days=31)
+    try:
+        people.login("director")
+        assert people.call("director", "hold.release", hold=hold, reason="case closed")["hold"]["released_at"]
+    finally:
+        central.clock.offset -= timedelta(days=31)
+        people.login("director")
+        people.unseal()
+
+
+# --------------------------------------------------------------------------- the canonical H.264 form
+
+
+def test_canonical_form_is_what_ffmpeg_gives_back_from_an_mp4(tmp_path):
+    """A hardware encoder may write 4-byte start codes everywhere; ffmpeg's MP4 round trip does not keep
+    them. The builder hashes the canonical form, which is exactly what comes back."""
+    x264 = encode("testsrc2", (96, 64), 3)
+    long_codes = x264.replace(b"\x00\x00\x01", b"\x00\x00\x00\x01").replace(b"\x00\x00\x00\x00\x01",
+                                                                            b"\x00\x00\x00\x01")
+    for stream in (x264, long_codes):
+        units = split_access_units(stream)
+        canonical = b"".join(canonical_annexb(u.data)[0] for u in units)
+        mp4 = subprocess.run(["ffmpeg", "-v", "error", "-fflags", "+genpts", "-r", str(FPS), "-f", "h264", "-i", "-",
+                              "-c", "copy", "-movflags", export_mod.MOVFLAGS, "-f", "mp4", "-"],
+                             input=stream, capture_output=True, check=True).stdout
+        back = subprocess.run(["ffmpeg", "-v", "error", "-i", "-", "-c", "copy", "-bsf:v", "h264_mp4toannexb",
+                               "-f", "h264", "-"], input=mp4, capture_output=True, check=True).stdout
+        assert back == canonical
+    assert canonical_annexb(split_access_units(x264)[0].data)[1] is False      # x264's own form is canonical
+    assert long_codes != x264

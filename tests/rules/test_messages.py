@@ -1,0 +1,154 @@
+"""Messages a person reads: local times to the minute, roles as people say them, fields as
+the form names them, every error code documented, the policy text clean."""
+from __future__ import annotations
+
+import ast
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from appliance.central import api
+from appliance.errors import CustodianError, WrongPassphrase
+from appliance.rules.registry import BadRequest, Refused, iso
+from appliance.wording import when
+
+ROOT = Path(__file__).resolve().parents[2]
+ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+@pytest.fixture
+def local_zone(monkeypatch):
+    """Run with the central in a given local time zone (POSIX TZ rules: no zoneinfo files needed)."""
+    def use(tz: str) -> None:
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+    yield use
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_time_reads_in_the_local_zone_to_the_minute(local_zone):
+    local_zone("EST+5EDT,M3.2.0,M11.1.0")
+    assert when("2026-11-30T18:12:34.567890Z") == "30 Nov 2026 13:12 EST"
+    assert when(datetime(2026, 7, 1, 12, 0, 59, tzinfo=timezone.utc)) == "1 Jul 2026 08:00 EDT"
+    assert when(datetime(2026, 7, 1, 12, 0)) == "1 Jul 2026 08:00 EDT"          # naive means UTC
+
+
+def fail_logins(central, name: str) -> None:
+    for _ in range(5):
+        with pytest.raises(WrongPassphrase):
+            central.call("session.login", {"user": name, "passphrase": "not the passphrase"})
+
+
+@pytest.mark.parametrize("who, unlocks", [
+    ("sam", "IT staff or the Director can unlock it sooner"),
+    ("ivy", "the Director can unlock it sooner"),
+    ("director", "nobody can unlock the Director's account sooner"),
+])
+def test_C8_the_lockout_says_until_when_in_local_time_and_who_can_unlock_it(central, people, local_zone, who,
+                                                                             unlocks):
+    local_zone("XYZ+5")                                   # five hours behind UTC, all year
+    fail_logins(central, who)
+    with pytest.raises(Refused) as e:
+        central.call("session.login", {"user": who, "passphrase": "whatever-it-is"})
+    until = datetime.fromisoformat(central.records.search("users", name=who)[0]["locked_until"].replace("Z", "+00:00"))
+    local = until - timedelta(hours=5)
+    assert str(e.value) == (f"too many failed logins: locked until {local.day} {local:%b %Y %H:%M} XYZ; {unlocks}")
+    assert e.value.code == "locked"
+
+
+def test_a_wrong_unseal_passphrase_does_not_mention_a_user_name(central, people):
+    with pytest.raises(WrongPassphrase) as e:
+        people.call("director", "archive.unseal", passphrase="not-her-passphrase")
+    assert "user" not in str(e.value) and "passphrase" in str(e.value)
+    assert central.custody.is_sealed
+
+
+def test_a_missing_field_is_named_as_the_form_calls_it(central, people):
+    with pytest.raises(BadRequest) as e:
+        people.call("sam", "breach.report", noticed_at=iso(central.now()))
+    assert str(e.value) == '"What happened" is required' and e.value.field == "what"
+    with pytest.raises(BadRequest) as e:
+        people.call("sam", "breach.report", what="A printout of a still was left at the desk",
+                    noticed_at=iso(central.now() + timedelta(days=2)))
+    assert e.value.field == "noticed_at" and not ISO_TIME.search(str(e.value))
+
+
+def test_a_breach_alert_shows_local_time_and_the_role_as_people_say_it(central, people, local_zone):
+    local_zone("XYZ+5")
+    people.call("ivy", "breach.report", what="A USB stick with exports went missing from the office",
+                noticed_at=iso(central.now()))
+    alert = central.records.all("alerts")[-1]["message"]
+    assert alert.startswith("ivy (IT staff) reported a possible privacy breach at ") and " XYZ: " in alert
+    assert not ISO_TIME.search(alert)
+
+
+def test_the_policy_text_has_no_conversion_debris(central, people):
+    text = people.call("sam", "policy.text")["text"]
+    assert "[image" not in text and not re.search(r"\[\s*\w*:\s*\]", text)
+    assert "While it is recognized that video surveillance will not prevent all incidents" in text
+
+
+# --------------------------------------------------------------------------- every code documented
+
+
+def codes_sent() -> dict[str, str]:
+    """Every error code the core, the API and the client can put in an answer: code -> where."""
+    found = {}
+    for path in sorted((ROOT / "appliance").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for stmt in node.body:
+                    if (isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == ["code"]
+                            and isinstance(stmt.value, ast.Constant)):
+                        found[stmt.value.value] = path.name
+            elif isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if kw.arg == "code" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                        found[kw.value.value] = path.name
+                if (getattr(node.func, "id", None) == "ApiError" and node.args
+                        and isinstance(node.args[0], ast.Constant)):
+                    found[node.args[0].value] = path.name
+            elif isinstance(node, ast.Dict):
+                for k, v in zip(node.keys, node.values):
+                    if isinstance(k, ast.Constant) and k.value == "code" and isinstance(v, ast.Constant):
+                        found[v.value] = path.name
+    return found
+
+
+def documented() -> dict[str, str]:
+    text = (ROOT / "docs" / "api.md").read_text()
+    table = text.split("| code | HTTP | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for code in re.findall(r"`([a-z_]+)`", cells[0]):
+            rows[code] = cells[1]
+    return rows
+
+
+def test_every_error_code_the_api_sends_is_in_the_docs_table():
+    sent, docs = codes_sent(), documented()
+    assert {"passphrase_change_required", "weak_passphrase", "unavailable", "locked", "forbidden"} <= set(sent)
+    assert sorted(set(sent) - set(docs)) == []
+    assert sorted(set(docs) - set(sent)) == []                       # nothing documented that is never sent
+    for code in sent:                                                 # and with the status actually sent
+        if code in ("unavailable", "enrolment_refused"):
+            assert docs[code] == "none"                               # the client's or the node's own, no HTTP
+        elif code != "internal":
+            assert docs[code] == str(api.STATUS.get(code, 400)), code
+    assert docs["internal"] == "500"
+
+
+def test_a_custodian_error_without_a_code_of_its_own_is_documented_too():
+    assert CustodianError.code in documented()
+
+
+def test_people_are_told_the_passphrase_rule_in_words(central, people):
+    with pytest.raises(CustodianError) as e:
+        central.call("user.create", {"name": "tom", "role": "staff", "passphrase": "short"}, people.tokens["director"])
+    assert e.value.code == "weak_passphrase" and "10 characters" in str(e.value)
+    assert not central.records.search("users", name="tom")
