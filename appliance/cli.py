@@ -15,6 +15,8 @@ from pathlib import Path
 
 from appliance import config as config_mod
 from appliance.cli_access import DEMO_DATA, Secrets, find_api, login
+from hw.settings import SettingsError
+
 from appliance.errors import CustodianError, EnrolmentRefused
 from appliance.wording import when
 
@@ -98,7 +100,7 @@ def cmd_central_keys(args) -> int:
 
 
 def cmd_node_init(args) -> int:
-    from appliance.node.recorder import NodeIdentity
+    from appliance.node.identity import NodeIdentity
 
     identity = NodeIdentity.init(Path(args.data), args.name, args.archive_key, args.central, args.live_key)
     print(f"node {identity.name} initialised in {args.data}")
@@ -107,7 +109,7 @@ def cmd_node_init(args) -> int:
 
 
 def cmd_node_run(args) -> int:
-    from appliance.node.recorder import run_node
+    from appliance.node.service import run_node
 
     cfg = _load_config(args)
     return run_node(cfg, Path(args.data) if args.data else None)
@@ -283,9 +285,11 @@ def cmd_export_verify(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from hw.selftest import main as selftest_main
+    from hw.selftest import report
 
-    return selftest_main(["--config", args.config] if args.config else [])
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = _load_config(args)
+    return report(cfg.camera, cfg.node.data_dir, seconds=args.seconds)
 
 
 def _demo_cameras(text: str) -> int:
@@ -433,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     _access_options(c)
     c.set_defaults(func=cmd_call)
 
-    t = sub.add_parser("selftest", help="on a Pi: check the camera, encoder and clock")
+    t = sub.add_parser("selftest", help="on a Pi: check the camera, encoder, card and clock")
+    t.add_argument("--seconds", type=float, default=3.0,
+                   help="record at least this long (default 3), and until three segment switches")
     t.set_defaults(func=cmd_selftest)
 
     d = sub.add_parser(
@@ -479,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         # A new pairing code is needed: exit status 78 (EX_CONFIG) tells systemd not to restart.
         print(f"custodian: {e}", file=sys.stderr)
         return 78
-    except CustodianError as e:
+    except (CustodianError, SettingsError) as e:
         print(f"custodian: {e}", file=sys.stderr)
         return 2
     except ApiError as e:

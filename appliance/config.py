@@ -12,29 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hw.settings import CameraSettings
+
 from appliance.errors import ConfigError
-
-
-@dataclass
-class CameraConfig:
-    backend: str = "synthetic"          # synthetic | v4l2 | file | picamera2 | rtsp
-    width: int = 1280
-    height: int = 720
-    fps: int = 15
-    bitrate_kbps: int = 2000
-    keyframe_seconds: int = 2           # one keyframe (with SPS/PPS) every N seconds
-    device: str = "/dev/video0"         # v4l2
-    file: str = ""                      # file backend: the video to loop
-    # rtsp backend (an IP camera; docs/camera-backends.md): the stream's URL without credentials,
-    # "user:password" in credentials_file (mode 0600, owned by the node's user), TCP or UDP
-    url: str = ""
-    credentials_file: str = ""
-    rtsp_transport: str = "tcp"
-    reconnect_max_seconds: float = 30.0 # longest wait between attempts to reach a camera that dropped
-    # privacy masks, drawn on the node before encoding: [[x, y, w, h], ...] in pixels
-    masks: list[list[int]] = field(default_factory=list)
-    stall_seconds: float = 10.0         # no frame for this long = the camera stalled
-    max_restarts: int = 3               # reopen failures before the process exits for systemd
 
 
 @dataclass
@@ -77,7 +57,7 @@ class CentralConfig:
 @dataclass
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
-    camera: CameraConfig = field(default_factory=CameraConfig)
+    camera: CameraSettings = field(default_factory=CameraSettings)
     central: CentralConfig = field(default_factory=CentralConfig)
 
 
@@ -112,7 +92,7 @@ def load(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | 
             raise ConfigError(f"{path}: {e}") from None
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
-    sections = {"node": NodeConfig, "camera": CameraConfig, "central": CentralConfig}
+    sections = {"node": NodeConfig, "camera": CameraSettings, "central": CentralConfig}
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))}")

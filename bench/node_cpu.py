@@ -44,7 +44,9 @@ def make_node(data_dir, segment_seconds: int):
     import nacl.signing
 
     from appliance import config
-    from appliance.node.recorder import NodeIdentity, Recorder, Spool
+    from appliance.node.identity import NodeIdentity
+    from appliance.node.recorder import Recorder
+    from appliance.node.spool import Spool
 
     cfg = config.load(overrides={
         "node": {"data_dir": str(data_dir), "segment_seconds": segment_seconds},

@@ -31,7 +31,7 @@ from . import common
 NAME = "node_rss"
 TITLE = "Node peak RSS while recording 1080p30 5 Mb/s (parser + Recorder/SegmentWriter child process)"
 TARGET_MB = 80.0
-# What `custodian node run` imports (appliance.cli -> appliance.node.recorder.run_node, which pulls in
+# What `custodian node run` imports (appliance.cli -> appliance.node.service.run_node, which pulls in
 # hw.board and appliance.node.control, which pulls in hw.factory (the ffmpeg backend) and
 # hw.watchdog). A module listed here that does not exist (yet) is reported, not fatal.
 NODE_RUN_IMPORTS = ("appliance.cli", "appliance.node.recorder", "appliance.node.control", "hw.board",

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from hw.settings import SettingsError
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -128,19 +130,17 @@ def clip_masks(masks: list[list[int]], width: int, height: int) -> list[tuple[in
     A mask that is malformed, empty or wholly outside the frame is a configuration
     error: a camera must not record with a privacy mask that silently covers nothing.
     """
-    from appliance.errors import ConfigError
-
     out = []
     for n, m in enumerate(masks or []):
         if (not isinstance(m, (list, tuple)) or len(m) != 4
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in m)):
-            raise ConfigError(f"[camera] masks[{n}]: expected [x, y, w, h] in whole pixels, got {m!r}")
+            raise SettingsError(f"[camera] masks[{n}]: expected [x, y, w, h] in whole pixels, got {m!r}")
         x, y, w, h = m
         if w <= 0 or h <= 0:
-            raise ConfigError(f"[camera] masks[{n}]: width and height must be positive, got {m!r}")
+            raise SettingsError(f"[camera] masks[{n}]: width and height must be positive, got {m!r}")
         x0, y0 = max(0, x), max(0, y)
         x1, y1 = min(width, x + w), min(height, y + h)
         if x0 >= x1 or y0 >= y1:
-            raise ConfigError(f"[camera] masks[{n}] {m!r} lies outside the {width}x{height} frame")
+            raise SettingsError(f"[camera] masks[{n}] {m!r} lies outside the {width}x{height} frame")
         out.append((x0, y0, x1 - x0, y1 - y0))
     return out

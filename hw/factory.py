@@ -1,18 +1,17 @@
 """make_backend: the one place that maps `[camera] backend` to a backend class."""
 from __future__ import annotations
 
-from appliance.config import CameraConfig
-from appliance.errors import ConfigError
+from hw.settings import CameraSettings, SettingsError
 
 from .backend import CameraBackend, clip_masks
 
 BACKENDS = ("synthetic", "v4l2", "file", "picamera2", "rtsp")
 
 
-def make_backend(cfg: CameraConfig, name: str = "camera", **options) -> CameraBackend:
+def make_backend(cfg: CameraSettings, name: str = "camera", **options) -> CameraBackend:
     """A backend for cfg.backend; `name` is the camera's name (burned into synthetic video).
 
-    Raises ConfigError for an unknown backend or invalid settings (masks, sizes), so a
+    Raises SettingsError for an unknown backend or invalid settings (masks, sizes), so a
     misconfigured node refuses to start instead of recording wrongly.
     """
     if cfg.backend in ("synthetic", "v4l2", "file"):
@@ -27,12 +26,12 @@ def make_backend(cfg: CameraConfig, name: str = "camera", **options) -> CameraBa
         try:
             return RtspBackend(settings, name, **options)       # refuses an unsafe credentials file
         except RtspSettingError as e:
-            raise ConfigError(f"[camera] {e}") from None
-    raise ConfigError(f"[camera] backend {cfg.backend!r}: expected one of {', '.join(BACKENDS)}")
+            raise SettingsError(f"[camera] {e}") from None
+    raise SettingsError(f"[camera] backend {cfg.backend!r}: expected one of {', '.join(BACKENDS)}")
 
 
-def rtsp_settings(cfg: CameraConfig, board=None):
-    """The rtsp backend's settings from [camera]; ConfigError names what to fix."""
+def rtsp_settings(cfg: CameraSettings, board=None):
+    """The rtsp backend's settings from [camera]; SettingsError names what to fix."""
     from .board import has_hardware_h264
     from .ffmpeg_common import has_encoder
     from .rtsp_source import RtspSettingError, RtspSettings
@@ -50,4 +49,4 @@ def rtsp_settings(cfg: CameraConfig, board=None):
             timeout_seconds=max(1.0, cfg.stall_seconds / 2), reconnect_max_seconds=cfg.reconnect_max_seconds,
             reconnect_min_seconds=min(1.0, cfg.reconnect_max_seconds))
     except RtspSettingError as e:
-        raise ConfigError(f"[camera] {e}") from None
+        raise SettingsError(f"[camera] {e}") from None

@@ -37,8 +37,7 @@ import time
 
 import ffmpeg
 
-from appliance.config import CameraConfig
-from appliance.errors import ConfigError
+from hw.settings import CameraSettings, SettingsError
 
 from .annexb import AccessUnit, AnnexBParser
 from .backend import CameraBackend, CameraFailed, Frame, KeyframeSplitter, SegmentOpener, clip_masks
@@ -57,15 +56,15 @@ def _overlay_text(name: str) -> str:
     return safe or "camera"
 
 
-def build_command(cfg: CameraConfig, camera_name: str = "camera", ffmpeg_bin: str = "ffmpeg",
+def build_command(cfg: CameraSettings, camera_name: str = "camera", ffmpeg_bin: str = "ffmpeg",
                   font_file: str = FONT_FILE) -> list[str]:
     """The ffmpeg argv for cfg's source (built with ffmpeg-python; run by us)."""
     if cfg.backend not in SOURCES:
-        raise ConfigError(f"[camera] backend {cfg.backend!r} is not an ffmpeg source ({', '.join(SOURCES)})")
+        raise SettingsError(f"[camera] backend {cfg.backend!r} is not an ffmpeg source ({', '.join(SOURCES)})")
     if cfg.width <= 0 or cfg.height <= 0 or cfg.width % 2 or cfg.height % 2:
-        raise ConfigError(f"[camera] size {cfg.width}x{cfg.height}: width and height must be positive and even")
+        raise SettingsError(f"[camera] size {cfg.width}x{cfg.height}: width and height must be positive and even")
     if cfg.fps <= 0 or cfg.keyframe_seconds <= 0 or cfg.bitrate_kbps <= 0:
-        raise ConfigError("[camera] fps, keyframe_seconds and bitrate_kbps must be positive")
+        raise SettingsError("[camera] fps, keyframe_seconds and bitrate_kbps must be positive")
     masks = clip_masks(cfg.masks, cfg.width, cfg.height)
     size = f"{cfg.width}x{cfg.height}"
 
@@ -96,7 +95,7 @@ def build_command(cfg: CameraConfig, camera_name: str = "camera", ffmpeg_bin: st
 class FfmpegBackend(CameraBackend):
     """Records from an ffmpeg source; see the module docstring."""
 
-    def __init__(self, cfg: CameraConfig, name: str = "camera", *, ffmpeg_bin: str = "ffmpeg",
+    def __init__(self, cfg: CameraSettings, name: str = "camera", *, ffmpeg_bin: str = "ffmpeg",
                  stop_timeout: float = 3.0, log_lines: int = 200):
         super().__init__()
         self.cfg = cfg

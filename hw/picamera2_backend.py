@@ -47,8 +47,7 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from appliance.config import CameraConfig
-from appliance.errors import ConfigError
+from hw.settings import CameraSettings, SettingsError
 
 from . import board as board_mod
 from .backend import CameraBackend, CameraFailed, Frame, SegmentOpener, clip_masks
@@ -161,7 +160,7 @@ def apply_plan(array, plan: list[tuple[int, bytes]], needed: int) -> None:
 class Picamera2Backend(CameraBackend):
     name = "picamera2"
 
-    def __init__(self, cfg: CameraConfig, name: str = "camera", *, board: board_mod.Board | None = None,
+    def __init__(self, cfg: CameraSettings, name: str = "camera", *, board: board_mod.Board | None = None,
                  lores_size: tuple[int, int] | None = None, buffer_count: int = BUFFER_COUNT, camera_num: int = 0,
                  force_key_frame: bool = False, split_deadline: float | None = None, stop_grace: float = 3.0,
                  writer_queue_frames: int | None = None):
@@ -169,22 +168,22 @@ class Picamera2Backend(CameraBackend):
         for setting in INTEGER_SETTINGS:
             value = getattr(cfg, setting)
             if type(value) is not int:      # the encoders' fields are C ints: a float fails every start
-                raise ConfigError(f"[camera] {setting}: expected a whole number, got {value!r}")
+                raise SettingsError(f"[camera] {setting}: expected a whole number, got {value!r}")
         if cfg.width <= 0 or cfg.height <= 0 or cfg.width % 2 or cfg.height % 2:
-            raise ConfigError(f"[camera] size {cfg.width}x{cfg.height}: width and height must be positive and even")
+            raise SettingsError(f"[camera] size {cfg.width}x{cfg.height}: width and height must be positive and even")
         if cfg.fps <= 0 or cfg.keyframe_seconds <= 0 or cfg.bitrate_kbps <= 0:
-            raise ConfigError("[camera] fps, keyframe_seconds and bitrate_kbps must be positive")
+            raise SettingsError("[camera] fps, keyframe_seconds and bitrate_kbps must be positive")
         if not 1 <= buffer_count <= 8:
-            raise ConfigError("picamera2 buffer_count must be 1..8 (camera buffers come from CMA)")
+            raise SettingsError("picamera2 buffer_count must be 1..8 (camera buffers come from CMA)")
         self.cfg = cfg
         self.camera_name = name
         self.board = board or board_mod.detect_board()
         self.masks = clip_masks(cfg.masks, cfg.width, cfg.height)
         self.lores_size = tuple(lores_size or default_lores(cfg.width, cfg.height))
         if self.lores_size[0] > cfg.width or self.lores_size[1] > cfg.height:
-            raise ConfigError(f"lores {self.lores_size} may not be larger than main {cfg.width}x{cfg.height}")
+            raise SettingsError(f"lores {self.lores_size} may not be larger than main {cfg.width}x{cfg.height}")
         if self.board.has_hardware_h264 and (cfg.width > HW_ENCODER_MAX[0] or cfg.height > HW_ENCODER_MAX[1]):
-            raise ConfigError(f"[camera] {cfg.width}x{cfg.height}: the hardware H.264 encoder stops at "
+            raise SettingsError(f"[camera] {cfg.width}x{cfg.height}: the hardware H.264 encoder stops at "
                               f"{HW_ENCODER_MAX[0]}x{HW_ENCODER_MAX[1]}")
         self.buffer_count = buffer_count
         self.writer_queue_frames = writer_queue_frames or max(8, math.ceil(cfg.fps * WRITER_QUEUE_SECONDS))

@@ -1,4 +1,4 @@
-"""Camera self-test for a real Pi: `python -m hw.selftest [--config node.toml]`.
+"""Camera self-test for a real Pi: `custodian [--config node.toml] selftest [--seconds 3]`.
 
 Checks, in order: the board, picamera2 importable, the encoder picamera2 will use,
 the camera opens, a recording through the real adapter into RAM gives keyframe-aligned
@@ -12,18 +12,14 @@ reason; nothing raises. Exit status 1 if a required check failed.
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from appliance.config import CameraConfig
-from appliance.errors import CustodianError
+from hw.settings import CameraSettings, SettingsError
 
 from . import board as board_mod
 from .annexb import NAL_IDR, NAL_PPS, NAL_SPS, nal_types
@@ -151,7 +147,7 @@ def check_segments(segments: list[MemorySink]) -> tuple[bool, str]:
     return True, f"{len(segments)} segment(s), {frames} frames, each starting with SPS+PPS+IDR"
 
 
-def run_selftest(cfg: CameraConfig, *, seconds: float = 3.0, compatible_path: str | Path = board_mod.COMPATIBLE_PATH,
+def run_selftest(cfg: CameraSettings, *, seconds: float = 3.0, compatible_path: str | Path = board_mod.COMPATIBLE_PATH,
                  model_path: str | Path = board_mod.MODEL_PATH, clock_synced=board_mod.clock_synced,
                  scratch_dir: str | Path | None = None) -> list[Check]:
     from .picamera2_backend import Picamera2Backend, choose_encoder, import_picamera2
@@ -218,7 +214,7 @@ def _check_open(p2, checks: list[Check]) -> bool:
     return True
 
 
-def _check_recording(cfg: CameraConfig, board, seconds: float, checks: list[Check], backend_cls,
+def _check_recording(cfg: CameraSettings, board, seconds: float, checks: list[Check], backend_cls,
                      scratch_dir: str | Path | None = None) -> None:
     opener = MemoryOpener(Path(scratch_dir) if scratch_dir is not None else None)
     result: dict = {}
@@ -236,7 +232,7 @@ def _check_recording(cfg: CameraConfig, board, seconds: float, checks: list[Chec
                 time.sleep(0.05)
             result["seconds"] = time.monotonic() - started
             backend.stop()
-        except (CustodianError, RuntimeError, OSError, ValueError) as e:
+        except (RuntimeError, OSError, ValueError) as e:   # SettingsError is a ValueError
             result["error"] = f"{type(e).__name__}: {e}"
 
     worker = threading.Thread(target=record, name="selftest-record", daemon=True)
@@ -274,10 +270,10 @@ def _dropped_frames_check(backend, opener: MemoryOpener, fps: int) -> Check:
                  f"{missing} missing from the sensor's timestamps){slowest}")
 
 
-def _check_masks(cfg: CameraConfig, checks: list[Check]) -> None:
+def _check_masks(cfg: CameraSettings, checks: list[Check]) -> None:
     try:
         masks = clip_masks(cfg.masks, cfg.width, cfg.height)
-    except CustodianError as e:
+    except SettingsError as e:
         checks.append(Check("privacy masks", False, str(e)))
         return
     if not masks:
@@ -287,31 +283,16 @@ def _check_masks(cfg: CameraConfig, checks: list[Check]) -> None:
                             ", ".join(f"{w}x{h}+{x}+{y}" for x, y, w, h in masks)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="custodian-camera-selftest", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="node configuration (TOML); defaults apply without one")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help=f"record at least this long (default 3), and until {SWITCHES} segment switches")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from appliance.config import load
-        config = load(args.config)
-    except CustodianError as e:
-        print(f"[FAIL] config: {e}")
-        return 2
-    cfg = replace(config.camera, backend="picamera2")
+def report(camera: CameraSettings, node_data_dir: str | Path, seconds: float = 3.0) -> int:
+    """`custodian selftest`: run every check with the picamera2 backend, print them, 0 when all passed."""
+    cfg = replace(camera, backend="picamera2")
     # segment closes fsync a scratch file where the node keeps its segments: the card that matters
-    scratch = Path(config.node.data_dir)
+    scratch = Path(node_data_dir)
     if not (scratch.is_dir() and os.access(scratch, os.W_OK)):
         scratch = Path(tempfile.gettempdir())
-    checks = run_selftest(cfg, seconds=args.seconds, scratch_dir=scratch)
+    checks = run_selftest(cfg, seconds=seconds, scratch_dir=scratch)
     for check in checks:
         print(check.line())
     failed = [c for c in checks if c.required and not c.ok and not c.skipped]
     print(f"{len(failed)} required check(s) failed" if failed else "all required checks passed")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,9 +29,11 @@ from appliance.custody.archive import Archive
 from appliance.custody.audit import AuditLog
 from appliance.config import Config
 from appliance.datalock import CENTRAL_LOCK, lock_data_dir
-from appliance.errors import ConfigError, CustodianError, SegmentError
+from appliance.errors import ConfigError, SegmentError
 from appliance.custody.keys import ArchiveCustody, KeyStore
-from appliance.central.node_channel import seal_for_node
+from appliance.central.enrolment import PeerGuard
+from appliance.central.node_channel import NodeHub, seal_for_node
+from appliance.rules.export import Build
 from appliance.custody.records import open_records
 
 log = logging.getLogger("custodian.central")
@@ -80,11 +82,16 @@ class Central:
         self.archive = Archive(self.paths.archive, on_gap=self._gap_found)
         self.max_segment_bytes = cfg.central.max_segment_bytes
         self.sessions: dict[str, dict] = {}
-        self.policy_lock = threading.RLock()
+        self.decision_lock = threading.RLock()
         self._camera_keys: dict[str, nacl.signing.VerifyKey] = {}
         self._refusal: str | None = None
         self._rejections: dict[tuple, tuple[float, float, int]] = {}
-        self.services: dict[str, object] = {}
+        # What the node channel and the rules keep in RAM, each typed:
+        self.nodes = NodeHub(self)                          # what the nodes last sent (rules.ports.NodeLink)
+        self.enrolment_guard = PeerGuard()                  # refused enrolment attempts, per address
+        self.package_builds: dict[str, Build] = {}          # evidence packages being built (rules/export.py)
+        self.recorded_ends: dict[Path, datetime] = {}       # segments' signed end times, read once (rules/retention.py)
+        self.last_sweep: dict | None = None                 # the retention sweeper's last report
         self._watchers: set = set()
         self.stopping = False
         self.reload_cameras()
@@ -238,7 +245,7 @@ class Central:
         operation = ops_mod.OPS.get(name)
         if operation is None:
             raise ops_mod.NotFound(f"no operation named {name!r}")
-        with self.policy_lock:
+        with self.decision_lock:
             caller = self.caller_for(token, background)
             ops_mod.authorize(operation, caller)
             if not operation.concurrent:

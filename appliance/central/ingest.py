@@ -148,7 +148,7 @@ def make_ingest_app(host: IngestHost) -> web.Application:
 
     app.router.add_get("/v1/health", health)
     app.router.add_put("/v1/segments/{camera}/{seq}", put_segment)
-    from appliance.rules.enrolment import add_enrol_routes  # pairing codes of flashed cameras (docs/node-protocol.md)
+    from appliance.central.enrolment import add_enrol_routes
     from appliance.central.node_channel import add_node_routes  # the node control channel (docs/node-protocol.md)
 
     add_node_routes(app, host)

@@ -29,7 +29,7 @@ import nacl.public
 import nacl.signing
 from aiohttp import web
 
-from appliance.node.control import HEADER_CAMERA, HEADER_SIGNATURE, HEADER_TIME, MAX_IMAGE_WIDTH, signed_message
+from appliance.formats.node_protocol import HEADER_CAMERA, HEADER_SIGNATURE, HEADER_TIME, MAX_IMAGE_WIDTH, signed_message
 from appliance.rules.registry import iso, parse_iso
 from appliance.custody.records import valid_id
 
@@ -51,7 +51,10 @@ class NodeRefused(Exception):
 
 
 class NodeHub:
-    """What the central knows about its nodes in RAM: last request times, images."""
+    """What the central knows about its nodes in RAM: last request times, images.
+
+    The daemon keeps one as `central.nodes`; the rules read it through the shape
+    `appliance.rules.ports.NodeLink` declares."""
 
     def __init__(self, central):
         self.central = central
@@ -93,6 +96,10 @@ class NodeHub:
             self.live[camera] = dict(image, session=session)
             self.live_frames[session] = self.live_frames.get(session, 0) + 1
 
+    def live_frames_received(self, view: str) -> int:
+        with self.lock:
+            return self.live_frames.pop(view, 0)
+
     def live_frame(self, camera: str, since: datetime) -> dict | None:
         """The camera's latest live frame, if it arrived after `since` (the session's start)."""
         with self.lock:
@@ -100,22 +107,6 @@ class NodeHub:
         if frame is None or frame["received_at"] < since:
             return None
         return frame
-
-
-_hub_lock = threading.Lock()
-
-
-def hub_for(central) -> NodeHub:
-    with _hub_lock:
-        hub = central.services.get("nodes")
-        if hub is None:
-            hub = central.services["nodes"] = NodeHub(central)
-        return hub
-
-
-def public_image(image: dict) -> dict:
-    """An image as operations return it (gray8, base64; `masks`: the privacy masks drawn on it)."""
-    return {k: image[k] for k in ("width", "height", "format", "pixels", "at", "masks")}
 
 
 # --------------------------------------------------------------------------- checking a request
@@ -137,8 +128,8 @@ def authenticate(central, camera: str, method: str, path: str, headers, body: by
         key.verify(signed_message(method, path, int(time_text), body), signature)
     except (ValueError, nacl.exceptions.BadSignatureError):
         raise NodeRefused(403, f"bad signature for camera {camera!r}") from None
-    hub_for(central).accept_time(cam, int(time_text))
-    hub_for(central).last_seen[camera] = central.now()
+    central.nodes.accept_time(cam, int(time_text))
+    central.nodes.last_seen[camera] = central.now()
     return cam
 
 
@@ -198,7 +189,7 @@ def receive_snapshot(central, cam: dict, body: bytes) -> dict:
     if cam["status"] == "retired":
         raise NodeRefused(409, f"camera {cam['id']} is retired")
     image = open_image(central, body)
-    with central.policy_lock:
+    with central.decision_lock:
         snapshot_received(central, cam["id"], image)
     return {"ok": True}
 
@@ -210,7 +201,7 @@ def receive_live(central, cam: dict, session_id: str, body: bytes) -> dict:
     if session is None or session["camera"] != cam["id"] or not session_is_open(central, session):
         raise NodeRefused(409, f"no open live session {session_id!r} on camera {cam['id']}: frame dropped")
     image = open_image(central, body)
-    hub_for(central).store_live(cam["id"], session_id, image)
+    central.nodes.store_live(cam["id"], session_id, image)
     return {"ok": True}
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import http.client
 import json
 import logging
@@ -44,19 +43,21 @@ import nacl.public
 import nacl.signing
 
 from hw.backend import CameraFailed, Frame, FrameSink
+from hw.settings import SettingsError
 from hw.sps import access_unit_format
 
 from appliance.config import Config
 from appliance.errors import ConfigError, CustodianError
 from appliance.fsutil import atomic_write
+from appliance.formats.node_protocol import MAX_IMAGE_WIDTH, signed_headers
+
+
+
+
 
 log = logging.getLogger("custodian.node.control")
 
-HEADER_CAMERA = "X-Custodian-Camera"
-HEADER_TIME = "X-Custodian-Time"
-HEADER_SIGNATURE = "X-Custodian-Signature"
 SNAPSHOT_WIDTH = 128            # placement and view-check snapshots (grey, pixels wide)
-MAX_IMAGE_WIDTH = 320
 RENDER_TIMEOUT = 20.0           # seconds for ffmpeg to decode one GOP
 MAX_ANSWER_BYTES = 64 * 1024
 
@@ -66,17 +67,6 @@ class ControlError(CustodianError):
 
 
 # --------------------------------------------------------------------------- the signed request
-
-
-def signed_message(method: str, path: str, time_us: int, body: bytes) -> bytes:
-    """What a node signs: METHOD, PATH, TIME and the body's SHA-256, one per line."""
-    return f"{method}\n{path}\n{time_us}\n{hashlib.sha256(body).hexdigest()}".encode()
-
-
-def signed_headers(key: nacl.signing.SigningKey, camera: str, method: str, path: str, time_us: int,
-                   body: bytes) -> dict[str, str]:
-    signature = key.sign(signed_message(method, path, time_us, body)).signature
-    return {HEADER_CAMERA: camera, HEADER_TIME: str(time_us), HEADER_SIGNATURE: signature.hex()}
 
 
 def seal_image(live_key: nacl.public.PublicKey, image: dict) -> bytes:
@@ -347,7 +337,7 @@ class CameraRunner:
         try:
             backend = self._make_backend(camera_cfg, name=self.name)
             backend.start(self.opener, self.cfg.node.segment_seconds)
-        except (ConfigError, CameraFailed) as e:
+        except (ConfigError, SettingsError, CameraFailed) as e:
             self.failed = str(e)
             log.critical("camera %s stopped: %s", self.name, e)
             if raise_failure:
@@ -537,55 +527,3 @@ class NodeControl(threading.Thread):
 
 
 # --------------------------------------------------------------------------- the whole node
-
-
-class NodeService:
-    """A camera node: backend -> gate -> recorder -> spool -> uploader, and the control thread."""
-
-    def __init__(self, cfg: Config, data_dir: Path, *, on_fatal, boot_id: str = "",
-                 clock_synced=lambda: False, make_backend=None, render=render_gray):
-        from appliance.node.recorder import NodeIdentity, Recorder, Spool, Uploader, lock_node_dir
-
-        self.cfg = cfg
-        data_dir = Path(data_dir)
-        # Before anything in the directory is touched: a second node here would write the
-        # same sequence numbers into this spool and delete what this one is writing.
-        self.dir_lock = lock_node_dir(data_dir)
-        try:
-            self.identity = NodeIdentity.load(data_dir)
-            if cfg.node.central_url:   # the config file may move the central (a new address, a new port)
-                self.identity.central_url = cfg.node.central_url
-            self.client = ControlClient(self.identity)
-            self.spool = Spool(data_dir / "spool", cfg.node.spool_max_bytes)
-            self.uploader = Uploader(self.spool, self.identity, cfg)
-            self.recorder = Recorder(self.identity, cfg, self.spool, on_segment=lambda info: self.uploader.wake.set(),
-                                     boot_id=boot_id, clock_synced=clock_synced)
-            self.state = ControlState.load(data_dir)
-            self.tap = LatestGop()
-            self.gate = CameraGate(self.recorder, self.tap, recording=self.state.status == "approved")
-            self.runner = CameraRunner(cfg, self.identity.name, self.gate, on_fatal, make_backend)
-            self.control = NodeControl(self.client, cfg, self.state, self.gate, self.tap, self.runner, render)
-        except BaseException:
-            self.dir_lock.release()
-            raise
-
-    def start(self) -> None:
-        self.uploader.start()
-        self.runner.start(union_masks(self.cfg.camera.masks, self.state.masks))
-        self.control.start()
-        log.info("node %s: camera running, placement %s, next seq %d", self.identity.name, self.state.status,
-                 self.recorder.next_seq)
-
-    def stop(self, drain_seconds: float = 10.0) -> None:
-        self.control.stop()
-        self.runner.stop()
-        self.uploader.drain(timeout=drain_seconds)
-        self.uploader.stopping.set()
-        self.uploader.wake.set()
-        if self.uploader.is_alive():
-            self.uploader.join(5.0)
-        self.close()
-
-    def close(self) -> None:
-        """Give up the data directory (after stop(), or for a service that never started)."""
-        self.dir_lock.release()

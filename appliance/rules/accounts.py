@@ -405,7 +405,7 @@ def periodic(central):
 
 
 def _locked(central, fn):
-    with central.policy_lock:
+    with central.decision_lock:
         fn(central)
 
 

@@ -223,7 +223,7 @@ def access_query(central, caller, args):
 
 def _copy_view(central, caller, export: dict) -> dict:
     """An export-register entry; one under a sealed search warrant shows only that it exists (C13)."""
-    from appliance.rules.legal import instrument_hidden_from
+    from appliance.rules.warrants import instrument_hidden_from
 
     if export.get("instrument") and instrument_hidden_from(central, caller, export["instrument"]):
         return {k: export.get(k) for k in ("id", "kind", "created_at", "retrieved_at")} | {"sealed": True}

@@ -22,11 +22,11 @@ import hashlib
 import logging
 from datetime import timedelta
 
-from appliance.rules import live  # noqa: F401  (registers the live.* operations)
 from appliance.rules.accounts import policy_text
 from appliance.custody.archive import check_camera_id
 from appliance.errors import CustodianError, SegmentError
-from appliance.central.node_channel import hub_for, public_image
+from appliance.rules import live
+from appliance.rules.ports import public_image
 from appliance.rules.registry import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
 from appliance.wording import when
 
@@ -75,7 +75,7 @@ def in_service(central, camera: str) -> dict:
 
 def public_camera(central, cam: dict) -> dict:
     """What camera.list shows: no images, no keys beyond the public one."""
-    hub = hub_for(central)
+    hub = central.nodes
     return {"id": cam["id"], "category": cam["category"], "location": cam["location"], "status": cam["status"],
             "key": cam["key"], "masks": cam.get("masks", []), "resolution": cam.get("resolution"),
             "snapshot_at": cam.get("snapshot_at"), "snapshot_available": cam["id"] in hub.snapshots,
@@ -166,7 +166,7 @@ def snapshot(central, caller, args):
     camera = _camera_id(args)
     args.done()
     get_camera(central, camera)
-    image = hub_for(central).snapshots.get(camera)
+    image = central.nodes.snapshots.get(camera)
     if image is None:
         raise NotFound(f"camera {camera} has not sent a view since the central started: it sends one "
                        "within a few seconds of asking the central for its status")
@@ -189,7 +189,7 @@ def shows_masks(image: dict, cam: dict) -> bool:
 
 def _fresh_snapshot(central, cam: dict) -> dict:
     camera = cam["id"]
-    image = hub_for(central).snapshots.get(camera)
+    image = central.nodes.snapshots.get(camera)
     if image is None:
         raise Refused(f"no snapshot from camera {camera} yet: placement is approved from the camera's own "
                       "view; the node sends one when it contacts the central", clause="C6")
@@ -284,7 +284,7 @@ def retire(central, caller, args):
 
 def control_for(central, cam: dict) -> dict:
     """The control answer for a node (docs/node-protocol.md)."""
-    hub = hub_for(central)
+    hub = central.nodes
     image = hub.snapshots.get(cam["id"])
     stale = image is not None and central.now() - image["received_at"] > PLACEMENT_REFRESH
     wanted = cam["status"] != "retired" and (image is None or not shows_masks(image, cam)
@@ -352,7 +352,7 @@ def view_difference(reference: dict, image: dict, masks: list[list[int]] = ()) -
 
 def snapshot_received(central, camera: str, image: dict) -> None:
     """Keep the view (RAM only), and compare it with the approved reference (C6)."""
-    hub_for(central).snapshots[camera] = image
+    central.nodes.snapshots[camera] = image
     cam = get_camera(central, camera)
     fields = {"snapshot_at": iso(image["received_at"])}
     if image.get("frame"):
@@ -382,7 +382,7 @@ def segment_seconds(central, camera: str) -> int:
     head = central.archive.head(camera)
     if head is None:
         return DEFAULT_SEGMENT_SECONDS
-    cache = hub_for(central).segment_seconds
+    cache = central.nodes.segment_seconds
     if (camera, head) not in cache:
         seconds = DEFAULT_SEGMENT_SECONDS
         stored = central.archive.get(camera, head)
@@ -432,7 +432,7 @@ async def _every(seconds: float, central, work) -> None:
 
 
 def _locked(central, work):
-    with central.policy_lock:
+    with central.decision_lock:
         return work(central)
 
 

@@ -20,47 +20,30 @@ limited per address. The protocol: docs/node-protocol.md, "Enrolment".
 """
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import hmac
-import http.client
 import json
 import logging
 import secrets
-import threading
-import time
-import urllib.parse
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import nacl.exceptions
 import nacl.public
 import nacl.signing
-from aiohttp import web
 
 from appliance.rules.cameras import _camera_id, _check_category, insert_new_camera, read_place
-from appliance.errors import ConfigError, EnrolmentRefused
-from appliance.fsutil import atomic_write, fsync_dir
-from appliance.central.node_channel import seal_for_node
 from appliance.rules.registry import Refused, iso, op, parse_iso
 from appliance.custody.records import valid_id
 from appliance.wording import when
+from appliance.formats.pairing import CODE_ALPHABET, CODE_LENGTH, code_hash, format_code, pairing_fingerprint
+
+
+
+
 
 log = logging.getLogger("custodian.enrolment")
 
-CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"   # Crockford's base 32: no I, L, O, U
-CODE_LENGTH = 12                                     # 60 bits, shown as XXXX-XXXX-XXXX
 INVITE_VALID = timedelta(hours=24)
 WRONG_CODES_PER_INVITE = 5          # then the invitation is cancelled: guessing 60 bits 5 times is hopeless
-PEER_FAILURES = 10                  # refused attempts from one address...
-PEER_WINDOW = 600.0                 # ...within this many seconds, then 429 until the window passes
-MAX_BODY = 4096
-INVITE_FILE = "invite"              # in the node's data directory; setup moves it there from the card
-KEYS_PATH = "/v1/enrol/keys"
-ENROL_ROUTE = "/v1/enrol/{camera}"
-
-
 class _Refusal(Exception):
     def __init__(self, status: int, kind: str, message: str, camera: str = "", invite: str | None = None):
         super().__init__(message)
@@ -72,33 +55,6 @@ class _Refusal(Exception):
 
 def new_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def normalise_code(text: str) -> str:
-    """What IT typed, as the central hashes it: case, dashes and spaces do not matter,
-    and the letters people confuse with digits read as those digits."""
-    cleaned = str(text).upper().replace("-", "").replace(" ", "").translate(str.maketrans("OIL", "011"))
-    if len(cleaned) != CODE_LENGTH or any(c not in CODE_ALPHABET for c in cleaned):
-        raise ValueError(f"a pairing code is {CODE_LENGTH} letters and digits, like 7K3Q-9XWP-2DMF")
-    return cleaned
-
-
-def format_code(code: str) -> str:
-    return "-".join(code[i:i + 4] for i in range(0, len(code), 4))
-
-
-def code_hash(camera: str, code: str) -> str:
-    """How the central keeps a code: bound to the camera's name, never the code itself."""
-    return hashlib.sha256(f"custodian-invite-v1\0{camera}\0{normalise_code(code)}".encode()).hexdigest()
-
-
-def pairing_fingerprint(node_key: bytes, archive_key: bytes, live_key: bytes) -> str:
-    """64 bits of SHA-256 over the node's key and the central's two keys, as XXXX-XXXX-XXXX-XXXX."""
-    digest = hashlib.sha256(b"custodian-pairing-v1" + node_key + archive_key + live_key).hexdigest()[:16].upper()
-    return "-".join(digest[i:i + 4] for i in range(0, 16, 4))
-
-
-# --------------------------------------------------------------------------- the operation (IT)
 
 
 @op("camera.invite", ("director", "it"))
@@ -130,45 +86,6 @@ def invite(central, caller, args):
 
 
 # --------------------------------------------------------------------------- the central's side
-
-
-class PeerGuard:
-    """Refused enrolment attempts per address in a sliding window (in RAM)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.failures: dict[str, list[float]] = {}
-        self.throttled_since_entry: dict[str, tuple[float, int]] = {}
-
-    def blocked_for(self, peer: str) -> float:
-        now = time.monotonic()
-        with self.lock:
-            recent = [t for t in self.failures.get(peer, []) if now - t < PEER_WINDOW]
-            self.failures[peer] = recent
-            return PEER_WINDOW - (now - recent[0]) if len(recent) >= PEER_FAILURES else 0.0
-
-    def failed(self, peer: str) -> None:
-        with self.lock:
-            self.failures.setdefault(peer, []).append(time.monotonic())
-
-    def fold_throttled(self, peer: str) -> int | None:
-        """Throttled attempts are audited once a minute per address: the count folded since, or None."""
-        now = time.monotonic()
-        with self.lock:
-            last, folded = self.throttled_since_entry.get(peer, (-1e9, 0))
-            if now - last < 60:
-                self.throttled_since_entry[peer] = (last, folded + 1)
-                return None
-            self.throttled_since_entry[peer] = (now, 0)
-            return folded
-
-
-_guard_lock = threading.Lock()
-
-
-def guard_for(central) -> PeerGuard:
-    with _guard_lock:
-        return central.services.setdefault("enrolment", PeerGuard())
 
 
 def central_keys(central) -> tuple[bytes, bytes]:
@@ -277,189 +194,3 @@ def enrol_request(central, camera: str, body: bytes, peer: str) -> dict:
                                   "fingerprint": fingerprint, "invited_by": inv["invited_by"], "peer": peer})
     log.warning("camera %s enrolled by pairing code from %s; pairing fingerprint %s", camera, peer, fingerprint)
     return {"camera": camera, "status": "pending_placement", "fingerprint": fingerprint, "time": doc["time"]}
-
-
-def refused(central, refusal: _Refusal, peer: str) -> None:
-    guard_for(central).failed(peer)
-    central.audit.append("system", "camera.enrol_refused", target=refusal.camera or None,
-                         refs={"invite": refusal.invite} if refusal.invite else None,
-                         details={"kind": refusal.kind, "message": refusal.message, "peer": peer})
-    log.warning("enrolment of %s from %s refused: %s", refusal.camera, peer, refusal.message)
-
-
-def _enrol_work(central, camera: str, body: bytes, peer: str) -> tuple[int, dict | bytes]:
-    guard = guard_for(central)
-    wait = guard.blocked_for(peer)
-    if wait:
-        folded = guard.fold_throttled(peer)
-        if folded is not None:
-            central.audit.append("system", "camera.enrol_throttled", target=camera,
-                                 details={"peer": peer, "similar_refusals_since_last_entry": folded})
-        return 429, {"error": f"too many refused enrolment attempts from {peer}: try again in "
-                              f"{int(wait // 60) + 1} minutes", "retry_after": int(wait) + 1}
-    with central.policy_lock:
-        try:
-            answer = enrol_request(central, camera, body, peer)
-        except _Refusal as e:
-            refused(central, e, peer)
-            return e.status, {"error": e.message, "kind": e.kind}
-    return 200, seal_for_node(central, central.records.get("cameras", camera)["key"], answer)
-
-
-def add_enrol_routes(app: web.Application, central) -> None:
-    """`GET /v1/enrol/keys` and `POST /v1/enrol/<camera>` on the ingest port (the LAN)."""
-
-    async def keys(_request: web.Request) -> web.Response:
-        archive_key, live_key = central_keys(central)
-        return web.json_response({"archive_key": archive_key.hex(), "live_key": live_key.hex()})
-
-    async def enrol(request: web.Request) -> web.Response:
-        if request.content_length is None:
-            return web.json_response({"error": "Content-Length is required"}, status=411)
-        if request.content_length > MAX_BODY:
-            return web.json_response({"error": "enrolment request too large"}, status=413)
-        body = await request.read()
-        camera = request.match_info["camera"]
-        if len(camera) > 40:
-            return web.json_response({"error": "camera name too long"}, status=400)
-        status, answer = await asyncio.to_thread(_enrol_work, central, camera, body, request.remote or "?")
-        if isinstance(answer, bytes):
-            return web.Response(body=answer, content_type="application/octet-stream")
-        return web.json_response(answer, status=status)
-
-    app.router.add_get(KEYS_PATH, keys)
-    app.router.add_post(ENROL_ROUTE, enrol)
-
-
-# --------------------------------------------------------------------------- the node's side
-
-
-@dataclass
-class Enrolled:
-    camera: str
-    fingerprint: str
-    status: str
-
-
-def _http(url: str, method: str, path: str, body: bytes | None = None, timeout: float = 15.0):
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
-    try:
-        headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read(64 * 1024)
-    finally:
-        conn.close()
-
-
-def _error_of(answer: bytes) -> str:
-    try:
-        return str(json.loads(answer).get("error", ""))[:300]
-    except (ValueError, AttributeError):
-        return answer[:300].decode(errors="replace")
-
-
-class _TryLater(Exception):
-    pass
-
-
-def enrol_once(central_url: str, camera: str, signing_key: nacl.signing.SigningKey, code: str) -> tuple[Enrolled, dict]:
-    """One attempt: fetch the central's keys, send the sealed, signed request, open the answer.
-
-    Returns (what was agreed, the central's keys); raises EnrolmentRefused (for good) or _TryLater.
-    """
-    try:
-        status, answer = _http(central_url, "GET", KEYS_PATH)
-        if status != 200:
-            raise _TryLater(f"the central answered {status} for its keys")
-        keys = json.loads(answer)
-        archive_key = nacl.public.PublicKey(bytes.fromhex(keys["archive_key"]))
-        live_key = nacl.public.PublicKey(bytes.fromhex(keys["live_key"]))
-    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, nacl.exceptions.CryptoError) as e:
-        raise _TryLater(f"cannot fetch the central's keys from {central_url}: {e}") from None
-    node_key = bytes(signing_key.verify_key)
-    fingerprint = pairing_fingerprint(node_key, bytes(archive_key), bytes(live_key))
-    log.warning("pairing fingerprint %s (camera %s): IT compares it with the central's camera screen",
-                fingerprint, camera)
-    time_us = time.time_ns() // 1000
-    request = {"camera": camera, "node_key": node_key.hex(), "code": code, "archive_key": bytes(archive_key).hex(),
-               "live_key": bytes(live_key).hex(), "time": time_us}
-    sealed = nacl.public.SealedBox(live_key).encrypt(signing_key.sign(json.dumps(request).encode()))
-    try:
-        status, answer = _http(central_url, "POST", f"/v1/enrol/{urllib.parse.quote(camera, safe='')}",
-                               bytes(sealed))
-    except (OSError, http.client.HTTPException) as e:
-        raise _TryLater(f"cannot reach the central at {central_url}: {e}") from None
-    if status in (400, 403, 409, 410):
-        raise EnrolmentRefused(f"the central refused to enrol camera {camera}: {_error_of(answer)}")
-    if status != 200:
-        raise _TryLater(f"the central answered {status}: {_error_of(answer)}")
-    try:
-        box = nacl.public.Box(signing_key.to_curve25519_private_key(), live_key)
-        doc = json.loads(box.decrypt(answer))
-    except (nacl.exceptions.CryptoError, ValueError):
-        raise _TryLater("the central's answer is not sealed by its live key to this node") from None
-    if doc.get("time") != time_us or doc.get("fingerprint") != fingerprint or doc.get("camera") != camera:
-        raise _TryLater("the central's answer does not match this request")
-    return Enrolled(camera, fingerprint, str(doc.get("status"))), {"archive_key": bytes(archive_key).hex(),
-                                                                   "live_key": bytes(live_key).hex()}
-
-
-def enrol_if_needed(cfg, data_dir: Path, stop: threading.Event | None = None, notifier=None) -> Enrolled | None:
-    """First boot of a flashed camera: enrol with the pairing code in <data>/invite, then forget it.
-
-    Does nothing (but remove a leftover code) when the node already has an identity.
-    Retries while the central cannot be reached; raises EnrolmentRefused when it says no.
-    """
-    from appliance.node.recorder import NodeIdentity
-
-    data_dir = Path(data_dir)
-    invite_path = data_dir / INVITE_FILE
-    if (data_dir / "node.json").exists():
-        _forget(invite_path)
-        return None
-    try:
-        code = normalise_code(invite_path.read_text().strip())
-    except FileNotFoundError:
-        raise ConfigError(f"{data_dir} holds no node identity and no pairing code ({invite_path}): flash the card "
-                          "with 'flash.sh --invite CODE', or set the node up by hand with 'custodian node init'") \
-            from None
-    except ValueError as e:
-        raise EnrolmentRefused(f"{invite_path}: {e}") from None
-    if not cfg.node.central_url:
-        raise ConfigError("[node] central_url is not set: the node does not know where the central is")
-    key_path = data_dir / "node.key"
-    if key_path.exists():
-        signing_key = nacl.signing.SigningKey(key_path.read_bytes())   # an attempt before a power cut
-    else:
-        signing_key = nacl.signing.SigningKey.generate()
-        atomic_write(key_path, bytes(signing_key), mode=0o600)
-    camera = cfg.node.name
-    delay = 2.0
-    while True:
-        if notifier is not None:   # systemd: starting takes as long as the central takes to answer
-            notifier.notify(f"EXTEND_TIMEOUT_USEC={int((delay + 60) * 1e6)}\nSTATUS=enrolling with {cfg.node.central_url}")
-        try:
-            enrolled, keys = enrol_once(cfg.node.central_url, camera, signing_key, code)
-            break
-        except _TryLater as e:
-            log.warning("enrolment: %s; trying again in %.0f s", e, delay)
-        if stop is not None and stop.wait(delay):
-            return None
-        if stop is None:
-            time.sleep(delay)
-        delay = min(delay * 2, 60.0)
-    NodeIdentity.write_meta(data_dir, camera, keys["archive_key"], cfg.node.central_url, keys["live_key"])
-    _forget(invite_path)
-    log.warning("enrolled as camera %s with the central at %s; pairing fingerprint %s; placement %s: the camera "
-                "records once the Director approves where it points (C6)", camera, cfg.node.central_url,
-                enrolled.fingerprint, enrolled.status)
-    return enrolled
-
-
-def _forget(path: Path) -> None:
-    """The pairing code is spent: no copy of it stays on the node."""
-    if path.exists():
-        path.unlink()
-        fsync_dir(path.parent)

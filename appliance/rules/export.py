@@ -15,7 +15,7 @@ papered over. The export register records each copy: its manifest digest, the
 medium and who took it.
 
 An instrument's hold cannot be released while a release under it is unbuilt or was
-built within the last 30 days, unless the Director states why (`held_by_release`).
+built within the last 30 days, unless the Director states why (`retention.held_by_release`).
 """
 from __future__ import annotations
 
@@ -48,15 +48,17 @@ from appliance.errors import CustodianError, MediaError, SegmentError
 from appliance.rules.footage import EPOCH, _keyframe_before, _nearest, enrolled, overlapping_segments, timed_frames
 from appliance.rules.footage import _time as _from_us
 from appliance.custody.keys import ed25519_public_pem
-from appliance.rules.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden, instrument_view, is_sealed
+from appliance.rules.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden
+from appliance.rules.warrants import instrument_view, is_sealed
 from appliance.rules.registry import BadRequest, NotFound, Refused, audit_action, iso, op, parse_iso
 from appliance.rules.retention import free_bytes, storage_is_local
+
+
 
 log = logging.getLogger("custodian.export")
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 MOVFLAGS = "+frag_keyframe+empty_moov+default_base_moof"   # MP4 that can be written to a pipe
-RECENT_DAYS = 30                  # a release built this recently keeps its instrument's hold
 GAP_SECONDS = 5                   # a stretch of the window this long without a picture is listed as a gap
 MAX_STILLS = 24
 DEFAULT_STILLS_PER_CAMERA = 3
@@ -107,10 +109,6 @@ class Build:
                 "done_bytes": self.done, "total_bytes": self.total, "percent": percent,
                 "started_at": self.started_at, "finished_at": self.finished_at, "error": self.error,
                 "result": self.result, "history": list(self.history)}
-
-
-def _builds(central) -> dict[str, Build]:
-    return central.services.setdefault("export.builds", {})
 
 
 # --------------------------------------------------------------------------- writing the package
@@ -376,7 +374,7 @@ def start_build(central, caller, args):
     options = _read_options(raw_options, release)
     require_unsealed(central)
     destination = _check_destination(central, raw_destination)
-    if any(b.release == release_id and b.state == "running" for b in _builds(central).values()):
+    if any(b.release == release_id and b.state == "running" for b in central.package_builds.values()):
         raise Refused(f"release {release_id} is being built already: wait for it (release.build_status)")
     plan = _plan(central, release)
     if not any(segments for _camera, segments in plan):
@@ -403,7 +401,7 @@ def start_build(central, caller, args):
                      "build": build.id, "destination": str(destination), "medium": medium, "taken_by": taken_by,
                      "encrypted": options.encrypt, "label": options.label,
                      "redactions": sum(len(b) for b in options.redactions.values()), "stills": len(options.stills)})
-    _builds(central)[build.id] = build
+    central.package_builds[build.id] = build
     job = _Job(central, caller, build, release, instrument, options, destination, name, passphrase,
                medium=medium, taken_by=taken_by, plan=plan)
     threading.Thread(target=job.run, name=f"export-{build.id}", daemon=True).start()
@@ -420,7 +418,7 @@ def build_status(central, caller, args):
     """Progress of a package build: step, bytes done of total, percent; the result when built."""
     build_id = args.id("build")
     args.done()
-    build = _builds(central).get(build_id)
+    build = central.package_builds.get(build_id)
     if build is None:
         raise NotFound(f"no build {build_id} since the central started")
     release = central.records.get("releases", build.release)
@@ -428,26 +426,6 @@ def build_status(central, caller, args):
     if instrument:
         _refuse_if_hidden(caller, instrument)
     return {"build": build.view()}
-
-
-# --------------------------------------------------------------------------- holds (C12)
-
-
-def held_by_release(central, hold: dict) -> list[str]:
-    """Why an instrument's hold must stay: releases under it not yet built, or built in the last 30 days."""
-    instrument = hold.get("refs", {}).get("instrument")
-    if not instrument:
-        return []
-    reasons = []
-    recent = central.now() - timedelta(days=RECENT_DAYS)
-    for release in central.records.search("releases", instrument=instrument):
-        package = release.get("package") or {}
-        if package.get("status") != "built":
-            reasons.append(f"release {release['id']} has not been built")
-        elif parse_iso(package["built_at"]) > recent:
-            reasons.append(f"release {release['id']} was built on {package['built_at'][:10]}, less than "
-                           f"{RECENT_DAYS} days ago (the recipient may come back)")
-    return reasons
 
 
 # --------------------------------------------------------------------------- the build itself
@@ -718,7 +696,7 @@ class _Job:
                 "medium": self.medium, "taken_by": self.taken_by, "encrypted": bool(self.passphrase),
                 "built_by": self.caller.user_id, "built_at": iso(central.now()), "bytes": size}
         segments = sum(len(p["segments"]) for c in cameras for p in c["pieces"])
-        with central.policy_lock:
+        with central.decision_lock:
             export = central.records.get("exports", release["export"])
             central.records.update("exports", release["export"], {"copies": (export.get("copies") or []) + [copy]})
             package = {"status": "built", "built_at": copy["built_at"], "built_by": self.caller.user_id,
@@ -899,7 +877,7 @@ def _custodian_version() -> str:
 def wait_for(central, build_id: str, timeout: float = 600.0) -> dict:
     """Block until a build ends (tests, the demo); returns its status."""
     deadline = time.monotonic() + timeout
-    build = _builds(central)[build_id]
+    build = central.package_builds[build_id]
     while build.state == "running" and time.monotonic() < deadline:
         time.sleep(0.05)
     return build.view()

@@ -193,7 +193,7 @@ def _deliver(central, caller, action: str, grant: dict, camera: str, window: tup
     grant still stands and the archive is still unsealed; only then record the use and hand it over."""
     from appliance.rules.incidents import check_grant
 
-    with central.policy_lock:
+    with central.decision_lock:
         check_grant(central, caller, grant["id"], camera, *window)
         require_unsealed(central)
         _audit_use(central, caller, action, grant, camera, details)

@@ -591,7 +591,7 @@ def alert_overdue_incidents(central) -> list[str]:
 
 
 def _check_overdue_locked(central) -> list[str]:
-    with central.policy_lock:
+    with central.decision_lock:
         return alert_overdue_incidents(central)
 
 

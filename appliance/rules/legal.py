@@ -23,40 +23,16 @@ from __future__ import annotations
 from datetime import date
 
 from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso, audit_action
+from appliance.rules.warrants import SEALED_NOTE, hidden_from, instrument_view, is_sealed
 from appliance.rules.retention import check_cameras, check_window, place_hold, segment_spans
 from appliance.wording import when
+
+
 
 INSTRUMENT_KINDS = ("subpoena", "court_order", "search_warrant")
 KIND_NAMES = {"subpoena": "subpoena", "court_order": "court order", "search_warrant": "search warrant"}
 RELEASE_LABEL = ("CONFIDENTIAL: library video record released to law enforcement under legal instrument {id}; "
                  "for the named recipient only; not a public record")
-SEALED_NOTE = "sealed search warrant: its details are the Director's alone until it is filed with the court (C13)"
-
-
-# --------------------------------------------------------------------------- warrant confidentiality (C13)
-
-
-def is_sealed(instrument: dict) -> bool:
-    """A search warrant is confidential until filed with the court."""
-    return instrument["kind"] == "search_warrant" and not instrument.get("filed_at")
-
-
-def hidden_from(caller, instrument: dict) -> bool:
-    """Sealed details are for the Director herself: not an acting director, staff or IT."""
-    return is_sealed(instrument) and caller.role != "director"
-
-
-def instrument_hidden_from(central, caller, instrument_id: str) -> bool:
-    instrument = central.records.get("instruments", instrument_id)
-    return instrument is not None and hidden_from(caller, instrument)
-
-
-def instrument_view(caller, instrument: dict) -> dict:
-    if hidden_from(caller, instrument):
-        return {k: instrument[k] for k in ("id", "kind", "recorded_at")} | {"sealed": True, "note": SEALED_NOTE}
-    return instrument | {"sealed": is_sealed(instrument)}
-
-
 def _release_view(central, caller, doc: dict) -> dict:
     """A release or export record; one made under a sealed warrant shows only that it exists."""
     instrument = doc.get("instrument") and central.records.get("instruments", doc["instrument"])

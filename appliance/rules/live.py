@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from appliance.central.node_channel import hub_for, public_image
+from appliance.rules.ports import public_image
 from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso
 
 LIVE_MAX_MINUTES = 15
@@ -43,7 +43,7 @@ def _audit_refs(session: dict) -> dict:
 
 
 def _close(central, session: dict, actor: str, action: str, at, reason: str, role: str | None = None) -> dict:
-    frames = hub_for(central).live_frames.pop(session["id"], 0)
+    frames = central.nodes.live_frames_received(session["id"])
     central.records.update("live_sessions", session["id"], {"closed_at": iso(at), "close_reason": reason})
     central.audit.append(actor, action, role=role, target=session["camera"], refs=_audit_refs(session),
                          why=reason, details={"opened_at": session["opened_at"], "closed_at": iso(at),
@@ -105,7 +105,7 @@ def frame(central, caller, args):
     if not session_is_open(central, session):
         raise Refused(f"live session {session_id} has ended (sessions last at most {LIVE_MAX_MINUTES} minutes): "
                       "open a new one", clause="C8")
-    image = hub_for(central).live_frame(session["camera"], parse_iso(session["opened_at"]))
+    image = central.nodes.live_frame(session["camera"], parse_iso(session["opened_at"]))
     if image is None:
         raise NotFound("no frame yet: the camera sends one within a few seconds")
     return {"session": session_id, "camera": session["camera"], "until": session["until"], **public_image(image)}

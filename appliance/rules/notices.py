@@ -80,7 +80,7 @@ def expire_notices(central) -> list[str]:
 
 
 def _expire_locked(central) -> list[str]:
-    with central.policy_lock:
+    with central.decision_lock:
         return expire_notices(central)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from appliance.custody.archive import StoredSegment
 from appliance.errors import ConfigError, SegmentError
 from appliance.fsutil import sha256_file
+from appliance.rules.warrants import instrument_hidden_from
 from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso
 from appliance.formats.segment import read_public
 from appliance.wording import when
@@ -92,8 +93,6 @@ def _held(holds: list[dict], stored: StoredSegment, end: datetime) -> bool:
 
 def _hidden(central, caller, hold: dict) -> bool:
     """A hold placed for a sealed search warrant shows nothing but its existence (C13)."""
-    from appliance.rules.legal import instrument_hidden_from
-
     instrument = hold.get("refs", {}).get("instrument")
     return bool(instrument) and instrument_hidden_from(central, caller, instrument)
 
@@ -138,7 +137,7 @@ def _recorded_end(central, stored: StoredSegment, nominal_end: datetime) -> date
     Read only for a segment that straddles the cutoff, so that the last segment of a
     retired camera (or one before a long outage) still expires on schedule.
     """
-    cache = central.services.setdefault("retention.recorded_end", {})
+    cache = central.recorded_ends
     if stored.path not in cache:
         try:
             end_us = read_public(stored.path).trailer["end_us"]
@@ -199,7 +198,7 @@ def _delete_unheld(central, items, rule: str, details: dict, report: dict, stop=
     so that a hold placed meanwhile is always seen before its footage is touched."""
     items = list(items)
     for i in range(0, len(items), SWEEP_BATCH):
-        with central.policy_lock:
+        with central.decision_lock:
             holds = active_holds(central)
             for stored, end in items[i:i + SWEEP_BATCH]:
                 if stop is not None and stop():
@@ -240,7 +239,7 @@ def sweep(central, *, now: datetime | None = None, free_bytes=None) -> dict:
     _delete_unheld(central, expired_segments(central, now, cutoff), RULE_SCHEDULE,
                    {"retention_days": days, "cutoff": iso(cutoff)}, report)
     _relieve_disk(central, now, measure, report)
-    central.services["retention.last_sweep"] = report
+    central.last_sweep = report
     return report
 
 
@@ -372,6 +371,28 @@ def _details(caller, details: dict) -> dict:
     return details | {"acting_director": True} if caller.acting_director else details
 
 
+# --------------------------------------------------------------------------- releases keep their holds (C12)
+
+RECENT_DAYS = 30                  # a release built this recently keeps its instrument's hold
+
+
+def held_by_release(central, hold: dict) -> list[str]:
+    """Why an instrument's hold must stay: releases under it not yet built, or built in the last 30 days."""
+    instrument = hold.get("refs", {}).get("instrument")
+    if not instrument:
+        return []
+    reasons = []
+    recent = central.now() - timedelta(days=RECENT_DAYS)
+    for release in central.records.search("releases", instrument=instrument):
+        package = release.get("package") or {}
+        if package.get("status") != "built":
+            reasons.append(f"release {release['id']} has not been built")
+        elif parse_iso(package["built_at"]) > recent:
+            reasons.append(f"release {release['id']} was built on {package['built_at'][:10]}, less than "
+                           f"{RECENT_DAYS} days ago (the recipient may come back)")
+    return reasons
+
+
 @op("hold.place", "director")
 def place(central, caller, args):
     """Place a hold: the footage it covers outlives the schedule until the Director releases it (C12, C20)."""
@@ -393,7 +414,6 @@ def place(central, caller, args):
         _require_exists(central, "incidents", incident, "incident")
     if instrument:
         _require_exists(central, "instruments", instrument, "legal instrument")
-        from appliance.rules.legal import instrument_hidden_from
         if instrument_hidden_from(central, caller, instrument):
             raise Refused("that search warrant is sealed until filed: only the Director acts on it", clause="C13")
     hold = place_hold(central, kind=kind, cameras=cameras, start=iso(start), end=iso(end),
@@ -427,7 +447,6 @@ def release(central, caller, args):
     if _hidden(central, caller, hold):
         raise Refused("that hold keeps a sealed search warrant's footage: only the Director releases it",
                       clause="C13")
-    from appliance.rules.export import held_by_release
     kept_for = held_by_release(central, hold)
     if kept_for and not override:
         raise Refused(f"hold {hold['id']} keeps footage released under its instrument: {'; '.join(kept_for)}. "
@@ -504,7 +523,7 @@ def status(central, caller, args):
         "due_for_deletion": len(expired) - held, "older_but_held": held,
         "holds": [window_view(central, caller, h) for h in active_holds(central)],
         "ingest_refused": central.ingest_refusal(),
-        "last_sweep": central.services.get("retention.last_sweep"),
+        "last_sweep": central.last_sweep,
     }
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import CameraConfig
-from appliance.errors import ConfigError
+from hw.settings import CameraSettings
+from hw.settings import SettingsError
 from hw.annexb import nal_types
 from hw.backend import CameraFailed
 from hw.factory import make_backend
@@ -66,7 +66,7 @@ def pid_alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def synthetic():
     """~5 s of the synthetic camera: 10 fps, a keyframe every second, 2 s segments, one mask."""
-    cfg = CameraConfig(backend="synthetic", width=W, height=H, fps=FPS, bitrate_kbps=800,
+    cfg = CameraSettings(backend="synthetic", width=W, height=H, fps=FPS, bitrate_kbps=800,
                        keyframe_seconds=1, masks=[MASK])
     backend = make_backend(cfg, name="lobby-1")
     opener = MemoryOpener()
@@ -140,7 +140,7 @@ def test_stop_leaves_no_ffmpeg_behind(synthetic):
 
 
 def test_command_line(tmp_path):
-    cfg = CameraConfig(backend="synthetic", width=W, height=H, fps=15, bitrate_kbps=1500, keyframe_seconds=2,
+    cfg = CameraSettings(backend="synthetic", width=W, height=H, fps=15, bitrate_kbps=1500, keyframe_seconds=2,
                        masks=[[0, 0, 10, 10], [300, 200, 100, 100]])
     argv = build_command(cfg, "Front desk: 1")
     joined = " ".join(argv)
@@ -156,25 +156,25 @@ def test_command_line(tmp_path):
         assert argv[argv.index(opt, argv.index("-map")) + 1] == val, opt
     assert argv[argv.index("-map") + 1:].count("pipe:") == 1
 
-    with pytest.raises(ConfigError):
-        build_command(CameraConfig(masks=[[5000, 5000, 10, 10]]))
-    with pytest.raises(ConfigError):
-        build_command(CameraConfig(masks=[[0, 0, 0, 10]]))
-    with pytest.raises(ConfigError):
-        make_backend(CameraConfig(backend="webcam"))
+    with pytest.raises(SettingsError):
+        build_command(CameraSettings(masks=[[5000, 5000, 10, 10]]))
+    with pytest.raises(SettingsError):
+        build_command(CameraSettings(masks=[[0, 0, 0, 10]]))
+    with pytest.raises(SettingsError):
+        make_backend(CameraSettings(backend="webcam"))
 
-    v4l2 = build_command(CameraConfig(backend="v4l2", device="/dev/video7", width=640, height=480, fps=10))
+    v4l2 = build_command(CameraSettings(backend="v4l2", device="/dev/video7", width=640, height=480, fps=10))
     assert v4l2[v4l2.index("-i") + 1] == "/dev/video7" and v4l2[v4l2.index("-f") + 1] == "v4l2"
     assert "fps=fps=10" in " ".join(v4l2)
-    looped = build_command(CameraConfig(backend="file", file=str(tmp_path / "in.mp4")))
+    looped = build_command(CameraSettings(backend="file", file=str(tmp_path / "in.mp4")))
     assert looped[looped.index("-stream_loop") + 1] == "-1" and "-re" in looped[:looped.index("-i")]
 
 
 def test_missing_sources_fail_cleanly(tmp_path):
-    backend = FfmpegBackend(CameraConfig(backend="v4l2", device=str(tmp_path / "video9")))
+    backend = FfmpegBackend(CameraSettings(backend="v4l2", device=str(tmp_path / "video9")))
     with pytest.raises(CameraFailed, match="no video device"):
         backend.start(MemoryOpener(), 2)
-    backend = FfmpegBackend(CameraConfig(backend="file", file=str(tmp_path / "missing.mp4")))
+    backend = FfmpegBackend(CameraSettings(backend="file", file=str(tmp_path / "missing.mp4")))
     with pytest.raises(CameraFailed, match="not found"):
         backend.start(MemoryOpener(), 2)
     assert backend.proc is None
@@ -184,7 +184,7 @@ def test_file_backend_loops_the_file(tmp_path: Path):
     clip = tmp_path / "clip.mp4"           # the input fixture; the backend itself writes nothing
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
                     "-t", "1", "-pix_fmt", "yuv420p", str(clip)], check=True, timeout=60)
-    cfg = CameraConfig(backend="file", file=str(clip), width=160, height=120, fps=10, keyframe_seconds=1,
+    cfg = CameraSettings(backend="file", file=str(clip), width=160, height=120, fps=10, keyframe_seconds=1,
                        bitrate_kbps=300)
     backend = FfmpegBackend(cfg, "file-cam")
     opener = MemoryOpener()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import CameraConfig
+from hw.settings import CameraSettings
 from hw import board as board_mod
-from appliance.errors import ConfigError
+from hw.settings import SettingsError
 from hw.backend import CameraFailed
 from hw.picamera2_backend import Picamera2Backend, choose_encoder, mask_plan
 from hw.selftest import MemoryOpener, check_segments, run_selftest
@@ -45,11 +45,11 @@ def make_board(tmp: Path, compatible: bytes, model: str) -> board_mod.Board:
     return board_mod.detect_board(tmp / "compatible", tmp / "model")
 
 
-def camera_cfg(**kw) -> CameraConfig:
+def camera_cfg(**kw) -> CameraSettings:
     base = dict(backend="picamera2", width=W, height=H, fps=FPS, bitrate_kbps=800, keyframe_seconds=1,
                 masks=[MASK], stall_seconds=1.0, max_restarts=3)
     base.update(kw)
-    return CameraConfig(**base)
+    return CameraSettings(**base)
 
 
 def record(backend, opener, until, segment_seconds=1) -> None:
@@ -333,8 +333,8 @@ def test_missing_frames_counts_the_gaps_in_timestamps():
 
 def test_selftest_without_picamera2_fails_clearly():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-m", "hw.selftest", "--seconds", "1"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "appliance.cli", "selftest", "--seconds", "1"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "[FAIL] picamera2:" in out and "apt install python3-picamera2" in out
@@ -448,7 +448,7 @@ def test_settings_reach_the_encoder_as_integers(recording):
 
 def test_a_float_setting_is_refused_before_the_camera_opens(p2, control):
     for setting in ({"fps": 12.5}, {"keyframe_seconds": 1.5}, {"bitrate_kbps": 800.0}):
-        with pytest.raises(ConfigError, match=f"{next(iter(setting))}.*whole number"):
+        with pytest.raises(SettingsError, match=f"{next(iter(setting))}.*whole number"):
             Picamera2Backend(camera_cfg(**setting), "floats", board=board_mod.Board("Raspberry Pi 4", "pi4"))
     assert control.open_attempts == 0
 

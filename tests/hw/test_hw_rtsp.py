@@ -9,8 +9,8 @@ import urllib.parse
 
 import pytest
 
-from appliance.config import CameraConfig
-from appliance.errors import ConfigError
+from hw.settings import CameraSettings
+from hw.settings import SettingsError
 from hw.annexb import NAL_AUD, NAL_PPS, NAL_SPS, AccessUnit, nal_types, nal_units, split_access_units
 from hw.board import Board
 from hw.factory import make_backend, rtsp_settings
@@ -87,8 +87,8 @@ def test_credentials_file_others_may_read_is_refused(tmp_path, mode):
                                                rf"run chmod 600 {path}"):
         read_credentials(path)
     # and the node refuses to start with it, saying so
-    cfg = CameraConfig(backend="rtsp", url=URL, credentials_file=path)
-    with pytest.raises(ConfigError, match=r"\[camera\] credentials_file .* may be read by others"):
+    cfg = CameraSettings(backend="rtsp", url=URL, credentials_file=path)
+    with pytest.raises(SettingsError, match=r"\[camera\] credentials_file .* may be read by others"):
         make_backend(cfg, "lobby")
 
 
@@ -167,7 +167,7 @@ def test_with_masks_decoded_masked_and_encoded_at_the_configured_size():
 
 
 def test_masks_use_the_pi_encoder_where_the_board_has_one():
-    cfg = CameraConfig(backend="rtsp", url=URL, width=1280, height=720, masks=[[0, 0, 100, 100]])
+    cfg = CameraSettings(backend="rtsp", url=URL, width=1280, height=720, masks=[[0, 0, 100, 100]])
     pi4 = Board("Raspberry Pi 4 Model B Rev 1.5", "pi4", ("raspberrypi,4-model-b", "brcm,bcm2711"))
     pi5 = Board("Raspberry Pi 5 Model B Rev 1.0", "pi5", ("raspberrypi,5-model-b", "brcm,bcm2712"))
     assert rtsp_settings(cfg, board=pi4).encoder == "h264_v4l2m2m"      # this ffmpeg has the encoder
@@ -179,8 +179,8 @@ def test_masks_use_the_pi_encoder_where_the_board_has_one():
 
 
 def test_masks_outside_the_picture_refused():
-    cfg = CameraConfig(backend="rtsp", url=URL, width=640, height=360, masks=[[700, 10, 20, 20]])
-    with pytest.raises(ConfigError, match="outside the 640x360 frame"):
+    cfg = CameraSettings(backend="rtsp", url=URL, width=640, height=360, masks=[[700, 10, 20, 20]])
+    with pytest.raises(SettingsError, match="outside the 640x360 frame"):
         make_backend(cfg, "lobby")
 
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from appliance.config import CameraConfig
+from hw.settings import CameraSettings
 from hw import board as board_mod
 from hw.backend import CameraBackend, CameraFailed
 from hw.ffmpeg_source import FfmpegBackend
@@ -203,7 +203,7 @@ def test_restart_without_frames_counts_as_a_failure():
 
 @needs_ffmpeg
 def test_sigstopped_ffmpeg_is_restarted_and_recording_resumes():
-    cfg = CameraConfig(backend="synthetic", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
+    cfg = CameraSettings(backend="synthetic", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
     backend = FfmpegBackend(cfg, "frozen", stop_timeout=0.5)
     opener = MemoryOpener()
     fatal = []
@@ -234,7 +234,7 @@ def test_sigstopped_ffmpeg_is_restarted_and_recording_resumes():
 
 @needs_ffmpeg
 def test_ffmpeg_exit_is_a_stall_at_once():
-    cfg = CameraConfig(backend="synthetic", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
+    cfg = CameraSettings(backend="synthetic", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
     backend = FfmpegBackend(cfg, "killed")
     opener = MemoryOpener()
     backend.start(opener, 1)
@@ -273,7 +273,7 @@ def fake_p2(fake_picamera2_path):
 def test_picamera2_failed_reopens_call_on_fatal(fake_p2):
     from hw.picamera2_backend import Picamera2Backend
 
-    cfg = CameraConfig(backend="picamera2", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
+    cfg = CameraSettings(backend="picamera2", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
     backend = Picamera2Backend(cfg, "dead", board=board_mod.Board("Raspberry Pi Zero 2 W", "pi02"))
     opener = MemoryOpener()
     fatal = threading.Event()
@@ -299,7 +299,7 @@ def test_picamera2_failed_reopens_call_on_fatal(fake_p2):
 def test_picamera2_wedged_stop_misses_the_deadline(fake_p2):
     from hw.picamera2_backend import Picamera2Backend
 
-    cfg = CameraConfig(backend="picamera2", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
+    cfg = CameraSettings(backend="picamera2", width=160, height=120, fps=10, keyframe_seconds=1, bitrate_kbps=200)
     backend = Picamera2Backend(cfg, "wedged", board=board_mod.Board("Raspberry Pi 3", "pi3"), stop_grace=0.3)
     opener = MemoryOpener()
     fatal = threading.Event()

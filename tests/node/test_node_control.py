@@ -26,18 +26,13 @@ from aiohttp import web
 
 from appliance import config
 from appliance.central.ingest import make_ingest_app
-from appliance.node.recorder import NodeIdentity, Recorder, Spool
-from appliance.node.control import (
-    CameraGate,
-    ControlClient,
-    ControlError,
-    LatestGop,
-    NodeService,
-    gray_image,
-    render_gray,
-    signed_headers,
-)
-from appliance.central.node_channel import hub_for
+from appliance.node.identity import NodeIdentity
+from appliance.node.recorder import Recorder
+from appliance.node.spool import Spool
+from appliance.node.control import CameraGate, ControlClient, ControlError, LatestGop, gray_image, render_gray
+from appliance.central.node_channel import NodeHub
+from appliance.node.service import NodeService
+from appliance.formats.node_protocol import signed_headers
 from appliance.rules.registry import Refused
 from hw.backend import Frame
 from processes import wait_for
@@ -232,7 +227,7 @@ def test_replayed_node_request_is_refused(tmp_path, central, people, server):
     assert raw_request(server.url, "GET", path, older)[0] == 403
 
     # A restarted central (its RAM forgotten) still refuses what was accepted before.
-    central.services.pop("nodes")
+    central.nodes = NodeHub(central)   # as after a restart: nothing in RAM
     assert raw_request(server.url, "GET", path, headers)[0] == 403
 
 
@@ -240,10 +235,10 @@ def test_node_whose_clock_is_behind_catches_up_with_the_central(tmp_path, centra
     identity = new_node(tmp_path, central, server.url)
     enrol(people, identity)
     ahead = time.time_ns() // 1000 + 3_600_000_000                          # an hour ahead of this clock
-    hub_for(central).last_time[identity.name] = ahead
+    central.nodes.last_time[identity.name] = ahead
     client = ControlClient(identity)
     assert client.control()["status"] == "pending_placement"                # refused once, then corrected
-    assert hub_for(central).last_time[identity.name] > ahead
+    assert central.nodes.last_time[identity.name] > ahead
 
 
 def test_node_refuses_a_control_answer_the_central_did_not_seal(tmp_path, central):
@@ -275,9 +270,9 @@ def test_images_must_be_sealed_to_the_live_key_and_well_formed(tmp_path, central
     assert client.send("PUT", snap, wrong)[0] == 400
     short = dict(image, pixels=base64.b64encode(b"\x01" * 7).decode())
     assert client.put_image(snap, short) == 400
-    assert hub_for(central).snapshots == {}
+    assert central.nodes.snapshots == {}
     assert client.put_image(snap, image) == 200
-    assert hub_for(central).snapshots[identity.name]["width"] == 4
+    assert central.nodes.snapshots[identity.name]["width"] == 4
 
 
 # --------------------------------------------------------------------------- the gate and the tap
@@ -433,7 +428,7 @@ def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_
                     why="the left half looks onto the reading tables")
         wait_for(lambda: node.service.runner.masks == [[0, 0, 160, 180]], what="the node to apply the mask")
         segments_before = central.archive.head(identity.name)
-        snapshot = wait_for(lambda: (s := hub_for(central).snapshots.get(identity.name)) and s["masks"] and s,
+        snapshot = wait_for(lambda: (s := central.nodes.snapshots.get(identity.name)) and s["masks"] and s,
                             what="a snapshot with the mask")
         wait_for(lambda: (central.archive.head(identity.name) or -1) >= (segments_before or 0) + 2,
                  what="segments recorded with the mask")
@@ -467,7 +462,7 @@ def test_C8_node_sends_frames_only_while_a_session_is_open(tmp_path, central, pe
         post_entrance_sign(people)
         people.call("director", "camera.approve_placement", camera=identity.name, note="checked")
         node.polls_pass(5)
-        assert control.live_sent == 0 and hub_for(central).live == {}
+        assert control.live_sent == 0 and central.nodes.live == {}
 
         session = people.call("sam", "live.open", camera=identity.name, purpose="watching the lobby")["session"]
         frame = wait_for(lambda: _frame_or_none(people, session["id"]), what="a live frame")
@@ -482,10 +477,10 @@ def test_C8_node_sends_frames_only_while_a_session_is_open(tmp_path, central, pe
         assert control.live_sent == sent and control.live is None
 
         # A frame for the closed session is refused and dropped.
-        received = hub_for(central).live_frames.get(session["id"], 0)
+        received = central.nodes.live_frames.get(session["id"], 0)
         image = gray_image(4, 2, b"\x00" * 8, (320, 180), datetime.now(timezone.utc), [])
         assert control.client.put_image(f"/v1/nodes/{identity.name}/live/{session['id']}", image) == 409
-        assert hub_for(central).live_frames.get(session["id"], 0) == received
+        assert central.nodes.live_frames.get(session["id"], 0) == received
     finally:
         node.stop()
     closed = audit_actions(central, "live.close")[-1]

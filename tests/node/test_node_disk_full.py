@@ -15,7 +15,9 @@ import pytest
 
 from appliance.custody.archive import Archive
 from appliance.config import Config
-from appliance.node.recorder import NodeIdentity, Recorder, Spool
+from appliance.node.identity import NodeIdentity
+from appliance.node.recorder import Recorder
+from appliance.node.spool import Spool
 from appliance.formats.segment import enrolled_key, verify_file
 from hw.backend import Frame
 

@@ -17,7 +17,7 @@ import nacl.public
 import nacl.signing
 import pytest
 
-from appliance.node.recorder import NodeIdentity
+from appliance.node.identity import NodeIdentity
 from appliance.formats.segment import enrolled_key, verify_file
 from processes import CLI, wait_for
 

@@ -16,7 +16,9 @@ import pytest
 
 from appliance.formats import segment as seg
 from appliance.config import Config
-from appliance.node.recorder import NodeIdentity, Recorder, Spool
+from appliance.node.identity import NodeIdentity
+from appliance.node.recorder import Recorder
+from appliance.node.spool import Spool
 from conftest import enrol_camera_record
 from hw.backend import Frame
 from test_ingest import put

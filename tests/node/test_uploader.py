@@ -11,7 +11,10 @@ import nacl.public
 import pytest
 
 from appliance.config import Config
-from appliance.node.recorder import NodeIdentity, Recorder, Spool, Uploader, _RetryLater
+from appliance.node.identity import NodeIdentity
+from appliance.node.recorder import Recorder
+from appliance.node.spool import Spool
+from appliance.node.uploader import Uploader, _RetryLater
 from hw.backend import Frame
 
 

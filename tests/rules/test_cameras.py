@@ -9,7 +9,6 @@ import pytest
 
 from appliance.rules import cameras as cameras_mod
 from appliance.node.control import ControlClient
-from appliance.central.node_channel import hub_for
 from appliance.rules.registry import BadRequest, NotFound, Refused
 from appliance.formats.segment import SegmentWriter, StreamParams
 from hw.backend import Frame
@@ -293,7 +292,7 @@ def test_C1_camera_approved_but_never_recording_alerts(central, people, tmp_path
     approved_camera(tmp_path, central, people, server)
     central.clock.offset += timedelta(seconds=2 * 60 + 61)
     assert [a["kind"] for a in cameras_mod.check_offline(central)] == ["camera_offline"]
-    assert hub_for(central).online("cam-a") is False                     # no request for 3 minutes
+    assert central.nodes.online("cam-a") is False                     # no request for 3 minutes
 
 
 def test_C1_offline_check_runs_in_the_central_background(tmp_path, central, people, server):

@@ -16,9 +16,10 @@ import nacl.signing
 import pytest
 
 from appliance import config
-from appliance.rules.enrolment import INVITE_FILE, code_hash, enrol_if_needed, normalise_code
+from appliance.formats.pairing import INVITE_FILE, code_hash, normalise_code
+from appliance.node.enrol import enrol_if_needed
 from appliance.errors import EnrolmentRefused
-from appliance.node.recorder import NodeIdentity
+from appliance.node.identity import NodeIdentity
 from appliance.node.control import ControlClient
 from appliance.rules.registry import Refused
 from conftest import PEOPLE

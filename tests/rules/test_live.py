@@ -8,7 +8,6 @@ import pytest
 
 from appliance.rules import live as live_mod
 from appliance.node.control import ControlClient, gray_image
-from appliance.central.node_channel import hub_for
 from appliance.rules.registry import BadRequest, NotFound, Refused, parse_iso
 from test_node_control import (  # noqa: F401  (server is a fixture)
     approved_camera,
@@ -131,4 +130,4 @@ def test_C19_imminent_danger_grant_opens_live_view_bounded_by_the_grant(tmp_path
     assert parse_iso(session["until"]) <= parse_iso(grant["end"])
     assert audit_actions(central, "live.open")[-1]["refs"]["grant"] == grant["id"]
     assert central.custody.is_sealed                                        # live view works sealed
-    assert hub_for(central).live == {}
+    assert central.nodes.live == {}

@@ -79,7 +79,7 @@ def test_C2_acting_director_key_slot_is_removed_when_her_period_ends(central, pe
     people.login("sam")
     assert accounts.has_slot(central, "sam")
     central.clock.offset += timedelta(days=2)
-    with central.policy_lock:
+    with central.decision_lock:
         accounts.remove_expired_slots(central)   # what accounts.periodic runs every minute
     assert not accounts.has_slot(central, "sam")
     tasks = accounts.periodic(central)   # and it is scheduled while the central serves

@@ -103,7 +103,7 @@ def test_C12_sweeper_deletes_old_unheld_footage_with_receipts(central):
         assert entry["details"]["digest"] == digests[name]
         assert entry["details"]["rule"] == entry["why"] == "retention_schedule"
         assert entry["details"]["camera"] == "cam-a" and entry["details"]["retention_days"] == 30
-    assert central.services["retention.last_sweep"] is report
+    assert central.last_sweep is report
 
 
 def test_C12_every_deletion_has_exactly_one_receipt(central):
@@ -447,8 +447,8 @@ def test_C11_the_only_tcp_listener_is_segment_ingest(central):
         assert opened == {central.ingest_port}
         assert (central.paths.data / "api.sock").is_socket()   # the API: a Unix socket, not a port
         deadline = time.monotonic() + 30                          # the periodic sweep ran at start
-        while "retention.last_sweep" not in central.services and time.monotonic() < deadline:
+        while central.last_sweep is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "retention.last_sweep" in central.services
+        assert central.last_sweep is not None
     finally:
         server.stop()
