@@ -114,7 +114,7 @@ def timeline(central, caller, args):
     require_unsealed(central)
     start, end = parse_iso(grant["start"]), parse_iso(grant["end"])
     result = [camera_timeline(central, c, start, end) for c in cameras]
-    with central.policy_lock:
+    with central.decision_lock:
         _audit_use(central, caller, "footage.timeline", grant, ",".join(cameras),
                    {"start": grant["start"], "end": grant["end"], "cameras": cameras})
     return {"grant": grant_id, "start": grant["start"], "end": grant["end"], "kind": grant["kind"],
