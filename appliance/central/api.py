@@ -21,15 +21,12 @@ from aiohttp import web
 
 from appliance.rules import registry as ops_mod
 from appliance.errors import CustodianError
-from appliance.rules.registry import BadRequest
+from appliance.errors import BadRequest
 
 log = logging.getLogger("custodian.api")
 
 MAX_REQUEST_BYTES = 1024 * 1024
 MAX_DEPTH = 16          # no operation takes anything nested deeper than a list of rectangles
-STATUS = {"bad_request": 400, "not_authenticated": 401, "refused": 403, "forbidden": 403,
-          "not_found": 404, "sealed": 409, "wrong_passphrase": 401, "locked": 423}
-
 
 def socket_path(central) -> Path:
     return Path(central.cfg.central.api_socket or central.paths.data / "api.sock")
@@ -132,7 +129,7 @@ def make_api_app(central) -> web.Application:
             if operation is not None and operation.waits and not result.get("changed"):
                 result = await _wait_and_retry(central, body, token, result)
         except CustodianError as e:
-            return web.json_response({"ok": False, "error": error_body(e)}, status=STATUS.get(e.code, 400))
+            return web.json_response({"ok": False, "error": error_body(e)}, status=e.status)
         except Exception:
             log.exception("operation %s failed", body["op"])
             return web.json_response({"ok": False, "error": {"code": "internal",

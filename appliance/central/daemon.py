@@ -29,7 +29,7 @@ from appliance.custody.archive import Archive
 from appliance.custody.audit import AuditLog
 from appliance.config import Config
 from appliance.datalock import CENTRAL_LOCK, lock_data_dir
-from appliance.errors import ConfigError, SegmentError
+from appliance.errors import ConfigError, NotAuthenticated, NotFound, SegmentError
 from appliance.custody.keys import ArchiveCustody, KeyStore
 from appliance.central.enrolment import PeerGuard
 from appliance.central.node_channel import NodeHub, seal_for_node
@@ -213,14 +213,14 @@ class Central:
             return None
         session = self.sessions.get(token)
         if session is None:
-            raise ops_mod.NotAuthenticated("your session has ended: log in again")
+            raise NotAuthenticated("your session has ended: log in again")
         if time.monotonic() - session["last_seen"] > SESSION_IDLE.total_seconds():
             del self.sessions[token]
-            raise ops_mod.NotAuthenticated("your session timed out after 15 minutes idle: log in again")
+            raise NotAuthenticated("your session timed out after 15 minutes idle: log in again")
         user = self.records.get("users", session["user_id"])
         if user is None or user.get("disabled"):
             del self.sessions[token]
-            raise ops_mod.NotAuthenticated("this account is disabled")
+            raise NotAuthenticated("this account is disabled")
         if not background:
             session["last_seen"] = time.monotonic()
         from appliance.rules.accounts import acting_director_now, policy_version
@@ -244,7 +244,7 @@ class Central:
         (it does not extend the session; see `caller_for`)."""
         operation = ops_mod.OPS.get(name)
         if operation is None:
-            raise ops_mod.NotFound(f"no operation named {name!r}")
+            raise NotFound(f"no operation named {name!r}")
         with self.decision_lock:
             caller = self.caller_for(token, background)
             ops_mod.authorize(operation, caller)

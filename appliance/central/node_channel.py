@@ -30,6 +30,7 @@ import nacl.signing
 from aiohttp import web
 
 from appliance.formats.node_protocol import HEADER_CAMERA, HEADER_SIGNATURE, HEADER_TIME, MAX_IMAGE_WIDTH, signed_message
+from appliance.errors import NodeRefused
 from appliance.rules.registry import iso, parse_iso
 from appliance.custody.records import valid_id
 
@@ -40,14 +41,6 @@ ONLINE_SECONDS = 30              # a node that asked within this long is "online
 PERSIST_TIME_EVERY = 60.0        # seconds between writes of a camera's last request time
 RESTART_MARGIN_US = 120_000_000  # after a restart, times this close to the last written one are refused
 SEGMENT_ROUTE = "/v1/segments/{camera}/{seq}"
-
-
-class NodeRefused(Exception):
-    def __init__(self, status: int, message: str, **extra):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
 
 
 class NodeHub:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from appliance.custody import keys as keys_mod
 from appliance.errors import ArchiveSealed, WeakPassphrase, WrongPassphrase, WrongRecoveryCode
-from appliance.rules.registry import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import ANYONE, iso, op, parse_iso
 from appliance.wording import role_name, when
 
 LOCKOUT_FAILURES = 5

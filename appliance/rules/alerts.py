@@ -19,7 +19,8 @@ never counts as a person's activity.
 """
 from __future__ import annotations
 
-from appliance.rules.registry import ANYONE, NotFound, iso, op, parse_iso
+from appliance.errors import NotFound
+from appliance.rules.registry import ANYONE, iso, op, parse_iso
 
 # What IT is told: the health of what it runs. Nothing about people (C8: IT runs the system).
 SYSTEM_KINDS = ("camera_offline", "camera_online", "camera_moved", "gap", "integrity", "disk_full",

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-from appliance.rules.registry import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import ANYONE, iso, op, parse_iso
 from appliance.wording import role_name, when
 
 STEPS = ("contain", "check_unauthorised_access", "retrieve_copies", "investigate", "review_adequacy",

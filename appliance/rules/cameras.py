@@ -27,7 +27,8 @@ from appliance.custody.archive import check_camera_id
 from appliance.errors import CustodianError, SegmentError
 from appliance.rules import live
 from appliance.rules.ports import public_image
-from appliance.rules.registry import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import ANYONE, iso, op, parse_iso
 from appliance.wording import when
 
 log = logging.getLogger("custodian.cameras")

@@ -31,7 +31,8 @@ import nacl.public
 import nacl.signing
 
 from appliance.rules.cameras import _camera_id, _check_category, insert_new_camera, read_place
-from appliance.rules.registry import Refused, iso, op, parse_iso
+from appliance.errors import Refused
+from appliance.rules.registry import iso, op, parse_iso
 from appliance.custody.records import valid_id
 from appliance.wording import when
 from appliance.formats.pairing import CODE_ALPHABET, CODE_LENGTH, code_hash, format_code, pairing_fingerprint

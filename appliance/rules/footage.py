@@ -26,7 +26,8 @@ from appliance.formats import segment as seg
 from appliance.rules.accounts import require_unsealed
 from appliance.formats.canonical import CanonicalError, parse_canonical
 from appliance.errors import SegmentError
-from appliance.rules.registry import NotFound, Refused, iso, op, parse_iso
+from appliance.errors import NotFound, Refused
+from appliance.rules.registry import iso, op, parse_iso
 from appliance.wording import when
 
 REVIEWERS = ("staff", "director")   # never "it" (C8)

@@ -22,7 +22,8 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from appliance.rules.registry import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso, audit_action
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import ANYONE, iso, op, parse_iso, audit_action
 from appliance.custody.records import valid_id
 from appliance.wording import when
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from appliance.rules.ports import public_image
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import iso, op, parse_iso
 
 LIVE_MAX_MINUTES = 15
 LIVE_WIDTH = 96        # pixels wide: enough for a terminal, too few to read a page

@@ -17,7 +17,8 @@ from datetime import date, datetime, time, timezone
 
 from appliance.rules.accounts import require_unsealed
 from appliance.rules.footage import render_still
-from appliance.rules.registry import Args, BadRequest, NotFound, Refused, iso, op, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import Args, iso, op, parse_iso
 from appliance.wording import when
 
 log = logging.getLogger("custodian.notices")

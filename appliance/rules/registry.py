@@ -17,40 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
-from appliance.errors import CustodianError
+from appliance.errors import BadRequest, NotAuthenticated, Refused
 from appliance.wording import role_name, roles_phrase
 
 ROLES = ("staff", "director", "it")
 ANYONE = ROLES
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class Refused(CustodianError):
-    """The policy says no. The message says which rule and what would make it yes."""
-
-    code = "refused"
-
-    def __init__(self, message: str, *, clause: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.clause = clause
-        if code:
-            self.code = code
-
-
-class BadRequest(CustodianError):
-    code = "bad_request"
-
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.field = field     # the argument at fault (its API name), for a form to point at
-
-
-class NotFound(CustodianError):
-    code = "not_found"
-
-
-class NotAuthenticated(CustodianError):
-    code = "not_authenticated"
 
 
 @dataclass

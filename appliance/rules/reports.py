@@ -13,7 +13,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from appliance.rules.accounts import find_user, person_arg
 from appliance.rules.warrants import is_sealed
-from appliance.rules.registry import ANYONE, BadRequest, NotFound, iso, op, parse_iso
+from appliance.errors import BadRequest, NotFound
+from appliance.rules.registry import ANYONE, iso, op, parse_iso
 
 ACTION_PREFIX = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]*)*$")
 AUDIT_QUERY_LIMIT = 5000

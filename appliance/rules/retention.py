@@ -32,7 +32,8 @@ from appliance.custody.archive import StoredSegment
 from appliance.errors import ConfigError, SegmentError
 from appliance.fsutil import sha256_file
 from appliance.rules.warrants import instrument_hidden_from
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import iso, op, parse_iso
 from appliance.formats.segment import read_public
 from appliance.wording import when
 

@@ -109,3 +109,40 @@ def test_the_central_answers_normally_after_the_bad_requests(api):
     body = json.dumps({"op": "session.login", "args": {"user": DIRECTOR[0], "passphrase": DIRECTOR[1]}})
     status, answer = post(api, body.encode())
     assert status == 200 and answer["ok"] and answer["result"]["token"]
+
+
+def test_each_error_comes_with_the_http_status_the_docs_table_gives(api):
+    """Over the real socket: the status sent for each code is the one docs/api.md gives it
+    (which tests/rules/test_messages.py holds to appliance/errors.py's HTTP_STATUS)."""
+    from test_messages import documented
+
+    def call(op: str, args: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+        return post(api, json.dumps({"op": op, "args": args or {}, "token": token}).encode())
+
+    seen = {}
+
+    def expect(code: str, status: int, answer: dict) -> None:
+        assert answer.get("error", {}).get("code") == code, answer
+        seen[code] = status
+
+    expect("not_authenticated", *call("session.whoami"))
+    expect("not_found", *call("no.such_operation"))
+    expect("bad_request", *call("session.login", {"user": DIRECTOR[0]}))
+    expect("wrong_passphrase", *call("session.login", {"user": DIRECTOR[0], "passphrase": "not the passphrase"}))
+    director = call("session.login", {"user": DIRECTOR[0], "passphrase": DIRECTOR[1]})[1]["result"]["token"]
+    call("policy.acknowledge", {"version": call("policy.text", None, director)[1]["result"]["version"]}, director)
+    expect("bad_request", *call("user.create", {"name": "iona", "role": "it"}, director))
+    created = call("user.create", {"name": "iona", "role": "it", "passphrase": "temporary-iona-1"}, director)
+    assert created[0] == 200, created
+    iona = call("session.login", {"user": "iona", "passphrase": "temporary-iona-1"})[1]["result"]["token"]
+    expect("passphrase_change_required", *call("user.list", None, iona))
+    call("user.change_passphrase", {"old": "temporary-iona-1", "new": "iona's own passphrase"}, iona)
+    expect("policy_ack_required", *call("user.list", None, iona))
+    version = call("policy.text", None, iona)[1]["result"]["version"]
+    call("policy.acknowledge", {"version": version}, iona)
+    expect("forbidden", *call("archive.unseal", {"passphrase": "x" * 12}, iona))
+    for _ in range(5):
+        call("session.login", {"user": "iona", "passphrase": "a wrong passphrase"})
+    expect("locked", *call("session.login", {"user": "iona", "passphrase": "iona's own passphrase"}))
+    docs = documented()
+    assert {code: str(status) for code, status in seen.items()} == {code: docs[code] for code in seen}

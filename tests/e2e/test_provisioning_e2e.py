@@ -102,7 +102,7 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 def approve_when_a_snapshot_arrives(people, camera: str) -> dict:
-    from appliance.rules.registry import Refused
+    from appliance.errors import Refused
 
     def attempt():
         try:

@@ -286,7 +286,7 @@ def test_ip_camera_recorded_through_an_outage_a_size_change_and_a_mask(tmp_path,
 
 
 def _live_frame(people, session_id: str):
-    from appliance.rules.registry import NotFound
+    from appliance.errors import NotFound
 
     try:
         return people.call("sam", "live.frame", session=session_id)

@@ -33,7 +33,7 @@ from appliance.node.control import CameraGate, ControlClient, ControlError, Late
 from appliance.central.node_channel import NodeHub
 from appliance.node.service import NodeService
 from appliance.formats.node_protocol import signed_headers
-from appliance.rules.registry import Refused
+from appliance.errors import Refused
 from hw.backend import Frame
 from processes import wait_for
 
@@ -488,7 +488,7 @@ def test_C8_node_sends_frames_only_while_a_session_is_open(tmp_path, central, pe
 
 
 def _frame_or_none(people, session_id):
-    from appliance.rules.registry import NotFound
+    from appliance.errors import NotFound
 
     try:
         return people.call("sam", "live.frame", session=session_id)

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from appliance.rules.breaches import STEPS
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import iso
 from test_footage import record, recording_start, review_grant
 
 WHAT = "a printout of a camera still was left on the public photocopier"

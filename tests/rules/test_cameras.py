@@ -9,7 +9,7 @@ import pytest
 
 from appliance.rules import cameras as cameras_mod
 from appliance.node.control import ControlClient
-from appliance.rules.registry import BadRequest, NotFound, Refused
+from appliance.errors import BadRequest, NotFound, Refused
 from appliance.formats.segment import SegmentWriter, StreamParams
 from hw.backend import Frame
 from test_node_control import (  # noqa: F401  (server is a fixture)

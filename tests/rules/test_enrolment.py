@@ -21,7 +21,7 @@ from appliance.node.enrol import enrol_if_needed
 from appliance.errors import EnrolmentRefused
 from appliance.node.identity import NodeIdentity
 from appliance.node.control import ControlClient
-from appliance.rules.registry import Refused
+from appliance.errors import Refused
 from conftest import PEOPLE
 from test_node_control import raw_request, server  # noqa: F401  (the served ingest app fixture)
 

@@ -23,7 +23,8 @@ from appliance.rules import export as export_mod
 from appliance.formats import segment as seg
 from appliance.errors import ArchiveSealed
 from appliance.formats.export_package import PackageFault, canonical_annexb, verify_package
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import iso
 from conftest import DIRECTOR, ROOT, People, ServingCentral, enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame

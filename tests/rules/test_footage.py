@@ -18,7 +18,8 @@ import pytest
 from appliance.media import decode as media
 from appliance.formats import segment as seg
 from appliance.errors import ArchiveSealed, MediaError
-from appliance.rules.registry import NotFound, Refused, iso
+from appliance.errors import NotFound, Refused
+from appliance.rules.registry import iso
 from conftest import enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
@@ -235,7 +236,7 @@ def test_C9_clip_is_a_flipbook_inside_the_grant(central, people, footage, tmp_pa
 
 
 def test_footage_arguments_are_checked_before_anything_happens(central, people, footage):
-    from appliance.rules.registry import BadRequest
+    from appliance.errors import BadRequest
 
     people.unseal()
     grant = footage["grant"]["id"]

@@ -10,7 +10,8 @@ import pytest
 
 from appliance.rules import incidents
 from appliance.custody import keys
-from appliance.rules.registry import OPS, BadRequest, NotFound, Refused, iso, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import OPS, iso, parse_iso
 
 CAM = "entrance-1"
 CAM2 = "stacks-2"

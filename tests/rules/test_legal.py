@@ -5,7 +5,8 @@ from datetime import timedelta
 
 import pytest
 
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import iso
 from test_retention import Camera
 
 EXPORT_FIELDS = {"id", "kind", "instrument", "incident", "cameras", "start", "end", "recipient", "created_by",

@@ -8,7 +8,8 @@ import pytest
 
 from appliance.rules import live as live_mod
 from appliance.node.control import ControlClient, gray_image
-from appliance.rules.registry import BadRequest, NotFound, Refused, parse_iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import parse_iso
 from test_node_control import (  # noqa: F401  (server is a fixture)
     approved_camera,
     audit_actions,

@@ -8,7 +8,8 @@ import pytest
 
 from appliance.rules import notices
 from appliance.errors import ArchiveSealed
-from appliance.rules.registry import BadRequest, Refused, iso
+from appliance.errors import BadRequest, Refused
+from appliance.rules.registry import iso
 from test_footage import mean_difference, record, recording_start, reference_gray, review_grant
 
 FPS = 10

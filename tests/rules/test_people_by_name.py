@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from appliance.rules import catalog as policy  # noqa: F401  (registers every operation)
-from appliance.rules.registry import OPS, BadRequest, NotFound, iso
+from appliance.errors import BadRequest, NotFound
+from appliance.rules.registry import OPS, iso
 from conftest import PEOPLE
 
 # Written out by hand: each operation that names a person, and the argument that does.

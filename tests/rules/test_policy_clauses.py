@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from appliance.client import ApiClient
-from appliance.rules.registry import BadRequest
+from appliance.errors import BadRequest
 from conftest import DIRECTOR
 
 

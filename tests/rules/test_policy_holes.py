@@ -55,7 +55,7 @@ def test_C8_temporary_passphrase_opens_nothing_until_changed_and_ends_other_sess
 
 def test_C9_a_live_monitoring_grant_does_not_open_recordings(central, people):
     from appliance.rules.incidents import check_grant
-    from appliance.rules.registry import Refused
+    from appliance.errors import Refused
 
     enrol_camera_record(central, "entrance", "44" * 32)
     now = central.now()

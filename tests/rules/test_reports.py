@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from appliance.custody import keys
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import iso
 from test_incidents import CAM, add_camera, approve, file_incident, request_review
 
 

@@ -18,7 +18,8 @@ import pytest
 from appliance.rules import retention
 from appliance.formats import segment as seg
 from appliance.errors import ConfigError
-from appliance.rules.registry import OPS, BadRequest, NotFound, Refused, iso
+from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.registry import OPS, iso
 from conftest import ServingCentral, enrol_camera_record
 from hw.backend import Frame
 
