@@ -138,7 +138,9 @@ def make_api_app(central) -> web.Application:
         return web.json_response({"ok": True, "result": result}, dumps=lambda o: json.dumps(o, default=str))
 
     async def operations(_request: web.Request) -> web.Response:
-        return web.json_response({name: {"roles": list(o.roles), "summary": o.summary, "labels": o.labels,
+        return web.json_response({name: {"roles": list(o.roles), "who": o.who(), "director_herself": not o.rule.acting,
+                                         "own_only": o.rule.scope.what if o.rule.scope else None,
+                                         "summary": o.summary, "labels": o.labels,
                                          "secrets": [list(group) for group in o.secrets],
                                          "new_secrets": list(o.new_secrets)}
                                   for name, o in sorted(ops_mod.OPS.items())})

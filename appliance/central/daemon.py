@@ -248,6 +248,8 @@ class Central:
         with self.decision_lock:
             caller = self.caller_for(token, background)
             ops_mod.authorize(operation, caller)
+            if caller is not None:
+                operation.rule.check_scope(self, caller, args)    # the record it names is the caller's
             if not operation.concurrent:
                 return operation.func(self, caller, ops_mod.Args(args, operation.labels))
         return operation.func(self, caller, ops_mod.Args(args, operation.labels))

@@ -18,7 +18,7 @@ from pathlib import Path
 from appliance.custody import keys as keys_mod
 from appliance.errors import ArchiveSealed, WeakPassphrase, WrongPassphrase, WrongRecoveryCode
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import ANYONE, iso, op, parse_iso
+from appliance.rules.registry import DIRECTOR_HERSELF, ANYONE, DIRECTOR, DIRECTOR_OR_IT, iso, op, parse_iso
 from appliance.wording import role_name, when
 
 LOCKOUT_FAILURES = 5
@@ -220,14 +220,14 @@ def acknowledge_policy(central, caller, args):
 # --------------------------------------------------------------------------- accounts
 
 
-@op("user.list", ("director", "it"))
+@op("user.list", DIRECTOR_OR_IT)
 def list_users(central, caller, args):
     """Every account (no passphrase hashes)."""
     args.done()
     return {"users": [public_user(u) for u in central.records.all("users")]}
 
 
-@op("user.create", "director",
+@op("user.create", DIRECTOR_HERSELF,
     labels={"name": "User name", "passphrase": "Temporary passphrase"}, secrets=("passphrase",),
     new_secrets=("passphrase",))
 def create_user(central, caller, args):
@@ -236,12 +236,16 @@ def create_user(central, caller, args):
     role = args.str("role", choices=("staff", "it"))
     passphrase = args.str("passphrase", max_len=1024)
     args.done()
-    if caller.role != "director":
-        raise Refused("only the Director creates accounts (one person, one account)", clause="C2")
     user = create_user_record(central.records, name, role, passphrase, now=central.now(), must_change=True)
     central.audit.append(caller.user_id, "user.create", role=caller.role, target=user["id"],
                          details={"name": name, "role": role})
     return {"user": public_user(user)}
+
+
+# Which accounts a manager may act on (the people rule of user.reset_passphrase, user.unlock and
+# user.set_disabled, as their rules state it; _may_manage applies it to the account named).
+MANAGES = ("never your own or the Director's account; IT staff: staff accounts only (not a designated "
+           "acting director's); an acting director: staff accounts only")
 
 
 def _may_manage(central, caller, target: dict) -> None:
@@ -263,7 +267,7 @@ def _may_manage(central, caller, target: dict) -> None:
     raise Refused(f"{role_name('it')} may manage staff accounts only")
 
 
-@op("user.reset_passphrase", ("director", "it"),
+@op("user.reset_passphrase", DIRECTOR_OR_IT.noting(MANAGES),
     labels={"user": "Account", "passphrase": "Temporary passphrase"}, secrets=("passphrase",),
     new_secrets=("passphrase",))
 def reset_passphrase(central, caller, args):
@@ -281,7 +285,7 @@ def reset_passphrase(central, caller, args):
     return {"user": public_user(central.records.get("users", target["id"]))}
 
 
-@op("user.unlock", ("director", "it"),
+@op("user.unlock", DIRECTOR_OR_IT.noting(MANAGES),
     labels={"user": "Account"})
 def unlock(central, caller, args):
     """Clear a lockout after failed logins."""
@@ -293,7 +297,7 @@ def unlock(central, caller, args):
     return {}
 
 
-@op("user.set_disabled", "director",
+@op("user.set_disabled", DIRECTOR.noting(MANAGES),
     labels={"user": "Account"})
 def set_disabled(central, caller, args):
     """Disable or re-enable another account (e.g. when someone leaves)."""
@@ -346,12 +350,10 @@ def _end_sessions(central, user_id: str, keep: str | None = None) -> None:
 # --------------------------------------------------------------------------- acting director (C2)
 
 
-@op("director.designate_acting", "director",
+@op("director.designate_acting", DIRECTOR_HERSELF,
     labels={"user": "Staff member", "start": "From", "end": "Until"})
 def designate_acting(central, caller, args):
     """Designate a staff member as acting director for a dated period (C2)."""
-    if caller.role != "director":
-        raise Refused("only the Director designates an acting director", clause="C2")
     target = person_arg(central, args)
     start = args.time("start")
     end = args.time("end")
@@ -371,12 +373,10 @@ def designate_acting(central, caller, args):
     return {"period": period}
 
 
-@op("director.revoke_acting", "director",
+@op("director.revoke_acting", DIRECTOR_HERSELF,
     labels={"user": "Staff member"})
 def revoke_acting(central, caller, args):
     """End every acting-director period of a staff member now."""
-    if caller.role != "director":
-        raise Refused("only the Director revokes an acting director", clause="C2")
     target = person_arg(central, args)
     args.done()
     stamp = iso(central.now())
@@ -429,7 +429,7 @@ def archive_status(central, caller, args):
     return {"sealed": central.custody.is_sealed}
 
 
-@op("archive.unseal", "director",
+@op("archive.unseal", DIRECTOR,
     labels={"passphrase": "Your passphrase", "recovery_code": "Recovery code"},
     secrets=(("passphrase", "recovery_code"),))
 def unseal(central, caller, args):
@@ -455,7 +455,7 @@ def unseal(central, caller, args):
     return {"sealed": False}
 
 
-@op("archive.seal", "director")
+@op("archive.seal", DIRECTOR)
 def seal(central, caller, args):
     """Seal the archive: recording goes on, review and export stop until unsealed."""
     args.done()

@@ -22,7 +22,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import ANYONE, iso, op, parse_iso
+from appliance.rules.registry import ANYONE, DIRECTOR, Scope, iso, op, parse_iso
 from appliance.wording import role_name, when
 
 STEPS = ("contain", "check_unauthorised_access", "retrieve_copies", "investigate", "review_adequacy",
@@ -44,12 +44,10 @@ def _get(central, breach_id: str) -> dict:
     return breach
 
 
-def _visible(central, caller, breach_id: str) -> dict:
-    """The Director sees every case; anyone else only the ones they reported."""
-    breach = central.records.get("breaches", breach_id)
-    if breach is None or not (caller.is_director or breach["reported_by"] == caller.user_id):
-        raise NotFound(f"no breach case {breach_id} that you reported")
-    return breach
+# The Director sees every case; anyone else only the ones they reported (without revealing others).
+REPORTED = Scope("breaches", "the breach reports they made",
+                 lambda central, caller, b: b["reported_by"] == caller.user_id, what_one="breach case",
+                 refusal="no breach case {id} that you reported", hidden=True)
 
 
 def _view(caller, breach: dict) -> dict:
@@ -133,20 +131,20 @@ def report(central, caller, args):
     return {"breach": _view(caller, breach), "alert": alert["id"]}
 
 
-@op("breach.list", ANYONE)
+@op("breach.list", ANYONE.own(REPORTED))
 def list_breaches(central, caller, args):
     """Breach cases: the Director sees all, anyone else the ones they reported."""
     status = args.str("status", required=False, choices=("open", "closed"))
     args.done()
     found = [b for b in central.records.all("breaches")
-             if (caller.is_director or b["reported_by"] == caller.user_id) and status in (None, b["status"])]
+             if REPORTED.reaches(central, caller, b) and status in (None, b["status"])]
     return {"breaches": [_view(caller, b) for b in sorted(found, key=lambda b: b["id"])]}
 
 
-@op("breach.get", ANYONE)
+@op("breach.get", ANYONE.own(REPORTED, "breach"))
 def get_breach(central, caller, args):
     """One breach case (the reporter sees her report and its status; the Director the whole case)."""
-    breach = _visible(central, caller, args.id("breach"))
+    breach = _get(central, args.id("breach"))
     args.done()
     if caller.is_director:
         _audit(central, caller, "breach.view", breach["id"])
@@ -172,7 +170,7 @@ def _evidence_missing(breach: dict, step: str) -> str | None:
     return None
 
 
-@op("breach.step", "director",
+@op("breach.step", DIRECTOR,
     labels={"not_applicable": "Not applicable"})
 def record_step(central, caller, args):
     """Record one response step as done (with notes), or as not applicable (with the reason)."""
@@ -202,7 +200,7 @@ def _actor_names(central) -> dict[str, str]:
     return {u["id"]: u["name"] for u in central.records.all("users")}
 
 
-@op("breach.access_query", "director")
+@op("breach.access_query", DIRECTOR)
 def access_query(central, caller, args):
     """Every audited action on footage, keys, accounts or records in the window (default: the suspected one)."""
     breach = _open_case(central, args.id("breach"))
@@ -231,7 +229,7 @@ def _copy_view(central, caller, export: dict) -> dict:
     return export
 
 
-@op("breach.copies", "director")
+@op("breach.copies", DIRECTOR)
 def copies(central, caller, args):
     """The copies made in the window (the export register): what to retrieve (export.mark_retrieved)."""
     breach = _open_case(central, args.id("breach"))
@@ -250,7 +248,7 @@ def copies(central, caller, args):
             "copies": [_copy_view(central, caller, e) for e in found], "outstanding": outstanding}
 
 
-@op("breach.notification", "director",
+@op("breach.notification", DIRECTOR,
     labels={"who": "Who was notified", "how": "How", "when": "When"})
 def record_notification(central, caller, args):
     """Record that an individual whose personal information was disclosed was notified: who, how, when."""
@@ -269,7 +267,7 @@ def record_notification(central, caller, args):
     return {"breach": breach}
 
 
-@op("breach.complaint", "director",
+@op("breach.complaint", DIRECTOR,
     labels={"received_at": "Received"})
 def record_complaint(central, caller, args):
     """Record a complaint (with its informal resolution if reached), or the resolution of an earlier one."""
@@ -307,7 +305,7 @@ def record_complaint(central, caller, args):
     return {"breach": breach, "complaint": complaint_id}
 
 
-@op("breach.close", "director")
+@op("breach.close", DIRECTOR)
 def close(central, caller, args):
     """Close a case once every step is done or marked not applicable."""
     breach = _open_case(central, args.id("breach"))

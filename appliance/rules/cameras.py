@@ -28,7 +28,7 @@ from appliance.errors import CustodianError, SegmentError
 from appliance.rules import live
 from appliance.rules.ports import public_image
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import ANYONE, iso, op, parse_iso
+from appliance.rules.registry import ANYONE, DIRECTOR, DIRECTOR_OR_IT, iso, op, parse_iso
 from appliance.wording import when
 
 log = logging.getLogger("custodian.cameras")
@@ -134,7 +134,7 @@ def insert_new_camera(central, camera: str, key: str, category: str, location: s
     central.reload_cameras()
 
 
-@op("camera.enroll", ("director", "it"),
+@op("camera.enroll", DIRECTOR_OR_IT,
     labels={"key": "Node public key", "reading_position": "Shows what people read"})
 def enroll(central, caller, args):
     """Enrol a camera node by its public key; it records only once its placement is approved (C6)."""
@@ -161,7 +161,7 @@ def list_cameras(central, caller, args):
     return {"cameras": [public_camera(central, c) for c in cams]}
 
 
-@op("camera.snapshot", "director")
+@op("camera.snapshot", DIRECTOR)
 def snapshot(central, caller, args):
     """The latest view the camera sent (grey, small): what placement is approved from (C6)."""
     camera = _camera_id(args)
@@ -203,7 +203,7 @@ def _fresh_snapshot(central, cam: dict) -> dict:
     return image
 
 
-@op("camera.approve_placement", "director")
+@op("camera.approve_placement", DIRECTOR)
 def approve_placement(central, caller, args):
     """Approve where a camera points, from its latest snapshot; it starts recording (C6, C5)."""
     camera = _camera_id(args)
@@ -228,7 +228,7 @@ def approve_placement(central, caller, args):
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
-@op("camera.reject_placement", "director")
+@op("camera.reject_placement", DIRECTOR)
 def reject_placement(central, caller, args):
     """Refuse where a camera points: it does not record (C6). IT can re-aim it and ask again."""
     camera = _camera_id(args)
@@ -243,7 +243,7 @@ def reject_placement(central, caller, args):
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
-@op("camera.set_masks", "director")
+@op("camera.set_masks", DIRECTOR)
 def set_masks(central, caller, args):
     """Set a camera's privacy masks [x, y, w, h] in its pixels; drawn on the node before encoding (C6)."""
     camera = _camera_id(args)
@@ -264,7 +264,7 @@ def set_masks(central, caller, args):
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
-@op("camera.retire", "director")
+@op("camera.retire", DIRECTOR)
 def retire(central, caller, args):
     """Take a camera out of service: it stops recording; its recordings stay in the archive."""
     camera = _camera_id(args)
@@ -455,7 +455,7 @@ def signage_wording() -> str:
     return paragraph.strip().strip("\u201c\u201d\"").strip()
 
 
-@op("signage.add", ("director", "it"),
+@op("signage.add", DIRECTOR_OR_IT,
     labels={"posted_on": "Posted on"})
 def add_sign(central, caller, args):
     """Record a posted sign: location 'entrance' for the library entrance, or another place (C5)."""
@@ -474,7 +474,7 @@ def add_sign(central, caller, args):
     return {"sign": central.records.get("signage", sign_id)}
 
 
-@op("signage.remove", ("director", "it"))
+@op("signage.remove", DIRECTOR_OR_IT)
 def remove_sign(central, caller, args):
     """Record that a sign came down; the Director is alerted if no entrance sign remains (C5)."""
     sign_id = args.id("sign")

@@ -32,7 +32,7 @@ import nacl.signing
 
 from appliance.rules.cameras import _camera_id, _check_category, insert_new_camera, read_place
 from appliance.errors import Refused
-from appliance.rules.registry import iso, op, parse_iso
+from appliance.rules.registry import DIRECTOR_OR_IT, iso, op, parse_iso
 from appliance.custody.records import valid_id
 from appliance.wording import when
 from appliance.formats.pairing import CODE_ALPHABET, CODE_LENGTH, code_hash, format_code, pairing_fingerprint
@@ -58,7 +58,7 @@ def new_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
-@op("camera.invite", ("director", "it"))
+@op("camera.invite", DIRECTOR_OR_IT)
 def invite(central, caller, args):
     """Invite a camera: a one-time pairing code, valid 24 hours, for flash.sh --invite (C6 checks first)."""
     camera = _camera_id(args)

@@ -51,7 +51,7 @@ from appliance.custody.keys import ed25519_public_pem
 from appliance.rules.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden
 from appliance.rules.warrants import instrument_view, is_sealed
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import audit_action, iso, op, parse_iso
+from appliance.rules.registry import DIRECTOR, audit_action, iso, op, parse_iso
 from appliance.rules.retention import free_bytes, storage_is_local
 
 
@@ -360,7 +360,7 @@ def _room_needed(plan, options: Options) -> tuple[int, int]:
     return total, needed + needed // 50 + stills * STILL_ROOM + FIXED_ROOM
 
 
-@op("release.build", "director")
+@op("release.build", DIRECTOR)
 def start_build(central, caller, args):
     """Build a registered release's evidence package onto a medium; returns at once (poll release.build_status)."""
     release_id = args.id("release")
@@ -414,7 +414,7 @@ def start_build(central, caller, args):
     return result
 
 
-@op("release.build_status", "director")
+@op("release.build_status", DIRECTOR)
 def build_status(central, caller, args):
     """Progress of a package build: step, bytes done of total, percent; the result when built."""
     build_id = args.id("build")

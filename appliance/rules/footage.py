@@ -27,10 +27,9 @@ from appliance.rules.accounts import require_unsealed
 from appliance.formats.canonical import CanonicalError, parse_canonical
 from appliance.errors import SegmentError
 from appliance.errors import NotFound, Refused
-from appliance.rules.registry import iso, op, parse_iso
+from appliance.rules.registry import STAFF_OR_DIRECTOR, iso, op, parse_iso
 from appliance.wording import when
 
-REVIEWERS = ("staff", "director")   # never "it" (C8)
 STILL_WIDTH = (32, 320, 96)         # lo, hi, default
 STILL_HEIGHT = (16, 240)            # lo, hi: optional, to fit a terminal widget
 CLIP_WIDTH = (32, 160, 64)          # a flipbook holds many frames: kept smaller
@@ -210,7 +209,7 @@ def _audit_use(central, caller, action: str, grant: dict, camera: str, details: 
                          refs={k: v for k, v in refs.items() if v}, why=why, details=details)
 
 
-@op("footage.segments", REVIEWERS, concurrent=True)
+@op("footage.segments", STAFF_OR_DIRECTOR, concurrent=True)
 def list_segments(central, caller, args):
     """The recorded segments of one camera inside a grant's window (times and sizes, no content)."""
     grant_id = args.id("grant")
@@ -227,7 +226,7 @@ def list_segments(central, caller, args):
             "segments": segments}
 
 
-@op("footage.still", REVIEWERS, concurrent=True)
+@op("footage.still", STAFF_OR_DIRECTOR, concurrent=True)
 def still(central, caller, args):
     """One grey still of a camera at a moment inside your grant."""
     grant_id = args.id("grant")
@@ -244,7 +243,7 @@ def still(central, caller, args):
     return result
 
 
-@op("footage.clip", REVIEWERS, concurrent=True)
+@op("footage.clip", STAFF_OR_DIRECTOR, concurrent=True)
 def clip(central, caller, args):
     """A short flipbook of grey frames (1-60 s, 1-5 frames a second) inside your grant."""
     grant_id = args.id("grant")

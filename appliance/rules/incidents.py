@@ -23,7 +23,7 @@ import logging
 from datetime import datetime, timedelta
 
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import ANYONE, iso, op, parse_iso, audit_action
+from appliance.rules.registry import ANYONE, DIRECTOR, STAFF_OR_DIRECTOR, Scope, audit_action, iso, op, parse_iso
 from appliance.custody.records import valid_id
 from appliance.wording import when
 
@@ -31,7 +31,6 @@ log = logging.getLogger("custodian.incidents")
 
 GROUNDS = ("criminal_activity", "litigation", "conduct_violation")  # C9: the only allowed grounds
 OUTCOMES = ("no_action", "corrective_action", "law_enforcement_referral", "insufficient_evidence")
-STAFF_OR_DIRECTOR = ("staff", "director")
 
 REVIEW_MAX_LENGTH = timedelta(hours=12)     # one review window
 REVIEW_MAX_DISTANCE = timedelta(hours=24)   # from the incident's time, either side
@@ -64,19 +63,19 @@ def _held_grants(central, caller) -> list[dict]:
     return central.records.search("grants", lambda g: caller.user_id in g["holders"])
 
 
-def _may_see_incident(central, caller, incident: dict) -> bool:
-    """The Director sees all; staff see incidents they filed or hold a grant for."""
-    if caller.is_director or incident["filed_by"] == caller.user_id:
-        return True
-    return any(g["incident"] == incident["id"] for g in _held_grants(central, caller))
+def _filed_or_granted(central, caller, incident: dict) -> bool:
+    return (incident["filed_by"] == caller.user_id
+            or any(g["incident"] == incident["id"] for g in _held_grants(central, caller)))
 
 
-def _visible_incident(central, caller, incident_id: str) -> dict:
-    incident = _get(central, "incidents", incident_id, "incident")
-    if not _may_see_incident(central, caller, incident):
-        raise Refused(f"incident {incident_id} is not yours: staff see the incidents they filed "
-                      "or hold a grant for", clause="C9")
-    return incident
+# Whose records staff reach (the Director reaches all): declared here, named in the rules below.
+INCIDENTS = Scope("incidents", "the incidents they filed or hold a grant for", _filed_or_granted,
+                  what_one="incident", clause="C9",
+                  refusal="incident {id} is not yours: staff see the incidents they filed or hold a grant for")
+REQUESTS = Scope("requests", "their own requests", lambda central, caller, r: r["requested_by"] == caller.user_id,
+                 what_one="request", clause="C17", refusal="request {id} is not yours")
+GRANTS = Scope("grants", "the grants they hold", lambda central, caller, g: caller.user_id in g["holders"],
+               what_one="grant", clause="C9", refusal="grant {id} is not yours: it names who may use it")
 
 
 def _approved_cameras(central, camera_ids: list[str]) -> None:
@@ -144,24 +143,24 @@ def create_incident(central, caller, args):
 INCIDENT_SUMMARY = ("id", "grounds", "occurred_at", "location", "status", "filed_by", "filed_at")
 
 
-@op("incident.list", STAFF_OR_DIRECTOR)
+@op("incident.list", STAFF_OR_DIRECTOR.own(INCIDENTS))
 def list_incidents(central, caller, args):
     """Incidents you may see (the Director: all), as summaries; incident.get reads one (audited)."""
     status = args.str("status", required=False, choices=("open", "closed"))
     args.done()
     found = [i for i in central.records.all("incidents")
-             if (status is None or i["status"] == status) and _may_see_incident(central, caller, i)]
+             if (status is None or i["status"] == status) and INCIDENTS.reaches(central, caller, i)]
     summaries = [{k: i[k] for k in INCIDENT_SUMMARY} | {"outcome": i["outcome"] and i["outcome"]["outcome"]}
                  for i in found]
     return {"incidents": sorted(summaries, key=lambda i: i["id"])}
 
 
-@op("incident.get", STAFF_OR_DIRECTOR)
+@op("incident.get", STAFF_OR_DIRECTOR.own(INCIDENTS, "incident"))
 def get_incident(central, caller, args):
     """One incident with the requests and grants you may see for it."""
     incident_id = args.id("incident")
     args.done()
-    incident = _visible_incident(central, caller, incident_id)
+    incident = _get(central, "incidents", incident_id, "incident")
     requests = central.records.search("requests", incident=incident_id)
     grants = central.records.search("grants", incident=incident_id)
     if not caller.is_director:
@@ -193,7 +192,7 @@ def _check_monitor_window(start: datetime, end: datetime, now: datetime) -> None
         raise Refused("live monitoring may last at most 8 hours", clause="C17")
 
 
-@op("request.create", STAFF_OR_DIRECTOR)
+@op("request.create", STAFF_OR_DIRECTOR.own(INCIDENTS, "incident"))
 def create_request(central, caller, args):
     """Ask the Director to review recordings (kind review) or monitor live (kind monitor)."""
     incident_id = args.id("incident")
@@ -206,7 +205,7 @@ def create_request(central, caller, args):
     args.done()
     if end <= start:
         raise BadRequest("end must be after start")
-    incident = _visible_incident(central, caller, incident_id)
+    incident = _get(central, "incidents", incident_id, "incident")
     _require_open(incident)
     _approved_cameras(central, cameras)
     now = central.now()
@@ -225,7 +224,7 @@ def create_request(central, caller, args):
     return {"request": doc}
 
 
-@op("request.list", STAFF_OR_DIRECTOR)
+@op("request.list", STAFF_OR_DIRECTOR.own(REQUESTS))
 def list_requests(central, caller, args):
     """Requests (the Director: all; staff: their own), optionally by kind and status."""
     kind = args.str("kind", required=False, choices=("review", "monitor", "imminent_danger"))
@@ -233,7 +232,7 @@ def list_requests(central, caller, args):
                       choices=("pending", "approved", "denied", "cancelled", "self_granted"))
     args.done()
     found = [r for r in central.records.all("requests")
-             if (caller.is_director or r["requested_by"] == caller.user_id)
+             if REQUESTS.reaches(central, caller, r)
              and (kind is None or r["kind"] == kind) and (status is None or r["status"] == status)]
     return {"requests": sorted(found, key=lambda r: r["id"])}
 
@@ -314,7 +313,7 @@ def _decision_details(decision: str, request: dict, grant: dict | None, hold_id:
             "narrowed": scope != (request["cameras"], request["start"], request["end"])}
 
 
-@op("request.decide", "director",
+@op("request.decide", DIRECTOR,
     labels={"expires_hours": "Grant lasts (hours)"})
 def decide_request(central, caller, args):
     """Approve (optionally narrower; creates the grant) or deny a pending request."""
@@ -348,20 +347,20 @@ def grant_is_active(central, grant: dict) -> bool:
     return not grant["revoked_at"] and parse_iso(grant["expires_at"]) > central.now()
 
 
-@op("grant.list", STAFF_OR_DIRECTOR,
+@op("grant.list", STAFF_OR_DIRECTOR.own(GRANTS),
     labels={"active_only": "Active only"})
 def list_grants(central, caller, args):
     """Grants (the Director: all; staff: those they hold), each marked active or not."""
     active_only = args.bool("active_only")
     args.done()
-    grants = central.records.all("grants") if caller.is_director else _held_grants(central, caller)
+    grants = [g for g in central.records.all("grants") if GRANTS.reaches(central, caller, g)]
     grants = [g | {"active": grant_is_active(central, g)} for g in grants]
     if active_only:
         grants = [g for g in grants if g["active"]]
     return {"grants": sorted(grants, key=lambda g: g["id"])}
 
 
-@op("grant.revoke", "director")
+@op("grant.revoke", DIRECTOR)
 def revoke_grant(central, caller, args):
     """End a grant now, with a reason."""
     grant_id = args.id("grant")
@@ -402,7 +401,7 @@ def check_grant(central, caller, grant_id: str, camera: str, start=None, end=Non
         raise Refused(f"grant {grant_id} was revoked at {when(grant['revoked_at'])}", clause="C17")
     if parse_iso(grant["expires_at"]) <= now:
         raise Refused(f"grant {grant_id} expired at {when(grant['expires_at'])}: ask the Director again", clause="C17")
-    if caller is None or not (caller.user_id in grant["holders"] or caller.is_director):
+    if caller is None or not GRANTS.reaches(central, caller, grant):
         raise Refused(f"grant {grant_id} is not yours: only the staff member who requested it and the "
                       "Director may use it", clause="C17")
     if camera not in grant["cameras"]:
@@ -437,7 +436,7 @@ def _check_live(grant: dict, now: datetime) -> None:
 # --------------------------------------------------------------------------- outcomes (C18)
 
 
-@op("incident.record_outcome", "director",
+@op("incident.record_outcome", DIRECTOR,
     labels={"corrective_action": "Corrective action"})
 def record_outcome(central, caller, args):
     """Record what the incident led to, with any corrective action the Director approves."""
@@ -466,7 +465,7 @@ def record_outcome(central, caller, args):
     return result
 
 
-@op("incident.close", "director")
+@op("incident.close", DIRECTOR)
 def close_incident(central, caller, args):
     """Close an incident that has an outcome: its grants end, pending requests are cancelled."""
     incident_id = args.id("incident")
@@ -530,16 +529,15 @@ def invoke_imminent(central, caller, args):
     return {"request": use, "grant": grant, "hold": hold_id, "alert": alert["id"]}
 
 
-@op("imminent.link_incident", STAFF_OR_DIRECTOR)
+@op("imminent.link_incident", STAFF_OR_DIRECTOR.own(
+    REQUESTS, "request", refusal="only the staff member who invoked imminent danger, or the Director, links "
+    "its incident", clause="C19").noting("the incident linked must be one the caller filed"))
 def link_incident(central, caller, args):
     """Attach the incident report filed after an imminent-danger use (invoker or Director)."""
     use_id = args.id("request")
     incident_id = args.id("incident")
     args.done()
     use = _imminent_use(central, use_id)
-    if not caller.is_director and use["requested_by"] != caller.user_id:
-        raise Refused("only the staff member who invoked imminent danger, or the Director, links its incident",
-                      clause="C19")
     incident = _get(central, "incidents", incident_id, "incident")
     if not caller.is_director and incident["filed_by"] != caller.user_id:
         raise Refused(f"incident {incident_id} was not filed by you: file your own report", clause="C19")
@@ -552,7 +550,7 @@ def link_incident(central, caller, args):
     return {"request": updated}
 
 
-@op("imminent.review", "director")
+@op("imminent.review", DIRECTOR)
 def review_imminent(central, caller, args):
     """The Director's after-action review of an imminent-danger use."""
     use_id = args.id("request")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import date
 
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import iso, op, parse_iso, audit_action
+from appliance.rules.registry import DIRECTOR, audit_action, iso, op, parse_iso
 from appliance.rules.warrants import SEALED_NOTE, hidden_from, instrument_view, is_sealed
 from appliance.rules.retention import check_cameras, check_window, place_hold, segment_spans
 from appliance.wording import when
@@ -87,7 +87,7 @@ def _segments_in(central, cameras: list[str], start, end) -> int:
 # --------------------------------------------------------------------------- instruments
 
 
-@op("instrument.record", "director",
+@op("instrument.record", DIRECTOR,
     labels={"issued_on": "Issued on", "received_on": "Received on"})
 def record_instrument(central, caller, args):
     """Record a subpoena, court order or search warrant; its scope is held at once (C12, C13, C14)."""
@@ -130,7 +130,7 @@ def record_instrument(central, caller, args):
     return {"instrument": instrument_view(caller, instrument), "hold": hold["id"]}
 
 
-@op("instrument.mark_filed", "director",
+@op("instrument.mark_filed", DIRECTOR.herself(clause="C13"),
     labels={"filed_on": "Filed on"})
 def mark_filed(central, caller, args):
     """Record that a search warrant was filed with the court: it is no longer sealed (C13)."""
@@ -138,8 +138,6 @@ def mark_filed(central, caller, args):
     filed_on = args.date("filed_on")
     note = args.str("note", required=False, max_len=1000)
     args.done()
-    if caller.role != "director":
-        raise Refused("only the Director marks a search warrant filed with the court", clause="C13")
     if instrument["kind"] != "search_warrant":
         raise BadRequest(f"{instrument['id']} is a {KIND_NAMES[instrument['kind']]}: only search warrants are "
                          "sealed until filed")
@@ -157,7 +155,7 @@ def mark_filed(central, caller, args):
     return {"instrument": instrument_view(caller, instrument)}
 
 
-@op("instrument.list", "director")
+@op("instrument.list", DIRECTOR)
 def list_instruments(central, caller, args):
     """Every legal instrument, newest first (a sealed warrant shows only that it exists, but to the Director)."""
     args.done()
@@ -165,7 +163,7 @@ def list_instruments(central, caller, args):
     return {"instruments": [instrument_view(caller, i) for i in found]}
 
 
-@op("instrument.get", "director")
+@op("instrument.get", DIRECTOR)
 def get_instrument(central, caller, args):
     """One instrument with its counsel consultations, releases and hold."""
     instrument = _get_instrument(central, args.id("instrument"))
@@ -182,7 +180,7 @@ def get_instrument(central, caller, args):
 # --------------------------------------------------------------------------- counsel (C13, C14)
 
 
-@op("counsel.record", "director",
+@op("counsel.record", DIRECTOR,
     labels={"counsel": "Counsel consulted", "consulted_on": "Consulted on"})
 def record_counsel(central, caller, args):
     """Record that legal counsel was consulted about an instrument (C13, C14)."""
@@ -210,7 +208,7 @@ def record_counsel(central, caller, args):
 # --------------------------------------------------------------------------- releases (C3, C4)
 
 
-@op("release.create", "director")
+@op("release.create", DIRECTOR)
 def create_release(central, caller, args):
     """Release footage to law enforcement under a recorded instrument, after counsel (C3, C13, C14)."""
     instrument_id = args.id("instrument", required=False)
@@ -260,7 +258,7 @@ def create_release(central, caller, args):
     return {"release": release, "export": export}
 
 
-@op("release.list", "director")
+@op("release.list", DIRECTOR)
 def list_releases(central, caller, args):
     """Every release to law enforcement, newest first."""
     args.done()
@@ -271,7 +269,7 @@ def list_releases(central, caller, args):
 # --------------------------------------------------------------------------- the export register (C4, C16)
 
 
-@op("export.list", "director",
+@op("export.list", DIRECTOR,
     labels={"open_only": "Open only"})
 def list_exports(central, caller, args):
     """The export register: every release and review export, newest first; `open_only` leaves out retrieved ones."""
@@ -282,7 +280,7 @@ def list_exports(central, caller, args):
     return {"exports": [_release_view(central, caller, e) for e in found]}
 
 
-@op("export.mark_retrieved", "director")
+@op("export.mark_retrieved", DIRECTOR)
 def mark_retrieved(central, caller, args):
     """Record that a copy was retrieved (e.g. during a breach response, C16)."""
     export_id = args.id("export")

@@ -17,10 +17,14 @@ from datetime import timedelta
 
 from appliance.rules.ports import public_image
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import iso, op, parse_iso
+from appliance.rules.registry import STAFF_OR_DIRECTOR, Scope, iso, op, parse_iso
 
 LIVE_MAX_MINUTES = 15
 LIVE_WIDTH = 96        # pixels wide: enough for a terminal, too few to read a page
+# Staff reach their own live sessions; the Director everyone's (C8).
+LIVE_SESSIONS = Scope("live_sessions", "their own live sessions",
+                      lambda central, caller, s: s["user"] == caller.user_id, what_one="live session", clause="C8",
+                      refusal="live session {id} is not yours: only its owner or the Director closes it")
 
 
 def session_is_open(central, session: dict) -> bool:
@@ -52,7 +56,7 @@ def _close(central, session: dict, actor: str, action: str, at, reason: str, rol
     return central.records.get("live_sessions", session["id"])
 
 
-@op("live.open", ("staff", "director"))
+@op("live.open", STAFF_OR_DIRECTOR)
 def open_session(central, caller, args):
     """Open a live view of an approved camera for at most 15 minutes, with its purpose (C8)."""
     camera = args.id("camera")
@@ -97,7 +101,7 @@ def _own_session(central, caller, session_id: str) -> dict:
     return session
 
 
-@op("live.frame", ("staff", "director"))
+@op("live.frame", STAFF_OR_DIRECTOR.noting("a live session's frames go to its owner only, the Director included"))
 def frame(central, caller, args):
     """The latest frame of your open live session (grey, small)."""
     session_id = args.id("session")
@@ -112,7 +116,7 @@ def frame(central, caller, args):
     return {"session": session_id, "camera": session["camera"], "until": session["until"], **public_image(image)}
 
 
-@op("live.close", ("staff", "director"))
+@op("live.close", STAFF_OR_DIRECTOR.own(LIVE_SESSIONS, "session"))
 def close_session(central, caller, args):
     """Close a live session (your own; the Director may close anyone's)."""
     session_id = args.id("session")
@@ -121,22 +125,19 @@ def close_session(central, caller, args):
     session = central.records.get("live_sessions", session_id)
     if session is None:
         raise NotFound(f"no live session {session_id}")
-    if session["user"] != caller.user_id and not caller.is_director:
-        raise Refused("only the session's owner or the Director may close it", clause="C8")
     if session["closed_at"] is not None:
         raise BadRequest(f"live session {session_id} is already closed")
     at = min(central.now(), parse_iso(session["until"]))
     return {"session": _close(central, session, caller.user_id, "live.close", at, reason, role=caller.role)}
 
 
-@op("live.list", ("staff", "director"))
+@op("live.list", STAFF_OR_DIRECTOR.own(LIVE_SESSIONS))
 def list_sessions(central, caller, args):
     """Open live sessions (the Director sees everyone's; staff their own); all=true adds closed ones."""
     everything = args.bool("all")
     args.done()
     sessions = central.records.all("live_sessions")
-    if not caller.is_director:
-        sessions = [s for s in sessions if s["user"] == caller.user_id]
+    sessions = [s for s in sessions if LIVE_SESSIONS.reaches(central, caller, s)]
     if not everything:
         sessions = [s for s in sessions if session_is_open(central, s)]
     return {"sessions": sorted(sessions, key=lambda s: s["opened_at"])}

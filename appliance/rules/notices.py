@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timezone
 from appliance.rules.accounts import require_unsealed
 from appliance.rules.footage import render_still
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import Args, iso, op, parse_iso
+from appliance.rules.registry import DIRECTOR, STAFF_OR_DIRECTOR, Args, iso, op, parse_iso
 from appliance.wording import when
 
 log = logging.getLogger("custodian.notices")
@@ -128,7 +128,7 @@ def _check_still_grants(central, caller, incident_id: str, refs) -> list[str]:
     return list(dict.fromkeys(grants))
 
 
-@op("notice.create", "director",
+@op("notice.create", DIRECTOR,
     labels={"suspended_until": "Suspended until"})
 def create_notice(central, caller, args):
     """Share stills of a person suspended from Library property with staff, until the suspension ends."""
@@ -163,7 +163,7 @@ def create_notice(central, caller, args):
     return {"notice": notice}
 
 
-@op("notice.list", ("staff", "director"))
+@op("notice.list", STAFF_OR_DIRECTOR)
 def list_notices(central, caller, args):
     """Active suspension notices, with their stills (ended ones are gone from view)."""
     args.done()
@@ -175,7 +175,7 @@ def list_notices(central, caller, args):
     return {"notices": active}
 
 
-@op("notice.withdraw", "director")
+@op("notice.withdraw", DIRECTOR)
 def withdraw_notice(central, caller, args):
     """End a notice before its suspension ends (e.g. the suspension was lifted); its stills are purged."""
     notice_id = args.id("notice")

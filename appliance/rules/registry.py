@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import re
 import reprlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
-from appliance.errors import BadRequest, NotAuthenticated, Refused
+from appliance.errors import BadRequest, NotAuthenticated, NotFound, Refused
 from appliance.wording import role_name, roles_phrase
 
-ROLES = ("staff", "director", "it")
-ANYONE = ROLES
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -48,11 +46,113 @@ class Caller:
         return roles
 
 
+# --------------------------------------------------------------------------- the rule table
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An ownership rule: which records of a table a caller other than the Director reaches.
+
+    Declared once (next to the records it is about) and named in the rule of every
+    operation it governs: the dispatcher applies it to the record an operation names
+    before the operation runs, listings filter with `reaches`, and the docs say `what`.
+    """
+
+    table: str
+    what: str                                       # "the incidents they filed or hold a grant for"
+    mine: Callable[[Any, "Caller", dict], bool]     # (central, caller, record) -> it is the caller's
+    refusal: str = "{what_one} {id} is not yours"   # {id}: the record asked for
+    what_one: str = "record"                        # "incident", "breach case", ...
+    clause: str | None = None
+    hidden: bool = False                            # refuse as not found: do not reveal that it exists
+
+    def reaches(self, central, caller: "Caller", record: dict) -> bool:
+        return caller.is_director or self.mine(central, caller, record)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call an operation: one row of the rule table every `@op` declares.
+
+    `roles` are the account roles admitted ("director" also admits an acting director
+    inside her period, unless `acting` is False: "the Director herself"). `scope` limits
+    a caller who is not the Director to her own records; `scope_arg` is the argument
+    naming one. `note` states, in words, a rule the operation applies to its arguments
+    (which accounts IT may manage, say). `GET /v1/operations`, the "who may call it"
+    column of docs/api.md and the authorization matrix all read these rules.
+    """
+
+    roles: tuple[str, ...]
+    acting: bool = True
+    scope: Scope | None = None
+    scope_arg: str | None = None
+    refusal: tuple[str, str | None] | None = None     # this operation's own words (and clause) for a refusal
+    note: str = ""
+    herself_clause: str = "C2"                        # the clause an acting director is refused under
+
+    def herself(self, clause: str = "C2") -> "Rule":
+        """The Director herself, not an acting director: her custody alone (C2, or `clause`)."""
+        return replace(self, acting=False, herself_clause=clause)
+
+    def own(self, scope: Scope, arg: str | None = None, *, refusal: str | None = None,
+            clause: str | None = None) -> "Rule":
+        """Below the Director, only the caller's own records of `scope` (`arg` names one).
+
+        `refusal` and `clause` word this operation's refusal where the scope's own would
+        not say enough."""
+        return replace(self, scope=scope, scope_arg=arg, refusal=(refusal, clause) if refusal else None)
+
+    def noting(self, note: str) -> "Rule":
+        return replace(self, note=note)
+
+    def admits(self, caller: "Caller") -> bool:
+        roles = {caller.role} | ({"director"} if caller.acting_director and self.acting else set())
+        return bool(roles & set(self.roles))
+
+    def describe(self) -> str:
+        """The rule as the docs state it ("who may call it" in docs/api.md and docs/api/*.md)."""
+        text = ", ".join(ROLE_WORDS[r] for r in ROLES if r in self.roles)
+        if not self.acting:
+            text += " (herself, not an acting director)"
+        if self.scope is not None:
+            text += f"; below the Director, only {self.scope.what}"
+        if self.note:
+            text += f"; {self.note}"
+        return text
+
+    def check_scope(self, central, caller: "Caller", raw_args: Any) -> None:
+        """Before the operation runs: the record it names must be the caller's (or she is the Director)."""
+        if self.scope is None or self.scope_arg is None or caller.is_director or not isinstance(raw_args, dict):
+            return
+        record_id = raw_args.get(self.scope_arg)
+        if not isinstance(record_id, str) or not SAFE_ID.match(record_id):
+            return                      # the operation's own argument check says what is wrong
+        scope = self.scope
+        record = central.records.get(scope.table, record_id)
+        if record is None:
+            raise NotFound(f"no {scope.what_one} {record_id}")
+        if not scope.mine(central, caller, record):
+            words, clause = self.refusal or (scope.refusal, scope.clause)
+            message = words.format(id=record_id, what_one=scope.what_one)
+            if scope.hidden:
+                raise NotFound(message)
+            raise Refused(message, clause=clause)
+
+
+ROLES = ("staff", "director", "it")
+ROLE_WORDS = {"staff": "staff", "director": "the Director", "it": "IT staff"}   # as the docs say them
+ANYONE = Rule(ROLES)
+STAFF_OR_DIRECTOR = Rule(("staff", "director"))
+DIRECTOR = Rule(("director",))
+DIRECTOR_HERSELF = DIRECTOR.herself()
+DIRECTOR_OR_IT = Rule(("director", "it"))
+
+
 @dataclass
 class Op:
     name: str
     func: Callable
-    roles: tuple[str, ...]
+    rule: Rule
     summary: str
     public: bool = False            # callable without a session (login)
     before_ack: bool = False        # callable before the policy is acknowledged
@@ -62,16 +162,24 @@ class Op:
     new_secrets: tuple[str, ...] = ()           # the secrets this sets (a client asks for them twice)
     waits: bool = False             # long poll: the API re-runs it when woken until it says "changed"
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.rule.roles
+
+    def who(self) -> str:
+        """Who may call it, in the words of docs/api.md."""
+        return "anyone (no session)" if self.public else self.rule.describe()
+
 
 OPS: dict[str, Op] = {}
 
 
-def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_ack: bool = False,
+def op(name: str, rule: Rule, *, public: bool = False, before_ack: bool = False,
        concurrent: bool = False, labels: dict[str, str] | None = None, secrets: tuple = (),
        new_secrets: tuple[str, ...] = (), waits: bool = False):
-    """Register an API operation. `roles` is who may call it; "director" includes an acting director.
+    """Register an API operation with its rule: who may call it (`Rule`, the rule table).
 
-    `concurrent` operations (ffmpeg decodes) run outside the policy lock so one long
+    `concurrent` operations (ffmpeg decodes) run outside the decision lock so one long
     clip does not stall every other terminal; they must only read records and append
     to the audit log (both are thread-safe on their own).
 
@@ -84,15 +192,15 @@ def op(name: str, roles: tuple[str, ...] | str, *, public: bool = False, before_
     at once with `changed` and `wait` (seconds); the local API waits, without holding a
     thread, until the central wakes its watchers, and asks again (appliance/central/api.py).
     """
-    if isinstance(roles, str):
-        roles = (roles,)
+    if not isinstance(rule, Rule):
+        raise TypeError(f"operation {name}: its rule must be a Rule (ANYONE, DIRECTOR, ...), not {rule!r}")
     secrets = tuple((s,) if isinstance(s, str) else tuple(s) for s in secrets)
 
     def register(func: Callable) -> Callable:
         if name in OPS:
             raise RuntimeError(f"operation {name} registered twice")
         summary = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-        OPS[name] = Op(name, func, tuple(roles), summary, public, before_ack, concurrent, dict(labels or {}),
+        OPS[name] = Op(name, func, rule, summary, public, before_ack, concurrent, dict(labels or {}),
                        secrets, tuple(new_secrets), waits)
         return func
 
@@ -110,8 +218,12 @@ def authorize(operation: Op, caller: Caller | None) -> None:
     if caller.pending_ack and not operation.before_ack:
         raise Refused("acknowledge the video surveillance policy before using the system", clause="C22",
                       code="policy_ack_required")
-    if not caller.effective_roles() & set(operation.roles):
-        raise Refused(f"only {roles_phrase(operation.roles)} may use {operation.name}; "
+    rule = operation.rule
+    if not rule.admits(caller):
+        if caller.acting_director and "director" in rule.roles:
+            raise Refused(f"an acting director may not use {operation.name}: it is the Director's own",
+                          clause=rule.herself_clause, code="forbidden")
+        raise Refused(f"only {roles_phrase(rule.roles)} may use {operation.name}; "
                       f"you are {role_name(caller.role)}", code="forbidden")
 
 

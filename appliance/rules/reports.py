@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from appliance.rules.accounts import find_user, person_arg
 from appliance.rules.warrants import is_sealed
 from appliance.errors import BadRequest, NotFound
-from appliance.rules.registry import ANYONE, iso, op, parse_iso
+from appliance.rules.registry import ANYONE, DIRECTOR, iso, op, parse_iso
 
 ACTION_PREFIX = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]*)*$")
 AUDIT_QUERY_LIMIT = 5000
@@ -80,7 +80,7 @@ def _person_activity(central, user: dict, since, until, footage_entries: list[di
             "live_sessions": live, "footage": footage}
 
 
-@op("report.oversight", "director")
+@op("report.oversight", DIRECTOR)
 def oversight_report(central, caller, args):
     """Each staff member's monitoring: incidents, requests, imminent danger, live sessions, footage views."""
     person = person_arg(central, args, required=False)
@@ -153,7 +153,7 @@ def transparency_report(central, caller, args):
 # --------------------------------------------------------------------------- audit queries
 
 
-@op("audit.query", "director",
+@op("audit.query", DIRECTOR,
     labels={"action_prefix": "Action"})
 def audit_query(central, caller, args):
     """Audit entries by time (since <= ts < until), actor and action prefix; the latest `limit`."""

@@ -33,7 +33,7 @@ from appliance.errors import ConfigError, SegmentError
 from appliance.fsutil import sha256_file
 from appliance.rules.warrants import instrument_hidden_from
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import iso, op, parse_iso
+from appliance.rules.registry import DIRECTOR, DIRECTOR_OR_IT, iso, op, parse_iso
 from appliance.formats.segment import read_public
 from appliance.wording import when
 
@@ -394,7 +394,7 @@ def held_by_release(central, hold: dict) -> list[str]:
     return reasons
 
 
-@op("hold.place", "director")
+@op("hold.place", DIRECTOR)
 def place(central, caller, args):
     """Place a hold: the footage it covers outlives the schedule until the Director releases it (C12, C20)."""
     kind = args.str("kind", choices=PLACEABLE_KINDS)
@@ -425,7 +425,7 @@ def place(central, caller, args):
     return {"hold": hold_view(central, caller, hold)}
 
 
-@op("hold.list", "director",
+@op("hold.list", DIRECTOR,
     labels={"active_only": "Active only"})
 def list_holds(central, caller, args):
     """Every hold, newest first; `active_only` leaves out released ones."""
@@ -436,7 +436,7 @@ def list_holds(central, caller, args):
     return {"holds": [hold_view(central, caller, h) for h in holds]}
 
 
-@op("hold.release", "director")
+@op("hold.release", DIRECTOR)
 def release(central, caller, args):
     """Release a hold, with the reason; its footage then follows the schedule again (C20)."""
     hold = _get_hold(central, args.id("hold"))
@@ -464,7 +464,7 @@ def release(central, caller, args):
 # --------------------------------------------------------------------------- operations: schedule and status
 
 
-@op("retention.get", ("director", "it"))
+@op("retention.get", DIRECTOR_OR_IT)
 def get_schedule(central, caller, args):
     """The retention schedule in days, and who set it."""
     args.done()
@@ -474,7 +474,7 @@ def get_schedule(central, caller, args):
             "disk_reserve_bytes": central.cfg.central.disk_reserve_bytes}
 
 
-@op("retention.set", "director")
+@op("retention.set", DIRECTOR)
 def set_schedule(central, caller, args):
     """Set the retention schedule in days (1..3650), with the reason (e.g. the approved schedule's reference)."""
     days = args.int("days", lo=MIN_DAYS, hi=MAX_DAYS)
@@ -499,7 +499,7 @@ def _plan(central, now: datetime) -> tuple[list, int]:
     return expired, sum(_held(holds, s, end) for s, end in expired)
 
 
-@op("retention.status", ("director", "it"))
+@op("retention.status", DIRECTOR_OR_IT)
 def status(central, caller, args):
     """Archive size, free space, the oldest segment, what is held (windows only, never footage)."""
     args.done()
@@ -528,7 +528,7 @@ def status(central, caller, args):
     }
 
 
-@op("retention.sweep_now", ("director", "it"))
+@op("retention.sweep_now", DIRECTOR_OR_IT)
 def sweep_now(central, caller, args):
     """Run the retention sweep now and return its report."""
     args.done()

@@ -21,8 +21,8 @@ import nacl.signing
 from appliance.formats import segment as seg
 from appliance.rules.accounts import require_unsealed
 from appliance.formats.canonical import CanonicalError, parse_canonical
-from appliance.rules.footage import REVIEWERS, _audit_use, _granted, _time, overlapping_segments
-from appliance.rules.registry import iso, op, parse_iso
+from appliance.rules.footage import _audit_use, _granted, _time, overlapping_segments
+from appliance.rules.registry import STAFF_OR_DIRECTOR, iso, op, parse_iso
 
 JOIN = timedelta(seconds=1)      # spans closer than this are drawn as one
 TRAILER_MAX = 65536
@@ -101,7 +101,7 @@ def camera_timeline(central, camera: str, start: datetime, end: datetime) -> dic
             "held": _clip(held, start, end)}
 
 
-@op("footage.timeline", REVIEWERS, concurrent=True)
+@op("footage.timeline", STAFF_OR_DIRECTOR, concurrent=True)
 def timeline(central, caller, args):
     """Per camera of a grant: when it recorded, when it did not, what is held, across the grant's window."""
     grant_id = args.id("grant")

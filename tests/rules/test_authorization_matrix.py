@@ -62,6 +62,21 @@ EXPECTED = {
 }
 
 
+# The Director herself, never an acting director (C2; C13 for a sealed warrant's filing).
+HERSELF = {"user.create", "director.designate_acting", "director.revoke_acting", "instrument.mark_filed"}
+
+# Below the Director, only one's own records (table, and the argument naming one where the
+# operation takes one): staff see the incidents they filed or hold a grant for (C9), their
+# own requests and the grants they hold (C17), their own live sessions (C8); anyone, the
+# breach reports they made (C15).
+OWN = {
+    "incident.list": ("incidents", None), "incident.get": ("incidents", "incident"),
+    "request.create": ("incidents", "incident"), "request.list": ("requests", None),
+    "imminent.link_incident": ("requests", "request"), "grant.list": ("grants", None),
+    "breach.list": ("breaches", None), "breach.get": ("breaches", "breach"),
+    "live.list": ("live_sessions", None), "live.close": ("live_sessions", "session"),
+}
+
 # Callable before the policy is acknowledged (C22), and with a temporary passphrase set by
 # someone else (C8): reading and acknowledging the policy, choosing one's own passphrase,
 # leaving. Written by hand: the registry's before_ack flags must match, not define, it.
@@ -115,6 +130,8 @@ def test_the_readability_check_catches_what_it_should():
 def test_registry_matches_the_clause_table():
     actual = {name: ("public" if o.public else set(o.roles)) for name, o in OPS.items()}
     assert actual == EXPECTED
+    assert {name for name, o in OPS.items() if not o.rule.acting} == HERSELF
+    assert {name: (o.rule.scope.table, o.rule.scope_arg) for name, o in OPS.items() if o.rule.scope} == OWN
 
 
 def test_no_board_role_anywhere():
@@ -155,7 +172,8 @@ def test_every_operation_for_every_caller(central, callers):
         if EXPECTED[name] == "public" or name == "session.logout":
             continue
         for who, token in callers.items():
-            allowed = bool(EXPECTED[name] & ROLE_OF[who])
+            allowed = bool(EXPECTED[name] & ROLE_OF[who]) and not (who == "acting" and name in HERSELF
+                                                                   and S not in EXPECTED[name])
             code = code_of(central, name, {}, token)
             if (code == "forbidden") == allowed:
                 mismatches.append((name, who, code))
@@ -252,3 +270,27 @@ def test_C9_C17_footage_in_every_grant_state(central, people, footage_case):
     # expired
     central.clock.offset += timedelta(days=4)
     assert footage_codes(central, people, grant)["sam"] == "refused"
+
+
+def test_C9_C15_below_the_director_only_ones_own_records(central, people):
+    """The ownership rules of the table, held by hand: sue's incident and breach report are not
+    sam's to read or build on; the Director reaches both; listings show each their own."""
+    from test_incidents import CAM, add_camera, file_incident, review_args
+
+    add_camera(central, CAM)
+    for who in ("sam", "sue"):
+        people.login(who)
+    sues = file_incident(people, "sue")
+    sams = file_incident(people, "sam")
+    breach = people.call("sue", "breach.report", what="A printout of a still was left at the desk.",
+                         noticed_at=iso(central.now()))["breach"]
+    sam = people.tokens["sam"]
+    assert code_of(central, "incident.get", {"incident": sues["id"]}, sam) == "refused"
+    assert code_of(central, "request.create", review_args(sues), sam) == "refused"
+    assert code_of(central, "breach.get", {"breach": breach["id"]}, sam) == "not_found"   # not even its existence
+    assert code_of(central, "incident.get", {"incident": sues["id"]}, people.tokens["director"]) == "ok"
+    assert code_of(central, "breach.get", {"breach": breach["id"]}, people.tokens["director"]) == "ok"
+    assert [i["id"] for i in people.call("sam", "incident.list")["incidents"]] == [sams["id"]]
+    assert people.call("sam", "breach.list")["breaches"] == []
+    assert {i["id"] for i in people.call("director", "incident.list")["incidents"]} == {sues["id"], sams["id"]}
+    assert [b["id"] for b in people.call("sue", "breach.list")["breaches"]] == [breach["id"]]

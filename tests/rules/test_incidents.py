@@ -498,15 +498,18 @@ def test_C19_incident_owed_within_24_hours_and_director_reviews(central, team):
     before = state(central)
     refused("C19", team.call, "sue", "imminent.link_incident", request=use["id"], incident=sues["id"])
     refused("C19", team.call, "sam", "imminent.link_incident", request=use["id"], incident=sues["id"])
-    with pytest.raises(BadRequest, match="not an imminent-danger use"):
-        team.call("sam", "imminent.link_incident", request=request_review(team, sues, who="sue")["id"],
-                  incident=sues["id"])
+    # Someone else's request is refused before anything about it is said (the rule table's scope).
+    refused("C19", team.call, "sam", "imminent.link_incident", request=request_review(team, sues, who="sue")["id"],
+            incident=sues["id"])
     before = state(central)
     with pytest.raises(NotFound):
         team.call("sam", "imminent.link_incident", request=use["id"], incident="inc-999999")
     assert state(central) == before
 
     sams = file_incident(team, "sam", grounds="criminal_activity", hours_ago=1)
+    with pytest.raises(BadRequest, match="not an imminent-danger use"):
+        team.call("sam", "imminent.link_incident", request=request_review(team, sams, who="sam")["id"],
+                  incident=sams["id"])
     linked = team.call("sam", "imminent.link_incident", request=use["id"], incident=sams["id"])["request"]
     assert linked["incident"] == sams["id"] and central.records.get("grants", use["grant"])["incident"] == sams["id"]
     refused("C19", team.call, "director", "imminent.link_incident", request=use["id"], incident=sues["id"])

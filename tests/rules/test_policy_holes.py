@@ -91,7 +91,8 @@ def test_C2_an_acting_director_creates_no_accounts(central, people):
     designate(people, central, "sam")
     assert code(lambda: central.call("user.create", {"name": "sam2", "role": "staff",
                                                      "passphrase": "second-account-1"}, people.tokens["sam"])) \
-        == "refused"
+        == "forbidden"                                  # the Director's own: the rule table says so
+    assert not central.records.search("users", name="sam2")
 
 
 def test_C13_sealed_warrant_particulars_stay_out_of_the_audit_log(central, people):
