@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-# How people say each role (DESIGN.md: the Director is the custodian; IT operates the system).
+# How people say each role (docs/policy-clauses.md, Roles: the Director is the custodian; IT operates the system).
 ROLE_NAMES = {"staff": "staff", "director": "the Director", "it": "IT staff"}
 
 

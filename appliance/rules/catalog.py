@@ -1,7 +1,7 @@
 """The whole policy, as API operations: importing this module registers every one.
 
 Each concern lives in its own module, named after what it governs; the clause
-map (C1-C22 in DESIGN.md) says which module enforces which clause:
+map (C1-C22, docs/policy-clauses.md) says which module enforces which clause:
 
     accounts   C2 C8 C22   people, roles, logins, acting director, the archive's seal
     cameras    C1 C5 C6    enrolment, placement approval, privacy masks, signage, view checks

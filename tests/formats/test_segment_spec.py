@@ -777,11 +777,13 @@ def test_payload_of_consecutive_segments_is_the_recording_and_plays(tmp_path, ke
         assert got[0].keyframe and got[0].data.startswith(b"\x00\x00\x00\x01\x67")  # SPS first
         payload += [f.data for f in got]
     assert b"".join(payload) == stream  # joined in order: the continuous recording
-    command = re.search(r"^ffmpeg -fflags \+genpts .*$", spec_section("## From payload to video"), re.M).group(0)
+    # The spec's command, as written: the reader's plaintext in through a pipe, the MP4 out to standard output.
+    section = " ".join(spec_section("## From payload to video").split("\\\n"))   # continued lines joined
+    command = re.search(r"^READER SEGMENTS\.\.\. \| (ffmpeg -fflags \+genpts .*) > \S+$", section, re.M).group(1)
     fps = f"{segs[0].header['fps_num']}/{segs[0].header['fps_den']}"
-    argv = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"] + [
-        fps if w == "FPS" else str(tmp_path / "out.mp4") if w == "out.mp4" else w for w in command.split()[1:]]
-    subprocess.run(argv, input=b"".join(payload), check=True, timeout=60)
+    argv = ["ffmpeg", "-hide_banner", "-loglevel", "error"] + [fps if w == "FPS" else w for w in command.split()[1:]]
+    with open(tmp_path / "out.mp4", "wb") as out:
+        subprocess.run(argv, input=b"".join(payload), stdout=out, check=True, timeout=60)
     probe = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=nb_read_packets",
                             "-of", "csv=p=0", str(tmp_path / "out.mp4")], capture_output=True, text=True,
                            check=True, timeout=60).stdout

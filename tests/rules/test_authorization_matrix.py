@@ -1,6 +1,6 @@
 """The authorization matrix: every API operation, for every role, in the states that matter.
 
-EXPECTED is the clause table written out by hand (DESIGN.md roles and C1-C22). The
+EXPECTED is the clause table written out by hand (docs/policy-clauses.md: the roles, C1-C22). The
 registry must match it exactly, and every operation is then called as every kind of
 caller: a role outside the table is refused as `forbidden`, one inside it is never.
 Every refusal met on the way must read well on the UI's one error line (`readable`).
