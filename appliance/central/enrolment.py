@@ -1,22 +1,9 @@
-"""Enrolment by pairing code: a flashed camera joins the central without keys typed by hand.
+"""Enrolment by pairing code, served on the LAN (docs/node-protocol.md, "Enrolment").
 
-IT asks the central for an invitation (`camera.invite`: the camera's name, category
-and location, checked as `camera.enroll` checks them, C6) and gets a one-time code,
-valid for 24 hours, stored on the central only as a hash. `flash.sh --invite CODE`
-puts the code on the card. At first boot the node makes its own Ed25519 key (it never
-leaves the node), fetches the central's public keys, and sends its public key with the
-code, sealed to the central's live key and signed by the new key. The central checks
-the code, enrols the camera (`pending_placement`: it records nothing until the
-Director approves its placement, C6), spends the code and answers, sealed to the node.
-
-Both sides show the same pairing fingerprint, derived from the node's key and the
-central's two keys: a machine in between that handed the node other keys, or the
-central another node key, shows up as two different fingerprints for IT to see.
-
-Refusals (each audited): no invitation, a spent, replaced or expired code, a wrong
-code (five per invitation, then the invitation is cancelled and the Director
-alerted), a request that is not sealed or signed as it should be. Guessing is rate
-limited per address. The protocol: docs/node-protocol.md, "Enrolment".
+`GET /v1/enrol/keys` gives the central's public keys; `POST /v1/enrol/<camera>` takes a
+node's sealed, signed request and hands it to the rules (`rules/enrolment.py`) under the
+decision lock. Each refusal is audited, and guessing is rate-limited per address
+(`PeerGuard`: ten refusals in ten minutes, then 429).
 """
 from __future__ import annotations
 

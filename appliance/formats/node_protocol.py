@@ -1,27 +1,9 @@
-"""The node's side of the control channel (docs/node-protocol.md), and the camera's gate.
+"""The node protocol's pieces both ends compute (docs/node-protocol.md).
 
-The node has no open port: it asks the central, every `control_seconds`, what it
-may do (placement status, privacy masks, whether a snapshot or live frames are
-wanted), and sends images when asked. Every request is signed by the node's key;
-every answer is sealed by the central's live key to this node, so a machine on the
-LAN can neither read the answers nor forge one (a forged answer could lift the
-privacy masks, C6).
-
-Pieces, from the camera outwards:
-
-- `LatestGop` keeps the access units since the last keyframe in RAM (bounded).
-  Every frame the backend produces goes through it.
-- `CameraGate` sits between the backend and the `Recorder`: frames always feed
-  the tap, but segments are written only while the central says the placement is
-  approved (C6: a new camera does not record until the Director approves it).
-- `render_gray` decodes the tap's GOP through an ffmpeg pipe into a small grey
-  image (never a file) for snapshots and live view; images leave the node sealed
-  to the central's live key (C4).
-- `CameraRunner` owns the backend and its watchdog and restarts them when the
-  privacy masks change (masks are drawn before encoding, so a change needs a
-  new encoder pipeline).
-- `NodeControl` is the polling thread; `NodeService` wires everything together
-  for `custodian node run` (and for the tests).
+A node signs every request to the central with its Ed25519 key over METHOD, PATH,
+TIME and the body's SHA-256 (`signed_message`), sent in three headers
+(`signed_headers`); the central checks the same message (`central/node_channel.py`).
+Images a node sends are at most `MAX_IMAGE_WIDTH` pixels wide.
 """
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ Pieces, from the camera outwards:
 - `CameraRunner` owns the backend and its watchdog and restarts them when the
   privacy masks change (masks are drawn before encoding, so a change needs a
   new encoder pipeline).
-- `NodeControl` is the polling thread; `NodeService` wires everything together
-  for `custodian node run` (and for the tests).
+- `NodeControl` is the polling thread (`service.py` wires the pieces together for
+  `custodian node run` and for the tests).
 """
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
-"""The camera node: camera -> segments (encrypted, signed, chained) -> spool -> central.
+"""What a node is: its signing key, its name, and the central's public keys.
 
-Crash-safety order (Moonfire's rule): a segment is written to `<seq>.cseg.part`,
-fsync'd, renamed to `<seq>.cseg`, and only then recorded as the chain head; the
-uploader deletes a spooled segment only after the central acknowledged it.
-After a crash, a `.part` is sealed as an explicitly truncated segment.
-
-The node holds the archive's *public* key only: nothing it stores can be decrypted
-on it, and no plaintext video is ever written to its storage.
+`node.key` (0600) never leaves the node; `node.json` holds the name, the central's URL,
+the archive's public key (segments are sealed to it) and the central's live key
+(control answers come sealed with it). The node holds no secret that opens footage.
+Also the node's data-directory lock: one process per directory.
 """
 from __future__ import annotations
 

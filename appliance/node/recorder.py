@@ -1,9 +1,10 @@
-"""The camera node: camera -> segments (encrypted, signed, chained) -> spool -> central.
+"""Segments written as the camera delivers them: encrypted, signed, chained, crash-safe.
 
 Crash-safety order (Moonfire's rule): a segment is written to `<seq>.cseg.part`,
 fsync'd, renamed to `<seq>.cseg`, and only then recorded as the chain head; the
-uploader deletes a spooled segment only after the central acknowledged it.
-After a crash, a `.part` is sealed as an explicitly truncated segment.
+uploader deletes a spooled segment only after the central acknowledged it. After a
+crash, a `.part` is sealed as an explicitly truncated segment, and a hole in time
+between two segments carries its reason in the next one's header (`gap`).
 
 The node holds the archive's *public* key only: nothing it stores can be decrypted
 on it, and no plaintext video is ever written to its storage.

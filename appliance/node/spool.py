@@ -1,12 +1,9 @@
-"""The camera node: camera -> segments (encrypted, signed, chained) -> spool -> central.
+"""The node's bounded queue of finished segments, and its record of what was lost.
 
-Crash-safety order (Moonfire's rule): a segment is written to `<seq>.cseg.part`,
-fsync'd, renamed to `<seq>.cseg`, and only then recorded as the chain head; the
-uploader deletes a spooled segment only after the central acknowledged it.
-After a crash, a `.part` is sealed as an explicitly truncated segment.
-
-The node holds the archive's *public* key only: nothing it stores can be decrypted
-on it, and no plaintext video is ever written to its storage.
+Segments wait here, oldest first, until the central acknowledges them. The bound is
+the smaller of `spool_max_bytes` and 80% of the room the spool has on its filesystem;
+past it, and on a full disk, the oldest unsent segment is evicted. Every eviction,
+refusal and dropped frame is a line in `loss.jsonl`: nothing disappears silently.
 """
 from __future__ import annotations
 

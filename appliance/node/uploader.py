@@ -1,12 +1,9 @@
-"""The camera node: camera -> segments (encrypted, signed, chained) -> spool -> central.
+"""Delivery: spooled segments to the central, in order, deleted only on its receipt.
 
-Crash-safety order (Moonfire's rule): a segment is written to `<seq>.cseg.part`,
-fsync'd, renamed to `<seq>.cseg`, and only then recorded as the chain head; the
-uploader deletes a spooled segment only after the central acknowledged it.
-After a crash, a `.part` is sealed as an explicitly truncated segment.
-
-The node holds the archive's *public* key only: nothing it stores can be decrypted
-on it, and no plaintext video is ever written to its storage.
+Each upload is acknowledged with a receipt sealed to this node (camera, sequence,
+digest, the audit log's head): nobody else on the LAN can make the node delete
+footage. The audit heads it receives are kept, so a rewritten log would contradict
+them (docs/audit-format.md).
 """
 from __future__ import annotations
 
