@@ -153,6 +153,15 @@ def confirm_text(app) -> str:
     return str(app.screen.query_one("#confirm-text").render())
 
 
+async def send_confirmed(pilot, *expected: str):
+    """F5 sends the form; the confirmation says what will be done (each of `expected`); Y goes ahead."""
+    await pilot.press("f5")
+    await on(pilot, Confirm)
+    for text in expected:
+        assert text in confirm_text(pilot.app)
+    await pilot.press("y")
+
+
 async def open_home_item(pilot, item: str):
     """Press the number of a home item the API listed (its place depends on what else needs attention)."""
     home = await on(pilot, HomeScreen)
@@ -611,16 +620,11 @@ async def test_anyone_reports_a_possible_breach_from_any_screen_in_the_apis_word
         assert [str(label.render()) for label in dialog.query(".field-label")] == [
             f"{labels[name]}:" for name in ("what", "noticed_at", "suspected_window_start", "suspected_window_end")]
         await type_text(pilot, "a still")                # too short: the API says so, in its words
-        await pilot.press("f5")
-        await on(pilot, Confirm)
-        await pilot.press("y")
+        await send_confirmed(pilot)
         await until(pilot, lambda: "What happened" in message(app), what="the API's refusal in the dialog")
         assert app.screen is dialog and dialog.query_one("#what").value == "a still"   # nothing typed is lost
         await type_text(pilot, " of the entrance was shown to a visitor at the desk")
-        await pilot.press("f5")
-        await on(pilot, Confirm)
-        assert "Tell the Director now" in confirm_text(app)
-        await pilot.press("y")
+        await send_confirmed(pilot, "Tell the Director now")
         await until(pilot, lambda: "Reported: breach case" in message(app), what="the report sent")
         assert app.screen is live
     [case] = [b for b in central.records.all("breaches") if b["id"] not in before]
@@ -668,6 +672,12 @@ async def test_the_director_works_a_breach_case_through_its_steps(world):
             steps.move_cursor(row=screen.steps.index(name))
             await pilot.pause(0.05)
 
+        async def record(key: str, **fields):
+            """A key of the case, its dialog filled in and sent: back on the case."""
+            await pilot.press(key)
+            await fill(pilot, **fields)
+            await on(pilot, BreachCaseScreen)
+
         await pilot.press("x")                           # not yet: the API lists what is left (C16)
         await fill(pilot, summary="nothing happened")
         await pilot.press("y")
@@ -688,9 +698,7 @@ async def test_the_director_works_a_breach_case_through_its_steps(world):
         assert "audited accesses" in str(found.query_one("#access-text").render())
         await pilot.press("escape")
         await on(pilot, BreachCaseScreen)
-        await pilot.press("d")
-        await fill(pilot, notes="only the release to the police")
-        await on(pilot, BreachCaseScreen)
+        await record("d", notes="only the release to the police")
         await step("retrieve_copies")
         await pilot.press("enter")                       # the export register's copies in the window
         await on(pilot, Fields)
@@ -703,33 +711,19 @@ async def test_the_director_works_a_breach_case_through_its_steps(world):
         await until(pilot, lambda: copies.copies[0].get("retrieved_at"), what="the copy retrieved")
         await pilot.press("escape")
         await on(pilot, BreachCaseScreen)
-        await pilot.press("d")
-        await fill(pilot, notes="the one copy is back")
-        await on(pilot, BreachCaseScreen)
+        await record("d", notes="the one copy is back")
         await step("contain")
-        await pilot.press("enter")                       # no evidence in the system: recorded as done
-        await fill(pilot, notes="printout shredded")
-        await on(pilot, BreachCaseScreen)
+        await record("enter", notes="printout shredded")   # no evidence in the system: recorded as done
         for name in ("investigate", "review_adequacy"):
             await step(name)
-            await pilot.press("n")
-            await fill(pilot, notes="a printout, not a system fault")
-            await on(pilot, BreachCaseScreen)
+            await record("n", notes="a printout, not a system fault")
         await step("notify_individuals")
-        await pilot.press("enter")
-        await fill(pilot, who="the patron in the still", how="letter")
-        await on(pilot, BreachCaseScreen)
-        await pilot.press("d")
-        await fill(pilot, notes="letter sent")
-        await on(pilot, BreachCaseScreen)
+        await record("enter", who="the patron in the still", how="letter")
+        await record("d", notes="letter sent")
         await step("resolve_complaints")
-        await pilot.press("enter")
-        await fill(pilot, complainant="the patron", concern="my picture was on the copier",
-                   resolution="apologised in person")
-        await on(pilot, BreachCaseScreen)
-        await pilot.press("d")
-        await fill(pilot, notes="resolved informally")
-        await on(pilot, BreachCaseScreen)
+        await record("enter", complainant="the patron", concern="my picture was on the copier",
+                     resolution="apologised in person")
+        await record("d", notes="resolved informally")
         await pilot.press("x")
         await fill(pilot, summary="printing now needs a PIN")
         assert case in confirm_text(app)
@@ -853,8 +847,7 @@ async def test_the_director_records_an_outcome_and_closes_the_incident(world):
         await pilot.press("enter")
         await on(pilot, IncidentDetailScreen)
         await pilot.press("c")                           # no outcome yet: the API refuses (C18)
-        await pilot.press("f5")
-        await pilot.press("y")
+        await send_confirmed(pilot)
         await until(pilot, lambda: "Refused (C18)" in message(app), what="the refusal to close")
         await pilot.press("escape")
         await pilot.press("o")
@@ -863,14 +856,10 @@ async def test_the_director_records_an_outcome_and_closes_the_incident(world):
         await type_text(pilot, "the patron admitted it")
         await pilot.press("tab")
         await type_text(pilot, "a letter and a month's suspension")
-        await pilot.press("f5")
-        await on(pilot, Confirm)
-        assert "Corrective action you approve: a letter" in confirm_text(app)
-        await pilot.press("y")
+        await send_confirmed(pilot, "Corrective action you approve: a letter")
         await until(pilot, lambda: "Outcome recorded" in message(app), what="the outcome recorded")
         await pilot.press("c")
-        await pilot.press("f5")
-        await pilot.press("y")
+        await send_confirmed(pilot, "pending requests are cancelled")
         await until(pilot, lambda: "Incident closed" in message(app), what="the incident closed")
         assert grant["id"] in message(app) and pending["id"] in message(app)
     incident = central.records.get("incidents", grant["incident"])

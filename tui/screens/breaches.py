@@ -40,8 +40,9 @@ def report_breach(app) -> None:
         return args
 
     def confirm(args: dict) -> str:
-        suspected = (f"\nIt may have happened {window(args['suspected_window_start'], args['suspected_window_end'])}."
-                     if "suspected_window_end" in args and "suspected_window_start" in args else "")
+        suspected = "".join(f"\n{word} {local(args[name])}" for word, name in (
+            ("It may have happened from", "suspected_window_start"), ("It may have happened until",
+                                                                       "suspected_window_end")) if name in args)
         return (f"Tell the Director now (C15) that, noticed {local(args['noticed_at'])}:\n{args['what']}"
                 f"{suspected}")
 
@@ -301,11 +302,11 @@ class AccessScreen(CustodianScreen):
             f"{a['count']} audited accesses {window(a['since'], a['until'])}{more}; {a['refused']} refused.\n"
             f"By person: {people}"[:240])
         table = self.query_one(DataTable)
-        for label, width in (("When", 9), ("Who", 10), ("Action", 22), ("Target", 12), ("Why", 19)):
+        for label, width in (("When", 15), ("Who", 9), ("Action", 20), ("Target", 11), ("Why", 13)):
             table.add_column(label, width=width)
         for e in a["entries"]:
-            table.add_row(local(e["ts"], seconds=True)[-8:], names.get(e["actor"], e["actor"])[:10], e["action"][:22],
-                          (e.get("target") or "")[:12], (e.get("why") or "")[:19])
+            table.add_row(local(e["ts"], seconds=True), names.get(e["actor"], e["actor"])[:9], e["action"][:20],
+                          (e.get("target") or "")[:11], (e.get("why") or "")[:13])
         self.say("The search is kept in the case (C16). Escape: back to the case.")
 
 

@@ -163,4 +163,10 @@ class Fields(Dialog):
             self.dismiss(args)
         else:
             self.say("asking the central...")
-            self.call(self.op, args, self.dismiss, self.show_error)
+            self.call(self.op, args, self.dismiss, self.refused)
+
+    def refused(self, e) -> None:
+        """Said here, with its clause; the field the API names (`field`) gets the cursor."""
+        self.show_error(e)
+        for field in self.query(f"#{e.field}") if e.field and e.field.isidentifier() else ():
+            field.focus()

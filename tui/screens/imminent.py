@@ -9,8 +9,9 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from tui.actions import bindings
 from tui.format import local
-from tui.screens.base import CustodianScreen, Dialog
+from tui.screens.base import Dialog
 from tui.screens.dialogs import Confirm
+from tui.screens.incidents import IncidentDetailScreen, IncidentFormScreen, IncidentsScreen
 
 
 def start_imminent(app) -> None:
@@ -87,46 +88,30 @@ class DangerDialog(Dialog):
         self.dismiss({"reason": reason, "cameras": cameras, "minutes_back": minutes})
 
 
-class OwedReportScreen(CustodianScreen):
+class OwedReportScreen(IncidentsScreen):
     """The report an imminent-danger use owes (C19): N files a new one; Enter links one already filed.
 
     The incidents listed are those the API shows this person; which of them may be linked
     (staff: only their own) is the API's to say, with its clause."""
 
-    SCOPE = "owed"
+    NAME, SCOPE = "", "owed"
     BINDINGS = bindings("app", "list", "owed")
 
     def __init__(self, use_id: str):
         super().__init__()
         self.use_id = use_id
-        self.incidents: list[dict] = []
 
     def body(self) -> ComposeResult:
         yield Label(f"Imminent-danger use {self.use_id} owes an incident report (C19): file a new one, or "
                     "link one you already filed.", id="owed-title")
-        yield DataTable(id="incidents", cursor_type="row", zebra_stripes=False)
-
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, width in (("Incident", 10), ("Grounds", 17), ("When", 12), ("Where", 22), ("Status", 8)):
-            table.add_column(label, width=width)
-
-    def fetch(self, call):
-        return call("incident.list")
+        yield from super().body()
 
     def show(self, answer: dict) -> None:
-        self.incidents = list(reversed(answer["incidents"]))
-        table = self.query_one(DataTable)
-        table.clear()
-        for i in self.incidents:
-            table.add_row(i["id"], i["grounds"].replace("_", " ")[:17], local(i["occurred_at"]), i["location"][:22],
-                          i["status"], key=i["id"])
+        super().show(answer)
         self.say("Enter links the selected incident to this use; N files a new report." if self.incidents
                  else "No incident filed yet: N files the report.")
 
     def action_new(self) -> None:
-        from tui.screens.incidents import IncidentFormScreen
-
         self.app.pop_screen()
         self.app.push_screen(IncidentFormScreen(link_use=self.use_id))
 
@@ -145,12 +130,7 @@ class OwedReportScreen(CustodianScreen):
             f"{incident['grounds'].replace('_', ' ')}, {local(incident['occurred_at'])}, {incident['location']}?\n"
             "Its grant then belongs to that incident too."), yes="Link"), answered)
 
-    def on_data_table_row_selected(self, event) -> None:
-        self.action_open()
-
     def linked(self, incident_id: str) -> None:
-        from tui.screens.incidents import IncidentDetailScreen
-
         self.app.pop_screen()
         self.app.push_screen(IncidentDetailScreen(incident_id))
         self.app.notify_line(f"Use {self.use_id} linked to incident {incident_id}.")

@@ -131,7 +131,7 @@ class NoticeFormScreen(FormScreen):
                                id=f"still-{n}", compact=True)
             yield Label("Escape: back to the timeline to add another still.")
             for field, label, hint in (("incident", "Incident", "the incident of the grant"),
-                                       ("description", "The person", "how to recognise them"),
+                                       ("description", "Description", "of the person: how to recognise them"),
                                        ("reason", "Reason", "why they are suspended"),
                                        ("suspended_until", "Suspended until", "YYYY-MM-DD, the day they may return")):
                 with Horizontal(classes="row"):
