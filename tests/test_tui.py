@@ -141,11 +141,12 @@ async def log_in(pilot, user: str, passphrase: str):
 
 
 async def fill(pilot, **values):
-    """Type into the fields of the screen or dialog on top (by id), then send it with F5."""
+    """Fill in the fields of the screen or dialog on top (by id), then send it with F5. (Typing key by
+    key is the other tests' part: here it would only make the long paths slow.)"""
+    await until(pilot, lambda: all(pilot.app.screen.query_one(f"#{field}") for field in values),
+                what=f"the fields {', '.join(values)}")
     for field, text in values.items():
-        pilot.app.screen.query_one(f"#{field}").value = ""
-        pilot.app.screen.query_one(f"#{field}").focus()
-        await type_text(pilot, text)
+        pilot.app.screen.query_one(f"#{field}").value = text
     await pilot.press("f5")
 
 
