@@ -63,7 +63,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("new-incident", "n", "new", "New", "File a new incident report", "incidents"),
     Action("request-review", "q", "request", "Request", "Ask to review recordings or monitor live for this incident",
            "incident"),
-    Action("outcome", "o", "outcome", "Outcome", "Record what the incident led to (the Director, C18)", "incident", director=True),
+    Action("outcome", "o", "outcome", "Outcome", "Record what the incident led to (the Director, C18)", "incident",
+           director=True),
     Action("close-incident", "c", "close_incident", "Close",
            "Close the incident once it has an outcome (the Director, C18)", "incident", director=True),
     Action("file-owed", "n", "new", "New report", "File a new incident report for this imminent-danger use (C19)",
@@ -79,8 +80,10 @@ ACTIONS: tuple[Action, ...] = (
     Action("justified", "j", "review_use(True)", "Justified",
            "After-action review of an imminent-danger use: justified (C19)", "approvals", director=True),
     Action("not-justified", "u", "review_use(False)", "Unjustified",
-           "After-action review of an imminent-danger use: not justified (C19)", "approvals", show=False, director=True),
-    Action("build-package", "b", "build", "Build", "Build the selected release's evidence package", "releases", director=True),
+           "After-action review of an imminent-danger use: not justified (C19)", "approvals", show=False,
+           director=True),
+    Action("build-package", "b", "build", "Build", "Build the selected release's evidence package", "releases",
+           director=True),
     # suspension notices (C21)
     Action("next-still", "s", "next_still", "Next still", "The selected notice's next still", "notices"),
     Action("new-notice", "n", "new", "New", "How to make a notice: from stills on the review screen (the Director)",
@@ -123,13 +126,15 @@ ACTIONS: tuple[Action, ...] = (
     Action("flipbook-length", "f", "flipbook_length", "Length", "The flipbook's length and frames a second",
            "review"),
     Action("notice-still", "n", "notice_still", "Notice",
-           "Use the still at the cursor in a suspension notice (the Director, C21)", "review", show=False, director=True),
+           "Use the still at the cursor in a suspension notice (the Director, C21)", "review", show=False,
+           director=True),
     # live
     Action("open-live", "o", "open_session", "Open", "Open a live view with its purpose", "live"),
     Action("close-live", "c", "close_session", "Close", "Close the selected live session", "live"),
     # seal
     Action("unseal", "u", "unseal", "Unseal", "Unseal with your passphrase", "seal", director=True),
-    Action("unseal-recovery", "k", "unseal_recovery", "Recovery code", "Unseal with the recovery code", "seal", director=True),
+    Action("unseal-recovery", "k", "unseal_recovery", "Recovery code", "Unseal with the recovery code", "seal",
+           director=True),
     Action("seal-now", "s", "seal", "Seal", "Seal the archive now", "seal", director=True),
 )
 

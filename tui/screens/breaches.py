@@ -178,8 +178,9 @@ class BreachCaseScreen(CustodianScreen):
     @staticmethod
     def evidence(b: dict) -> str:
         queries = b["access_queries"]
-        access = (f"{len(queries)} (last: {queries[-1]['count']} entries, {window(queries[-1]['since'], queries[-1]['until'])})"
-                  if queries else "none yet (A)")
+        last = queries[-1] if queries else None
+        access = (f"{len(queries)} (last: {last['count']} entries, {window(last['since'], last['until'])})" if last
+                  else "none yet (A)")
         checks = b["copy_checks"]
         copies = (f"{len(checks)} (outstanding then: {', '.join(checks[-1]['outstanding']) or 'none'})" if checks
                   else "none yet (C)")
@@ -334,7 +335,8 @@ class CopiesScreen(CustodianScreen):
     def paint(self) -> None:
         outstanding = [c["id"] for c in self.copies if not c.get("retrieved_at")]
         self.query_one("#copies-text", Static).update(
-            f"{len(self.copies)} cop{'y' if len(self.copies) == 1 else 'ies'} made {window(self.answer['since'], self.answer['until'])}; "
+            f"{len(self.copies)} cop{'y' if len(self.copies) == 1 else 'ies'} made "
+            f"{window(self.answer['since'], self.answer['until'])}; "
             f"to retrieve: {', '.join(outstanding) or 'none'}")
         table = self.query_one(DataTable)
         row = table.cursor_row

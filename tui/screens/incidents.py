@@ -144,7 +144,8 @@ class IncidentDetailScreen(CustodianScreen):
             intro=self.app.summary("incident.close"),
             build=lambda v: {"incident": self.incident_id} | ({"notes": v["notes"]} if v["notes"] else {}),
             confirm=lambda a: (f"Close incident {self.incident_id}? Its grants end now and its pending requests are "
-                               "cancelled. Make any suspension notice first: its stills need the incident's grants (C21).")), closed)
+                               "cancelled. Make any suspension notice first: its stills need the incident's grants "
+                               "(C21).")), closed)
 
 
 class FormScreen(CustodianScreen):
