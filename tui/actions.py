@@ -8,6 +8,7 @@ serial terminals send no ctrl+enter or similar (kitty keyboard protocol).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from textual.binding import Binding
 
@@ -21,6 +22,12 @@ class Action:
     help: str          # in the help screen and the command palette
     scope: str         # "app" (every screen after login) or a screen's name
     show: bool = True  # shown in the footer
+    director: bool = False   # the Director's: bound and shown for her alone (the API decides all the same)
+
+    @property
+    def name(self) -> str:
+        """The action's method name, without its arguments ("review_use(True)" -> "review_use")."""
+        return self.action.removeprefix("app.").split("(")[0]
 
 
 ACTIONS: tuple[Action, ...] = (
@@ -41,26 +48,66 @@ ACTIONS: tuple[Action, ...] = (
     Action("danger", "f9", "app.danger", "DANGER", "Imminent danger: recent and live footage at once (C19)", "app"),
     Action("releases", "f11", "app.go('releases')", "Releases",
            "Releases to law enforcement: build the evidence package (the Director)", "app", show=False),
+    Action("breach-report", "f12", "app.report_breach", "Breach",
+           "Report a possible privacy breach: the Director is told at once (C15)", "app", show=False),
     Action("logout", "f10", "app.logout", "Log out", "End your session", "app", show=False),
     Action("passphrase", "", "app.go('passphrase')", "Passphrase", "Change your passphrase", "app", show=False),
     Action("back", "escape", "back", "Back", "Back to the previous screen", "app", show=False),
     # lists
     Action("refresh", "r", "refresh", "Refresh", "Ask the central again", "list"),
     Action("open", "enter", "open", "Open", "Open the selected line", "list", show=False),
+    Action("notices", "n", "app.go('notices')", "Notices",
+           "Suspension notices: people suspended from Library property (C21)", "home"),
+    Action("breaches", "b", "app.go('breaches')", "Breaches",
+           "Breach cases: your reports; the Director works each case (C15, C16)", "home"),
     Action("new-incident", "n", "new", "New", "File a new incident report", "incidents"),
     Action("request-review", "q", "request", "Request", "Ask to review recordings or monitor live for this incident",
            "incident"),
+    Action("outcome", "o", "outcome", "Outcome", "Record what the incident led to (the Director, C18)", "incident",
+           director=True),
+    Action("close-incident", "c", "close_incident", "Close",
+           "Close the incident once it has an outcome (the Director, C18)", "incident", director=True),
+    Action("file-owed", "n", "new", "New report", "File a new incident report for this imminent-danger use (C19)",
+           "owed"),
+    Action("link-owed", "enter", "open", "Link", "Link the selected incident, already filed, to this use (C19)",
+           "owed"),
     Action("ack-alert", "a", "acknowledge", "Acknowledge", "Acknowledge the selected alert", "alerts"),
     Action("ack-all", "A", "acknowledge_all", "All seen", "Acknowledge every alert shown", "alerts", show=False),
-    Action("approve", "a", "approve", "Approve", "Approve the request as asked", "approvals"),
+    Action("approve", "a", "approve", "Approve", "Approve the request as asked", "approvals", director=True),
     Action("narrow", "n", "narrow", "Narrower", "Approve fewer cameras, a shorter window or an earlier expiry",
-           "approvals"),
-    Action("deny", "d", "deny", "Deny", "Deny the request, with a reason", "approvals"),
+           "approvals", director=True),
+    Action("deny", "d", "deny", "Deny", "Deny the request, with a reason", "approvals", director=True),
     Action("justified", "j", "review_use(True)", "Justified",
-           "After-action review of an imminent-danger use: justified (C19)", "approvals"),
+           "After-action review of an imminent-danger use: justified (C19)", "approvals", director=True),
     Action("not-justified", "u", "review_use(False)", "Unjustified",
-           "After-action review of an imminent-danger use: not justified (C19)", "approvals", show=False),
-    Action("build-package", "b", "build", "Build", "Build the selected release's evidence package", "releases"),
+           "After-action review of an imminent-danger use: not justified (C19)", "approvals", show=False,
+           director=True),
+    Action("build-package", "b", "build", "Build", "Build the selected release's evidence package", "releases",
+           director=True),
+    # suspension notices (C21)
+    Action("next-still", "s", "next_still", "Next still", "The selected notice's next still", "notices"),
+    Action("new-notice", "n", "new", "New", "How to make a notice: from stills on the review screen (the Director)",
+           "notices", director=True),
+    Action("withdraw-notice", "w", "withdraw", "Withdraw",
+           "Withdraw the selected notice, with the reason (the Director)", "notices", director=True),
+    # a breach case (C16), the Director's
+    Action("work-step", "enter", "work", "Work",
+           "Work the selected step: its query, check or record; else mark it done", "breach", show=False),
+    Action("step-done", "d", "done", "Done", "Record the selected step as done, with what was done", "breach"),
+    Action("step-na", "n", "not_applicable", "N/A", "Mark the selected step not applicable, with why", "breach"),
+    Action("access-query", "a", "access", "Access",
+           "Check for unauthorised access: every audited access in the window", "breach", show=False),
+    Action("copies", "c", "copies", "Copies", "Copies made in the window (the export register) to retrieve",
+           "breach", show=False),
+    Action("notify", "i", "notify", "Notified", "Record an individual notified: who, how, when", "breach",
+           show=False),
+    Action("complaint", "p", "complaint", "Complaint", "Record a complaint, resolved or not", "breach",
+           show=False),
+    Action("resolve", "v", "resolve", "Resolve", "Record the resolution of an earlier complaint", "breach",
+           show=False),
+    Action("close-breach", "x", "close_case", "Close", "Close the case, with a summary", "breach"),
+    Action("mark-retrieved", "m", "retrieved", "Retrieved", "Record that the selected copy was retrieved",
+           "copies"),
     # forms
     Action("submit", "f5", "submit", "Submit", "Check and send the form", "form"),
     # review
@@ -76,13 +123,19 @@ ACTIONS: tuple[Action, ...] = (
     Action("flipbook", "p", "flipbook", "Play", "Play a flipbook from the cursor; again to pause", "review"),
     Action("step", "s", "step", "Step", "Next frame of the flipbook", "review", show=False),
     Action("live-here", "l", "live_here", "Live", "Live view of the camera at the cursor (a live grant)", "review"),
+    Action("flipbook-length", "f", "flipbook_length", "Length", "The flipbook's length and frames a second",
+           "review"),
+    Action("notice-still", "n", "notice_still", "Notice",
+           "Use the still at the cursor in a suspension notice (the Director, C21)", "review", show=False,
+           director=True),
     # live
     Action("open-live", "o", "open_session", "Open", "Open a live view with its purpose", "live"),
     Action("close-live", "c", "close_session", "Close", "Close the selected live session", "live"),
     # seal
-    Action("unseal", "u", "unseal", "Unseal", "Unseal with your passphrase", "seal"),
-    Action("unseal-recovery", "k", "unseal_recovery", "Recovery code", "Unseal with the recovery code", "seal"),
-    Action("seal-now", "s", "seal", "Seal", "Seal the archive now", "seal"),
+    Action("unseal", "u", "unseal", "Unseal", "Unseal with your passphrase", "seal", director=True),
+    Action("unseal-recovery", "k", "unseal_recovery", "Recovery code", "Unseal with the recovery code", "seal",
+           director=True),
+    Action("seal-now", "s", "seal", "Seal", "Seal the archive now", "seal", director=True),
 )
 
 
@@ -93,15 +146,31 @@ def actions_for(*scopes: str) -> list[Action]:
 def bindings(*scopes: str) -> list[Binding]:
     """Textual bindings for the screen scopes given, each with its registry id.
 
-    A key a screen's own scope uses (F5 sends a form) wins over the same key of "app"."""
-    own = {k for a in actions_for(*(s for s in scopes if s != "app")) for k in a.key.split(",") if a.key}
+    A later scope's key wins over the same key of an earlier one: a screen's own scope
+    over "list" (Enter works a breach case's step) and over "app" (F5 sends a form)."""
     chosen = []
-    for a in actions_for(*scopes):
-        keys = [k for k in a.key.split(",") if k and not (a.scope == "app" and k in own)]
-        if keys:
-            chosen.append(Binding(",".join(keys), a.action, a.label, show=a.show, id=a.id,
-                                  key_display=display(keys[0])))
+    for n, scope in enumerate(scopes):
+        later = {k for a in actions_for(*scopes[n + 1:]) for k in a.key.split(",") if a.key}
+        for a in actions_for(scope):
+            keys = [k for k in a.key.split(",") if k and k not in later]
+            if keys:
+                chosen.append(Binding(",".join(keys), a.action, a.label, show=a.show, id=a.id,
+                                      key_display=display(keys[0])))
     return chosen
+
+
+def offered(screen) -> list[Action]:
+    """What the help screen and the command palette list for a screen: what it binds and allows now."""
+    return [a for a in bound(screen) if screen.check_action(a.name, ()) is not False]
+
+
+def bound(screen) -> list[Action]:
+    """The actions a screen binds (its BINDINGS, by registry id), in the registry's order, and
+    the app's actions without a key where it binds the app's: what help and the palette list."""
+    screen_class = screen if isinstance(screen, type) else type(screen)
+    ids = {getattr(b, "id", None) for b in getattr(screen_class, "BINDINGS", ())}
+    app = any(a.scope == "app" and a.id in ids for a in ACTIONS)
+    return [a for a in ACTIONS if a.id in ids or (app and a.scope == "app" and not a.key)]
 
 
 NAMES = {"enter": "Enter", "escape": "Esc", "question_mark": "?", "equals_sign": "=", "plus": "+", "minus": "-",
@@ -113,6 +182,12 @@ def display(key: str) -> str:
     if key.startswith("f") and key[1:].isdigit():
         return key.upper()
     return NAMES.get(key, key)
+
+
+@cache
+def directors_actions(screen_class) -> frozenset[str]:
+    """The names of the Director's actions among those a screen class binds."""
+    return frozenset(a.name for a in bound(screen_class) if a.director)
 
 
 def key_label(action: Action) -> str:

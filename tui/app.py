@@ -28,7 +28,7 @@ from textual.filter import LineFilter
 from textual.scrollbar import ScrollBarRender
 
 from appliance.client import ApiClient, ApiError
-from tui.actions import ACTIONS, display
+from tui.actions import display, offered
 from tui.profiles import Profile, color_system_for, detect
 from tui.screens.login import LoginScreen
 
@@ -76,6 +76,7 @@ class CustodianApp(App):
         if colors is None:
             self._filters.append(PlainText())   # serial: no colour assumed, and none sent
         self.api = ApiClient(socket_path, timeout=60)
+        self.operations: dict = {}   # GET /v1/operations: each operation's summary and argument labels
         self.demo_accounts = demo_accounts
         self.watch_wait = WATCH_WAIT
         if not self.profile.animation:
@@ -109,6 +110,8 @@ class CustodianApp(App):
         self.set_interval(15, self.update_status)
 
     def on_event(self, event: events.Event):
+        if isinstance(event, events.Key) and getattr(self.screen, "note", ""):
+            self.screen.note = ""   # what was just done has been read: the person moves on
         # Only a person's key presses extend the session: tell the central (at most every 30 s).
         if isinstance(event, events.Key) and self.user and time.monotonic() - self.last_touch > TOUCH_EVERY:
             self.last_touch = time.monotonic()
@@ -176,6 +179,23 @@ class CustodianApp(App):
             self.pop_screen()
         self.switch_screen(HomeScreen())
         self.start_watch()
+        if not self.operations:
+            self.run_worker(self._load_operations, thread=True, group="operations", exit_on_error=False)
+
+    def _load_operations(self) -> None:
+        try:
+            operations = self.api.operations()
+        except ApiError:
+            return   # the forms fall back to their own labels
+        self.call_from_thread(setattr, self, "operations", operations)
+
+    def label(self, op: str, arg: str, fallback: str) -> str:
+        """The API's own label for an argument (what its refusals call it), else `fallback`."""
+        return self.operations.get(op, {}).get("labels", {}).get(arg, fallback)
+
+    def summary(self, op: str, fallback: str = "") -> str:
+        """The API's one-line summary of an operation (its limits, e.g. the flipbook's)."""
+        return self.operations.get(op, {}).get("summary", fallback)
 
     def session_ended(self, reason: str) -> None:
         """Back to the login with the reason; nothing of the last screen stays."""
@@ -300,6 +320,9 @@ class CustodianApp(App):
             line.update_from(self)
 
     def notify_line(self, text: str) -> None:
+        """Say what was just done on the screen now shown; it stays through the screen's repaint."""
+        if hasattr(self.screen, "note"):
+            self.screen.note = text
         if hasattr(self.screen, "say"):
             self.screen.say(text)
 
@@ -333,6 +356,12 @@ class CustodianApp(App):
         if self.user and self.user.get("role") != "it":
             start_imminent(self)
 
+    def action_report_breach(self) -> None:
+        from tui.screens.breaches import report_breach
+
+        if self.user:
+            report_breach(self)
+
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
 
@@ -365,13 +394,11 @@ class CustodianApp(App):
 
     def get_system_commands(self, screen):
         """The command palette lists the same actions as the help screen (one registry)."""
-        names = {getattr(screen, "SCOPE", ""), "app"}
-        for action in ACTIONS:
-            if action.scope in names and (action.scope != "app" or self.user):
-                namespace = self if action.action.startswith("app.") else screen
-                yield SystemCommand(action.label if action.scope != "app" else action.help.split(":")[0],
-                                    action.help, partial(self.run_action, action.action.removeprefix("app."),
-                                                         namespace))
+        for action in offered(screen):
+            namespace = self if action.action.startswith("app.") else screen
+            yield SystemCommand(action.label if action.scope != "app" else action.help.split(":")[0],
+                                action.help, partial(self.run_action, action.action.removeprefix("app."),
+                                                     namespace))
 
 
 def run_tui(socket_path: str, profile: str | None = None, demo_accounts=None) -> int:

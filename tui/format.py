@@ -46,6 +46,16 @@ def parse_local(text: str) -> datetime:
     raise ValueError(f"{text!r} is not a time: type HH:MM or YYYY-MM-DD HH:MM")
 
 
+def typed(text: str | None) -> str:
+    """An API time as a person would type it back (local); '' for none."""
+    return parse(text).astimezone().strftime("%Y-%m-%d %H:%M:%S") if text else ""
+
+
+def typed_time(text: str) -> str | None:
+    """What a person typed as an API time; None when the field was left empty (the API says if it may be)."""
+    return to_api(parse_local(text)) if text.strip() else None
+
+
 def refusal(e: ApiError) -> str:
     """One line: what the API said, with its clause ('Refused (C9): ...')."""
     if e.clause:

@@ -12,19 +12,25 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
+from textual.widgets import DataTable
 
-from appliance.rules.registry import iso
+from appliance.client import ApiClient
+from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, PEOPLE, People, ServingCentral
 from test_footage import encode_testsrc2, record
 from tui.app import CustodianApp
 from tui.format import local
 from tui.profiles import PROFILES
 from tui.screens.approvals import ApprovalsScreen
-from tui.screens.dialogs import Confirm
+from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, CopiesScreen
+from tui.screens.dialogs import Confirm, Fields
+from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
+from tui.screens.imminent import OwedReportScreen
 from tui.screens.incidents import IncidentDetailScreen, IncidentFormScreen, IncidentsScreen, RequestFormScreen
 from tui.screens.login import LoginScreen
 from tui.screens.live import LiveScreen, LiveViewScreen
+from tui.screens.notices import NoticeFormScreen, NoticesScreen
 from tui.screens.review import GrantsScreen, ReviewScreen
 from tui.screens.seal import SealScreen
 from tui.screens.session import PassphraseScreen, PolicyScreen
@@ -133,6 +139,36 @@ async def log_in(pilot, user: str, passphrase: str):
     await type_text(pilot, passphrase)
     await pilot.press("enter")
     return await on(pilot, HomeScreen)
+
+
+async def fill(pilot, **values):
+    """Fill in the fields of the screen or dialog on top (by id), then send it with F5. (Typing key by
+    key is the other tests' part: here it would only make the long paths slow.)"""
+    await until(pilot, lambda: all(pilot.app.screen.query_one(f"#{field}") for field in values),
+                what=f"the fields {', '.join(values)}")
+    for field, text in values.items():
+        pilot.app.screen.query_one(f"#{field}").value = text
+    await pilot.press("f5")
+
+
+def confirm_text(app) -> str:
+    return str(app.screen.query_one("#confirm-text").render())
+
+
+async def send_confirmed(pilot, *expected: str):
+    """F5 sends the form; the confirmation says what will be done (each of `expected`); Y goes ahead."""
+    await pilot.press("f5")
+    await on(pilot, Confirm)
+    for text in expected:
+        assert text in confirm_text(pilot.app)
+    await pilot.press("y")
+
+
+async def open_home_item(pilot, item: str):
+    """Press the number of a home item the API listed (its place depends on what else needs attention)."""
+    home = await on(pilot, HomeScreen)
+    await until(pilot, lambda: any(i["item"] == item for i in home.items), what=f"the home item {item}")
+    await pilot.press(str([i["item"] for i in home.items].index(item) + 1))
 
 
 def local_text(t: datetime) -> str:
@@ -312,6 +348,9 @@ async def test_imminent_danger_from_a_non_home_screen(world):
         await until(pilot, lambda: review.query_one(Timeline).cursor is not None or "Refused" in message(app)
                     or "sealed" in message(app).lower(), what="the recent footage")
         await pilot.press("escape")                      # afterwards: the incident report it owes (C19)
+        owed = await on(pilot, OwedReportScreen)
+        assert owed.use_id == review.danger_use
+        await pilot.press("n")                           # a new one (or Enter: link one already filed)
         form = await on(pilot, IncidentFormScreen)
         assert form.link_use == review.danger_use
     uses = central.records.search("requests", kind="imminent_danger")
@@ -512,6 +551,14 @@ async def test_the_flipbook_plays_in_place_pauses_and_steps_with_each_frames_tim
         app.push_screen(ReviewScreen(grant["id"]))
         review = await on(pilot, ReviewScreen)
         await until(pilot, lambda: review.query_one(Timeline).cursor is not None, what="the timeline")
+        await pilot.press("f")                           # its length and rate: the API says what it allows
+        await fill(pilot, seconds="61", fps="5")
+        await on(pilot, ReviewScreen)
+        await pilot.press("p")
+        await until(pilot, lambda: "between 1 and 60" in message(app), what="the API's limit")
+        await pilot.press("f")
+        await fill(pilot, seconds="4", fps="5")
+        await on(pilot, ReviewScreen)
         await pilot.press("p")
         info = review.query_one("#frame-info")
         await until(pilot, lambda: "frame 2/" in str(info.render()), what="the flipbook playing")
@@ -526,6 +573,8 @@ async def test_the_flipbook_plays_in_place_pauses_and_steps_with_each_frames_tim
         assert local(review.clip["frames"][paused + 1]["frame_at"], seconds=True) in shown   # each frame's time
     entry = world.central.audit.query(action_prefix="footage.clip")[-1]
     assert entry["refs"]["grant"] == grant["id"] and entry["actor"] == world.people.ids["sam"]
+    assert (entry["details"]["seconds"], entry["details"]["fps"]) == (4, 5)
+    assert len(review.clip["frames"]) + len(review.clip["missing"]) == 20
 
 
 async def test_the_director_reviews_an_imminent_danger_use_from_the_queue(world):
@@ -547,3 +596,303 @@ async def test_the_director_reviews_an_imminent_danger_use_from_the_queue(world)
         await until(pilot, lambda: "reviewed" in message(app), what="the review recorded")
     review = world.central.records.get("requests", use["id"])["review"]
     assert review["finding"] == "justified" and review["by"] == world.people.ids["director"]
+
+
+# --------------------------------------------------------------------------- breaches (C15, C16)
+
+
+async def test_anyone_reports_a_possible_breach_from_any_screen_in_the_apis_words(world):
+    central = world.central
+    before = {b["id"] for b in central.records.all("breaches")}
+    labels = ApiClient(world.socket).operations()["breach.report"]["labels"]
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sue", PEOPLE["sue"][1])
+        await pilot.press("f7")
+        live = await on(pilot, LiveScreen)
+        await pilot.press("f1")                          # the key is in the help and the palette
+        keys = (await on(pilot, HelpScreen)).query_one("#keys")
+        assert any(str(keys.get_row_at(n)[0]) == "F12" and "breach" in str(keys.get_row_at(n)[1])
+                   for n in range(keys.row_count))
+        await pilot.press("escape")
+        await on(pilot, LiveScreen)
+        assert any("privacy breach" in c.title for c in app.get_system_commands(app.screen))
+        await pilot.press("f12")
+        dialog = await on(pilot, Fields)
+        assert [str(label.render()) for label in dialog.query(".field-label")] == [
+            f"{labels[name]}:" for name in ("what", "noticed_at", "suspected_window_start", "suspected_window_end")]
+        await type_text(pilot, "a still")                # too short: the API says so, in its words
+        await send_confirmed(pilot)
+        await until(pilot, lambda: "What happened" in message(app), what="the API's refusal in the dialog")
+        assert app.screen is dialog and dialog.query_one("#what").value == "a still"   # nothing typed is lost
+        await type_text(pilot, " of the entrance was shown to a visitor at the desk")
+        await send_confirmed(pilot, "Tell the Director now")
+        await until(pilot, lambda: "Reported: breach case" in message(app), what="the report sent")
+        assert app.screen is live
+    [case] = [b for b in central.records.all("breaches") if b["id"] not in before]
+    assert case["what"] == "a still of the entrance was shown to a visitor at the desk"
+    assert case["reported_by"] == world.people.ids["sue"]
+    assert [a["breach"] for a in central.records.search("alerts", kind="breach")][-1] == case["id"]
+
+
+def release_to_police(world) -> str:
+    """A copy in the export register: a release under a court order, after counsel (set up through the API)."""
+    people, start = world.people, world.recorded_at
+    people.unseal()
+    today = world.central.now().date().isoformat()
+    instrument = people.call("director", "instrument.record", kind="court_order", reference="CV-2026-31",
+                             court="Lucas County District Court", issued_on=today, received_on=today,
+                             description="order for entrance footage", cameras=["cam-a"], start=iso(start),
+                             end=iso(start + timedelta(seconds=4)))["instrument"]
+    people.call("director", "counsel.record", instrument=instrument["id"], counsel="A. Lawyer", consulted_on=today,
+                summary="comply, entrance camera only")
+    return people.call("director", "release.create", instrument=instrument["id"], cameras=["cam-a"],
+                       start=iso(start), end=iso(start + timedelta(seconds=4)),
+                       recipient="Chariton Police Department")["export"]["id"]
+
+
+async def test_the_director_works_a_breach_case_through_its_steps(world):
+    central, people = world.central, world.people
+    since = central.now() - timedelta(seconds=1)
+    export = release_to_police(world)
+    case = people.call("sue", "breach.report", what="a printout of a camera still was left on the copier",
+                       noticed_at=iso(central.now()), suspected_window_start=iso(since),
+                       suspected_window_end=iso(central.now() + timedelta(seconds=1)))["breach"]["id"]
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await open_home_item(pilot, "open_breaches")
+        cases = await on(pilot, BreachesScreen)
+        await until(pilot, lambda: any(b["id"] == case for b in cases.breaches), what="the case listed")
+        cases.query_one(DataTable).move_cursor(row=[b["id"] for b in cases.breaches].index(case))
+        await pilot.press("enter")
+        screen = await on(pilot, BreachCaseScreen)
+        await until(pilot, lambda: screen.steps, what="the case's steps")
+        steps = screen.query_one("#steps")
+
+        async def step(name: str):
+            steps.move_cursor(row=screen.steps.index(name))
+            await pilot.pause(0.05)
+
+        async def record(key: str, **fields):
+            """A key of the case, its dialog filled in and sent: back on the case."""
+            await pilot.press(key)
+            await fill(pilot, **fields)
+            await on(pilot, BreachCaseScreen)
+
+        await pilot.press("x")                           # not yet: the API lists what is left (C16)
+        await fill(pilot, summary="nothing happened")
+        await pilot.press("y")
+        await until(pilot, lambda: "Refused (C16)" in message(app) and "investigate" in message(app),
+                    what="the refusal to close")
+        await pilot.press("escape")
+        await step("check_unauthorised_access")
+        await pilot.press("d")                           # done needs its evidence first (C16)
+        await fill(pilot, notes="looked at the log")
+        await until(pilot, lambda: "Refused (C16)" in message(app), what="the evidence asked for")
+        await pilot.press("escape")
+        await pilot.press("enter")                       # the step's work: the audit log over the window
+        window = await on(pilot, Fields)
+        assert window.query_one("#since").value         # the case's suspected window, to search
+        await pilot.press("f5")
+        found = await on(pilot, AccessScreen)
+        assert "release.create" in {e["action"] for e in found.answer["entries"]}
+        assert "audited accesses" in str(found.query_one("#access-text").render())
+        await pilot.press("escape")
+        await on(pilot, BreachCaseScreen)
+        await record("d", notes="only the release to the police")
+        await step("retrieve_copies")
+        await pilot.press("enter")                       # the export register's copies in the window
+        await on(pilot, Fields)
+        await pilot.press("f5")
+        copies = await on(pilot, CopiesScreen)
+        assert [c["id"] for c in copies.copies] == [export] and "to retrieve: " + export in str(
+            copies.query_one("#copies-text").render())
+        await pilot.press("m")
+        await fill(pilot, note="collected back from the police")
+        await until(pilot, lambda: copies.copies[0].get("retrieved_at"), what="the copy retrieved")
+        await pilot.press("escape")
+        await on(pilot, BreachCaseScreen)
+        await record("d", notes="the one copy is back")
+        await step("contain")
+        await record("enter", notes="printout shredded")   # no evidence in the system: recorded as done
+        for name in ("investigate", "review_adequacy"):
+            await step(name)
+            await record("n", notes="a printout, not a system fault")
+        await step("notify_individuals")
+        await record("enter", who="the patron in the still", how="letter")
+        await record("d", notes="letter sent")
+        await step("resolve_complaints")
+        await record("enter", complainant="the patron", concern="my picture was on the copier",
+                     resolution="apologised in person")
+        await record("d", notes="resolved informally")
+        await pilot.press("x")
+        await fill(pilot, summary="printing now needs a PIN")
+        assert case in confirm_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: "closed" in message(app), what="the case closed")
+    closed = central.records.get("breaches", case)
+    assert closed["status"] == "closed" and closed["closing_summary"] == "printing now needs a PIN"
+    assert {s: v["status"] for s, v in closed["steps"].items()} == {
+        "contain": "done", "check_unauthorised_access": "done", "retrieve_copies": "done",
+        "investigate": "not_applicable", "review_adequacy": "not_applicable", "notify_individuals": "done",
+        "resolve_complaints": "done"}
+    assert closed["access_queries"] and closed["copy_checks"][0]["outstanding"] == [export]
+    assert closed["notifications"][0]["who"] == "the patron in the still"
+    assert closed["complaints"][0]["resolution"] == "apologised in person"
+    assert central.records.get("exports", export)["retrieved_at"]
+    assert central.audit.query(action_prefix="breach.close")[-1]["actor"] == people.ids["director"]
+
+
+# --------------------------------------------------------------------------- suspension notices (C21)
+
+
+async def test_the_director_makes_a_notice_from_stills_under_a_grant_and_withdraws_it(world):
+    central = world.central
+    grant = grant_for_sam(world)                         # sam's grant: the Director may use it too
+    world.people.unseal()
+    until_day = (central.now() + timedelta(days=30)).date().isoformat()
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        app.push_screen(ReviewScreen(grant["id"]))
+        review = await on(pilot, ReviewScreen)
+        await until(pilot, lambda: review.query_one(Timeline).cursor is not None, what="the timeline")
+        await pilot.press("right", "right", "n")
+        form = await on(pilot, NoticeFormScreen)
+        await until(pilot, lambda: form.query_one("#incident").value == grant["incident"],
+                    what="the grant's incident filled in")
+        await pilot.press("escape")                      # back to the person, a moment later: a second still
+        await on(pilot, ReviewScreen)
+        await pilot.press("right", "right", "n")
+        form = await on(pilot, NoticeFormScreen)
+        assert len(form.query("Checkbox")) == 2
+        await fill(pilot, description="tall man, red cap, grey backpack", reason="threw a chair at the doors",
+                   suspended_until=until_day)
+        await on(pilot, Confirm)
+        assert until_day in confirm_text(app) and grant["incident"] in confirm_text(app)
+        await pilot.press("y")
+        notices = await on(pilot, NoticesScreen)
+        await until(pilot, lambda: notices.notices, what="the notice listed")
+        picture = notices.query_one(Picture)
+        await until(pilot, lambda: picture._lines, what="its still drawn")
+        assert 10 <= len(picture._lines) <= picture.size.height          # fitted to the screen
+        assert "shared with staff" in message(app)
+        notice = central.records.get("notices", notices.selected()["id"])
+        first = world.recorded_at + timedelta(seconds=2)
+        assert [(s["grant"], s["camera"], parse_iso(s["at"])) for s in notice["stills"]] == [
+            (grant["id"], "cam-a", first), (grant["id"], "cam-a", first + timedelta(seconds=2))]
+        assert notice["suspended_until"] == until_day and notice["incident"] == grant["incident"]
+        assert review.notice_stills == []                # made: nothing left picked
+        await pilot.press("w")
+        await fill(pilot, reason="the suspension was lifted")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await until(pilot, lambda: notice["id"] not in [n["id"] for n in notices.notices], what="withdrawn")
+    ended = central.records.get("notices", notice["id"])
+    assert ended["status"] == "withdrawn" and ended["description"] is None
+    assert central.audit.query(action_prefix="notice.withdraw")[-1]["actor"] == world.people.ids["director"]
+
+
+async def test_staff_see_a_notice_with_its_stills_until_the_suspension_ends(world):
+    central, people = world.central, world.people
+    grant = grant_for_sam(world)
+    people.unseal()
+    notice = people.call("director", "notice.create", incident=grant["incident"],
+                         description="woman in a green coat, short grey hair", reason="repeated theft of books",
+                         suspended_until=(central.now() + timedelta(days=1)).date().isoformat(),
+                         stills=[{"grant": grant["id"], "camera": "cam-a",
+                                  "at": iso(world.recorded_at + timedelta(seconds=1))}])["notice"]
+    app = app_for(world, profile="console")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sue", PEOPLE["sue"][1])    # holds no grant: notices are for every staff member
+        await open_home_item(pilot, "notices")
+        screen = await on(pilot, NoticesScreen)
+        await until(pilot, lambda: any(n["id"] == notice["id"] for n in screen.notices), what="the notice")
+        screen.query_one(DataTable).move_cursor(row=[n["id"] for n in screen.notices].index(notice["id"]))
+        await until(pilot, lambda: screen.query_one(Picture)._lines, what="the still drawn")
+        info = str(screen.query_one("#notice-info").render())
+        assert "green coat" in info and f"ends {local(notice['expires_at'])}" in info
+    shift = parse_iso(notice["expires_at"]) - central.now() + timedelta(minutes=1)
+    central.clock.offset += shift
+    try:                                                 # the suspension has ended
+        app = app_for(world)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await log_in(pilot, "sue", PEOPLE["sue"][1])
+            await pilot.press("n")
+            screen = await on(pilot, NoticesScreen)
+            await until(pilot, lambda: "notice" in message(app), what="the notices asked for")
+            assert notice["id"] not in [n["id"] for n in screen.notices]
+    finally:
+        central.clock.offset -= shift
+    ended = central.records.get("notices", notice["id"])
+    assert ended["status"] == "expired" and "pixels" not in ended["stills"][0]
+
+
+# --------------------------------------------------------------------------- incidents: outcome and close (C18)
+
+
+async def test_the_director_records_an_outcome_and_closes_the_incident(world):
+    central = world.central
+    grant = grant_for_sam(world)
+    pending = world.people.call("sam", "request.create", incident=grant["incident"], kind="review",
+                                cameras=["cam-b"], start=iso(world.recorded_at),
+                                end=iso(world.recorded_at + timedelta(seconds=5)),
+                                reason="and the other side of the doors")["request"]
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("f4")
+        incidents = await on(pilot, IncidentsScreen)
+        await until(pilot, lambda: incidents.incidents, what="the incidents")
+        incidents.query_one(DataTable).move_cursor(row=[i["id"] for i in incidents.incidents].index(grant["incident"]))
+        await pilot.press("enter")
+        await on(pilot, IncidentDetailScreen)
+        await pilot.press("c")                           # no outcome yet: the API refuses (C18)
+        await send_confirmed(pilot)
+        await until(pilot, lambda: "Refused (C18)" in message(app), what="the refusal to close")
+        await pilot.press("escape")
+        await pilot.press("o")
+        await on(pilot, Fields)
+        await pilot.press("down", "enter")               # corrective action
+        await type_text(pilot, "the patron admitted it")
+        await pilot.press("tab")
+        await type_text(pilot, "a letter and a month's suspension")
+        await send_confirmed(pilot, "Corrective action you approve: a letter")
+        await until(pilot, lambda: "Outcome recorded" in message(app), what="the outcome recorded")
+        await pilot.press("c")
+        await send_confirmed(pilot, "pending requests are cancelled")
+        await until(pilot, lambda: "Incident closed" in message(app), what="the incident closed")
+        assert grant["id"] in message(app) and pending["id"] in message(app)
+    incident = central.records.get("incidents", grant["incident"])
+    assert incident["status"] == "closed" and incident["outcome"]["outcome"] == "corrective_action"
+    assert incident["outcome"]["corrective_action"] == "a letter and a month's suspension"
+    assert central.records.get("grants", grant["id"])["revoked_at"]
+    assert central.records.get("requests", pending["id"])["status"] == "cancelled"
+
+
+# --------------------------------------------------------------------------- imminent danger: the report it owes (C19)
+
+
+async def test_an_imminent_danger_use_is_linked_to_an_incident_already_filed(world):
+    central, people = world.central, world.people
+    people.call("sam", "imminent.invoke", reason="a man threatened staff at the desk", cameras=["cam-a"])
+    filed = people.call("sam", "incident.create", grounds="criminal_activity", occurred_at=iso(central.now()),
+                        location="front desk", description="a man threatened staff with a bottle at the desk",
+                        attestation=True)["incident"]
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await open_home_item(pilot, "incident_owed")
+        owed = await on(pilot, OwedReportScreen)
+        await until(pilot, lambda: owed.incidents, what="the incidents to choose from")
+        owed.query_one(DataTable).move_cursor(row=[i["id"] for i in owed.incidents].index(filed["id"]))
+        await pilot.press("enter")
+        await on(pilot, Confirm)
+        assert owed.use_id in confirm_text(app) and filed["id"] in confirm_text(app)
+        await pilot.press("y")
+        detail = await on(pilot, IncidentDetailScreen)
+        assert detail.incident_id == filed["id"]
+    use = central.records.get("requests", owed.use_id)
+    assert use["incident"] == filed["id"]
+    assert central.records.get("grants", use["grant"])["incident"] == filed["id"]

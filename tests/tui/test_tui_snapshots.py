@@ -1,5 +1,6 @@
 """Snapshots (pytest-textual-snapshot) at 80x24 of home, the incident form, the approvals queue and
-the review screen with a still, in the `full` and `console` profiles.
+the review screen with a still, in the `full` and `console` profiles; the suspension notices with
+their still in `console`.
 
 The central is real and serves its API on a socket, with its clock fixed at one
 moment so every time, id and picture on screen is the same on each run (and the
@@ -63,11 +64,15 @@ def snapshot_world(tmp_path_factory):
     asked = people.call("sam", "request.create", incident=incident["id"], kind="review", cameras=["cam-a"],
                         start=iso(RECORDED - timedelta(seconds=5)), end=iso(RECORDED + timedelta(seconds=30)),
                         reason="see who broke the returns box")["request"]
-    people.call("director", "request.decide", request=asked["id"], decision="approve", reason="a specific incident")
+    grant = people.call("director", "request.decide", request=asked["id"], decision="approve",
+                        reason="a specific incident")["grant"]
     people.call("sam", "request.create", incident=incident["id"], kind="review", cameras=["cam-a", "cam-b"],
                 start=iso(RECORDED - timedelta(minutes=10)), end=iso(RECORDED + timedelta(minutes=10)),
                 reason="and who was with them in the lobby")
     people.unseal()
+    people.call("director", "notice.create", incident=incident["id"], description="tall man, red cap, grey backpack",
+                reason="kicked the returns box until it broke", suspended_until="2027-03-01",
+                stills=[{"grant": grant["id"], "camera": "cam-a", "at": iso(RECORDED + timedelta(seconds=2))}])
     serving = ServingCentral(central)
     yield str(data / "api.sock")
     serving.stop()
@@ -149,3 +154,9 @@ def test_review_with_a_still(snap_compare, snapshot_world, profile):
                                             until(lambda a: a.screen.query_one("#grants").row_count > 0),
                                             keys("enter"), until(lambda a: a.screen.query_one("#picture")._lines),
                                             keys("right", "right")))
+
+
+def test_notices_console(snap_compare, snapshot_world):
+    assert snap_compare(app(snapshot_world, "console"), terminal_size=(80, 24),
+                        run_before=login_as("sam", PEOPLE["sam"][1], keys("n"),
+                                            until(lambda a: a.screen.query_one("#picture")._lines)))

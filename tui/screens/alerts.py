@@ -1,4 +1,4 @@
-"""Alerts meant for you (alert.list), newest first; A acknowledges the selected one."""
+"""Alerts meant for you (alert.list), newest first; A acknowledges the selected one; Enter opens a breach case."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -50,6 +50,16 @@ class AlertsScreen(CustodianScreen):
     def selected(self) -> dict | None:
         row = self.query_one(DataTable).cursor_row
         return self.alerts[row] if 0 <= row < len(self.alerts) else None
+
+    def action_open(self) -> None:
+        """Enter on a breach report's alert opens its case."""
+        alert = self.selected()
+        if alert and alert.get("breach"):
+            from tui.screens.breaches import BreachCaseScreen, BreachReportScreen
+            self.app.push_screen((BreachCaseScreen if self.director else BreachReportScreen)(alert["breach"]))
+
+    def on_data_table_row_selected(self, event) -> None:
+        self.action_open()
 
     def action_acknowledge(self) -> None:
         alert = self.selected()

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from tui.actions import bindings
-from tui.format import local, parse, parse_local, to_api, window
+from tui.format import local, parse_local, to_api, typed, window
 from tui.screens.base import CustodianScreen, Dialog
 from tui.screens.dialogs import AskText, Confirm
 
@@ -44,7 +44,6 @@ class ApprovalsScreen(CustodianScreen):
             table.add_column(label, width=width)
         self.requests = getattr(self, "requests", [])
         self.names: dict[str, str] = {}
-        self.note = ""
 
     def fetch(self, call):
         users = {u["id"]: u["name"] for u in call("user.list")["users"]}
@@ -61,7 +60,7 @@ class ApprovalsScreen(CustodianScreen):
                           ", ".join(r["cameras"])[:13], window(r["start"], r["end"])[:18], r["incident"], key=r["id"])
         hint = ("A approves as asked, N narrower, D denies; a DANGER use: J justified, U not justified."
                 if self.requests else "No request waits for you.")
-        self.say(f"{self.note} {hint}" if self.note else hint)
+        self.say(hint)
         self.on_data_table_row_highlighted(None)
 
     def on_data_table_row_highlighted(self, event) -> None:
@@ -149,7 +148,7 @@ class NarrowDialog(Dialog):
         with Vertical(classes="dialog"):
             yield Label(f"Approve {r['id']} narrower", classes="dialog-title")
             for field, label, value in (("cameras", "Cameras", ", ".join(r["cameras"])),
-                                        ("start", "From", _typed(r["start"])), ("end", "To", _typed(r["end"])),
+                                        ("start", "From", typed(r["start"])), ("end", "To", typed(r["end"])),
                                         ("hours", "Expires in hours", str(EXPIRES_HOURS))):
                 with Horizontal(classes="row"):
                     yield Label(f"{label}:", classes="field-label")
@@ -179,8 +178,3 @@ class NarrowDialog(Dialog):
             self.say(str(e) if "time" in str(e) else "Expires in hours: a whole number", error=True)
             return
         self.dismiss(scope)
-
-
-def _typed(text: str) -> str:
-    """An API time as a person would type it back (local)."""
-    return parse(text).astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
 from appliance.client import ApiError
-from tui.actions import bindings
+from tui.actions import bindings, directors_actions
 from tui.format import refusal
 
 
@@ -91,14 +91,32 @@ class CustodianScreen(ApiCalls, Screen):
 
     NAME = ""
     BINDINGS = bindings("app")
-    director = False          # set by whoever opens the screen (screens.registry.is_director)
     preloaded = None          # data fetched before the screen was shown: painted once, with it
+    note = ""                 # what was just done: said before the screen's own hints until the next key
 
     def compose(self) -> ComposeResult:
         yield StatusLine(self.app, id="status")
         yield from self.body()
-        yield Static("", id="message")
+        yield Static(self.note, id="message")
         yield Footer(show_command_palette=False)
+
+    def __init__(self, *args, **kwargs):
+        from tui.screens.registry import is_director
+
+        super().__init__(*args, **kwargs)
+        # The Director (or an acting director in her period) is logged in: what her screens show.
+        # Known when the screen is made (in the UI thread): `fetch` reads it in a worker thread.
+        self.director = is_director(self.app)
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """The Director's actions (`director` in the registry) are shown and bound for her alone;
+        the API decides all the same."""
+        return not (action in directors_actions(type(self)) and not self.director)
+
+    def say(self, text: str, error: bool = False) -> None:
+        if self.note and not error and not text.startswith(self.note):
+            text = f"{self.note} {text}".strip()
+        super().say(text, error)
 
     def body(self) -> ComposeResult:
         return iter(())

@@ -1,11 +1,15 @@
-"""Small modal questions: confirm exactly what will happen; ask for one line of text."""
+"""Small modal questions: confirm exactly what will happen; ask for one line of text; a few fields."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import Button, Input, Label, Static
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Input, Label, OptionList, Static
 
+from tui.actions import bindings
 from tui.screens.base import Dialog
 
 
@@ -61,3 +65,108 @@ class AskText(Dialog):
             self.say(f"at least {self.min_len} characters, please", error=True)
             return
         self.dismiss(text)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One line of a `Fields` dialog: text typed, or one of `choices` ((value, text) pairs)."""
+
+    name: str                  # the API's argument name; the API's label for it wins over `label`
+    label: str
+    value: str = ""
+    hint: str = ""
+    choices: tuple = ()
+
+
+class Fields(Dialog):
+    """A few fields answered together: Enter on the last one, or F5.
+
+    `build(values)` turns what was typed into the API's arguments (a ValueError, such
+    as a time that is not one, is said here). With `op` the dialog sends them itself,
+    after the confirmation `confirm(args)` returns (if any), and stays open on a
+    refusal, which it shows with its clause: nothing typed is lost. It answers the
+    API's result, or (without `op`) the arguments; Escape answers None. Labels are the
+    API's own (`GET /v1/operations`) where it names the argument."""
+
+    BINDINGS = bindings("app", "form")
+
+    def __init__(self, title: str, fields: list[Field], *, intro: str = "", op: str | None = None,
+                 build: Callable[[dict], dict] | None = None, confirm: Callable[[dict], str] | None = None,
+                 yes: str = "Send"):
+        super().__init__()
+        self.title_text, self.fields, self.intro, self.op = title, fields, intro, op
+        self.build, self.confirm, self.yes = build, confirm, yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            if self.intro:
+                yield Static(self.intro, classes="dialog-intro")
+            for f in self.fields:
+                label = self.app.label(self.op, f.name, f.label) if self.op else f.label
+                if f.choices:
+                    yield Label(f"{label}:")
+                    yield OptionList(*(text for _, text in f.choices), id=f.name, compact=True,
+                                     classes="choices")
+                else:
+                    with Horizontal(classes="row"):
+                        yield Label(f"{label}:", classes="field-label")
+                        yield Input(value=f.value, placeholder=f.hint, id=f.name, compact=True)
+            yield Static("", id="message")
+            yield Button(f"{self.yes} (F5)", id="go", compact=True)
+
+    def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = False
+        for choice in self.query(OptionList):
+            choice.highlighted = 0
+        self.query_one(f"#{self.fields[0].name}").focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is list(self.query(Input))[-1]:
+            self.action_submit()
+        else:
+            self.focus_next()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.focus_next()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_submit()
+
+    def values(self) -> dict:
+        values = {}
+        for f in self.fields:
+            if f.choices:
+                values[f.name] = f.choices[self.query_one(f"#{f.name}", OptionList).highlighted or 0][0]
+            else:
+                values[f.name] = self.query_one(f"#{f.name}", Input).value.strip()
+        return values
+
+    def action_submit(self) -> None:
+        try:
+            args = self.build(self.values()) if self.build else self.values()
+        except ValueError as e:
+            self.say(str(e), error=True)
+            return
+        if self.confirm is None:
+            self.send(args)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send(args)
+        self.app.push_screen(Confirm(self.title_text, self.confirm(args), yes=self.yes), answered)
+
+    def send(self, args: dict) -> None:
+        if self.op is None:
+            self.dismiss(args)
+        else:
+            self.say("asking the central...")
+            self.call(self.op, args, self.dismiss, self.refused)
+
+    def refused(self, e) -> None:
+        """Said here, with its clause; the field the API names (`field`) gets the cursor."""
+        self.show_error(e)
+        for field in self.query(f"#{e.field}") if e.field and e.field.isidentifier() else ():
+            field.focus()

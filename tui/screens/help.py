@@ -5,14 +5,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
-from tui.actions import ACTIONS, key_label
+from tui.actions import key_label, offered
 from tui.screens.base import Dialog
 
 
 class HelpScreen(Dialog):
     def __init__(self, under):
         super().__init__()
-        self.scopes = {"app", getattr(under, "SCOPE", ""), *getattr(under, "EXTRA_SCOPES", ())}
+        self.actions = offered(under)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="help"):
@@ -23,7 +23,7 @@ class HelpScreen(Dialog):
         table = self.query_one(DataTable)
         table.add_column("key", width=12)
         table.add_column("what", width=56)
-        for action in ACTIONS:
-            if action.scope in self.scopes and action.key:
+        for action in self.actions:
+            if action.key:
                 table.add_row(key_label(action), action.help[:56], key=action.id)
         table.focus()

@@ -19,7 +19,7 @@ MARK = {"action": "!", "warning": "!", "info": " ", "ok": " "}
 class HomeScreen(CustodianScreen):
     NAME = SCOPE = "home"
     is_home = True
-    BINDINGS = bindings("app", "list") + [Binding(str(n), f"item({n})", show=False, id=f"item-{n}")
+    BINDINGS = bindings("app", "list", "home") + [Binding(str(n), f"item({n})", show=False, id=f"item-{n}")
                                           for n in range(1, 10)]
 
     def body(self) -> ComposeResult:
@@ -66,7 +66,7 @@ class HomeScreen(CustodianScreen):
     def open_item(self, item: dict) -> None:
         target = ITEM_SCREENS.get(item["item"])
         if target == "incident_owed":
-            from tui.screens.incidents import IncidentFormScreen
-            self.app.push_screen(IncidentFormScreen(link_use=item["ids"][0]))
+            from tui.screens.imminent import OwedReportScreen
+            self.app.push_screen(OwedReportScreen(item["ids"][0]))
         elif target:
             self.app.action_go(target)

@@ -14,10 +14,13 @@ from appliance.client import ApiError
 from tui.actions import bindings
 from tui.format import local, parse_local, refusal, to_api, window
 from tui.screens.base import CustodianScreen
-from tui.screens.dialogs import Confirm
+from tui.screens.dialogs import Confirm, Field, Fields
 
 GROUNDS = (("criminal_activity", "Criminal activity"), ("litigation", "Litigation"),
            ("conduct_violation", "Violation of the Library's conduct rules"))
+OUTCOMES = (("no_action", "No action"), ("corrective_action", "Corrective action, which you approve"),
+            ("law_enforcement_referral", "Referral to law enforcement"),
+            ("insufficient_evidence", "Insufficient evidence"))
 CHECK_DELAY = 0.4   # seconds after the last key before the API checks the form
 
 
@@ -53,9 +56,7 @@ class IncidentsScreen(CustodianScreen):
     def action_open(self) -> None:
         row = self.query_one(DataTable).cursor_row
         if 0 <= row < len(self.incidents):
-            detail = IncidentDetailScreen(self.incidents[row]["id"])
-            detail.director = self.director
-            self.app.push_screen(detail)
+            self.app.push_screen(IncidentDetailScreen(self.incidents[row]["id"]))
 
     def on_data_table_row_selected(self, event) -> None:
         self.action_open()
@@ -103,10 +104,48 @@ class IncidentDetailScreen(CustodianScreen):
         for h in answer.get("holds", []):
             lines.append(f"Hold {h['id']}: {local(h['start'])}-{local(h['end'])}"
                          f"{' (released)' if h.get('released_at') else ''}")
+        if self.director and i["status"] == "open":
+            lines += ["", "O records the outcome (C18); C closes the incident once it has one."]
         self.query_one("#incident-text", Static).update("\n".join(lines))
 
     def action_request(self) -> None:
         self.app.push_screen(RequestFormScreen(self.incident_id))
+
+    def action_outcome(self) -> None:
+        """The Director: what the incident led to (C18)."""
+        def build(v: dict) -> dict:
+            args = {"incident": self.incident_id, "outcome": v["outcome"], "notes": v["notes"]}
+            return args | ({"corrective_action": v["corrective_action"]} if v["corrective_action"] else {})
+
+        def confirm(a: dict) -> str:
+            text = f"Record for incident {self.incident_id}: {dict(OUTCOMES)[a['outcome']]}.\nNotes: {a['notes']}"
+            return text + (f"\nCorrective action you approve: {a['corrective_action']}"
+                           if "corrective_action" in a else "")
+
+        def recorded(answer: dict | None) -> None:
+            if answer:
+                self.say("Outcome recorded." + (f" Next: {answer['next']}." if answer.get("next") else
+                                                " C closes the incident."))
+        fields = [Field("outcome", "Outcome", choices=OUTCOMES), Field("notes", "Notes"),
+                  Field("corrective_action", "Corrective action", hint="only with a corrective action")]
+        self.app.push_screen(Fields(f"Outcome of {self.incident_id} (C18)", fields, op="incident.record_outcome",
+                                    build=build, confirm=confirm, yes="Record",
+                                    intro=self.app.summary("incident.record_outcome")), recorded)
+
+    def action_close_incident(self) -> None:
+        """The Director: close it once it has an outcome; the API ends its grants and cancels what is pending."""
+        def closed(answer: dict | None) -> None:
+            if answer:
+                grants, requests = answer["grants_revoked"], answer["requests_cancelled"]
+                self.say(f"Incident closed: grants ended: {', '.join(grants) or 'none'}; requests cancelled: "
+                         f"{', '.join(requests) or 'none'}. Holds stay until you release them (C20).")
+        self.app.push_screen(Fields(
+            f"Close {self.incident_id}", [Field("notes", "Notes", hint="optional")], op="incident.close", yes="Close",
+            intro=self.app.summary("incident.close"),
+            build=lambda v: {"incident": self.incident_id} | ({"notes": v["notes"]} if v["notes"] else {}),
+            confirm=lambda a: (f"Close incident {self.incident_id}? Its grants end now and its pending requests are "
+                               "cancelled. Make any suspension notice first: its stills need the incident's grants "
+                               "(C21).")), closed)
 
 
 class FormScreen(CustodianScreen):
@@ -115,6 +154,7 @@ class FormScreen(CustodianScreen):
     SCOPE = "form"
     BINDINGS = bindings("app", "form")
     OP = ""
+    CHECKS = True        # the operation takes `check_only`; else the API judges the form when it is sent
 
     def on_mount(self) -> None:
         for field in self.query(Input):
@@ -141,6 +181,8 @@ class FormScreen(CustodianScreen):
         self.schedule_check()
 
     def schedule_check(self) -> None:
+        if not self.CHECKS:
+            return
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(CHECK_DELAY, self.check)
@@ -231,9 +273,7 @@ class IncidentFormScreen(FormScreen):
     def filed(self, incident: dict, linked: bool = False) -> None:
         note = f"Incident {incident['id']} filed" + (f" and linked to {self.link_use}." if linked else ".")
         self.app.pop_screen()
-        detail = IncidentDetailScreen(incident["id"])
-        detail.director = self.director
-        self.app.push_screen(detail)
+        self.app.push_screen(IncidentDetailScreen(incident["id"]))
         self.app.notify_line(note + " Q asks to review recordings or to monitor.")
 
 

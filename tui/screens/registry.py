@@ -7,24 +7,24 @@ def is_director(app) -> bool:
 
 
 def make(name: str, app):
-    from tui.screens import alerts, approvals, cameras, incidents, live, releases, review, seal, session
+    from tui.screens import (alerts, approvals, breaches, cameras, incidents, live, notices, releases, review, seal,
+                             session)
 
-    director = is_director(app)
     if name == "requests":
-        screen = approvals.ApprovalsScreen() if director else incidents.MyRequestsScreen()
+        screen = approvals.ApprovalsScreen() if is_director(app) else incidents.MyRequestsScreen()
     else:
         screens = {"alerts": alerts.AlertsScreen, "incidents": incidents.IncidentsScreen,
                    "grants": review.GrantsScreen, "live": live.LiveScreen, "seal": seal.SealScreen,
                    "cameras": cameras.CamerasScreen, "passphrase": session.PassphraseScreen,
-                   "releases": releases.ReleasesScreen}
+                   "releases": releases.ReleasesScreen, "notices": notices.NoticesScreen,
+                   "breaches": breaches.BreachesScreen}
         screen = screens[name]()
-    screen.director = director
     return screen
 
 
 # What each home item opens (the API names the items; the screen only routes them).
 ITEM_SCREENS = {"alerts": "alerts", "pending_requests": "requests", "imminent_unreviewed": "requests",
-                "open_breaches": "alerts", "sealed": "seal", "my_pending_requests": "requests",
+                "open_breaches": "breaches", "sealed": "seal", "my_pending_requests": "requests",
                 "my_grants": "grants", "my_live_sessions": "live", "incident_owed": "incident_owed",
                 "cameras_offline": "cameras", "cameras_moved": "cameras", "cameras_pending": "cameras",
-                "cameras": "cameras", "disk": "cameras", "notices": "alerts"}
+                "cameras": "cameras", "disk": "cameras", "notices": "notices"}

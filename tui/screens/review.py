@@ -2,8 +2,10 @@
 
 Everything comes from the API under the grant: the timeline (`footage.timeline`), the
 still at the size the picture widget shows (`footage.still` with width and height), the
-flipbook (`footage.clip`). What the grant does not cover is refused by the API and the
-refusal is shown with its clause; the screen decides nothing.
+flipbook (`footage.clip`, its length and rate as the person sets them with F, within
+what the API allows). What the grant does not cover is refused by the API and the
+refusal is shown with its clause; the screen decides nothing. The Director picks the
+stills of a suspension notice here (N, C21).
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from appliance.client import ApiError
 from tui.actions import bindings
 from tui.format import local, refusal, to_api, window
 from tui.screens.base import CustodianScreen
+from tui.screens.dialogs import Field, Fields
+from tui.screens.registry import is_director
 from tui.widgets.picture import Picture
 from tui.widgets.timeline import STEPS, Timeline
 
-CLIP_SECONDS, CLIP_FPS = 10, 2
+CLIP_SECONDS, CLIP_FPS = 10, 2    # the flipbook asked for until the person sets another (F)
 
 
 class GrantsScreen(CustodianScreen):
@@ -69,6 +73,8 @@ class ReviewScreen(CustodianScreen):
         self.clip: dict | None = None
         self.frame = 0
         self.playing = None
+        self.clip_seconds, self.clip_fps = CLIP_SECONDS, CLIP_FPS
+        self.notice_stills: list[dict] = []   # picked for a suspension notice (N), until it is made
 
     def body(self) -> ComposeResult:
         yield Label(f"Grant {self.grant_id}", id="review-title")
@@ -155,8 +161,27 @@ class ReviewScreen(CustodianScreen):
         width, _ = self.still_size()
         self.say("asking the central for the flipbook...")
         self.call("footage.clip", {"grant": self.grant_id, "camera": t.camera, "start": to_api(t.cursor),
-                                   "seconds": CLIP_SECONDS, "fps": CLIP_FPS, "width": min(160, width)},
+                                   "seconds": self.clip_seconds, "fps": self.clip_fps, "width": min(160, width)},
                   self.got_clip, self.refused, group="still")
+
+    def action_flipbook_length(self) -> None:
+        def whole(text: str, label: str) -> int:
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError(f"{label}: a whole number") from None
+
+        def chosen(answer: dict | None) -> None:
+            if answer:
+                self.stop_flipbook()
+                self.clip, self.clip_seconds, self.clip_fps = None, answer["seconds"], answer["fps"]
+                self.say(f"Flipbook: {self.clip_seconds} s at {self.clip_fps} frames a second. P plays it.")
+        fields = [Field("seconds", "Length in seconds", str(self.clip_seconds)),
+                  Field("fps", "Frames a second", str(self.clip_fps))]
+        self.app.push_screen(Fields("The flipbook", fields, yes="Set",
+                                    intro=self.app.summary("footage.clip"),
+                                    build=lambda v: {"seconds": whole(v["seconds"], "Length in seconds"),
+                                                     "fps": whole(v["fps"], "Frames a second")}), chosen)
 
     def got_clip(self, clip: dict) -> None:
         self.clip, self.frame = clip, 0
@@ -164,7 +189,7 @@ class ReviewScreen(CustodianScreen):
         self.play()
 
     def play(self) -> None:
-        self.playing = self.set_interval(1 / CLIP_FPS, self.action_step)
+        self.playing = self.set_interval(1 / self.clip["fps"], self.action_step)
         self.say("Playing: P pauses, S steps.")
 
     def stop_flipbook(self) -> None:
@@ -198,11 +223,27 @@ class ReviewScreen(CustodianScreen):
             reason = "imminent danger" if self.danger_use else "monitoring under a grant"
             open_live(self, t.camera, f"{reason} ({self.grant_id})", self.grant_id)
 
+    def action_notice_still(self) -> None:
+        """The Director: the still at the cursor goes into a suspension notice; then the notice's form."""
+        from tui.screens.notices import NoticeFormScreen
+
+        t = self.query_one(Timeline)
+        if t.cursor is None or t.camera is None:
+            return
+        if not is_director(self.app):
+            self.say("Suspension notices are made by the Director (C21).", error=True)
+            return
+        still = {"grant": self.grant_id, "camera": t.camera, "at": to_api(t.cursor)}
+        if still not in self.notice_stills:
+            self.notice_stills.append(still)
+        self.stop_flipbook()
+        self.app.push_screen(NoticeFormScreen(self.notice_stills))
+
     def action_back(self) -> None:
         self.stop_flipbook()
         if self.danger_use:
-            from tui.screens.incidents import IncidentFormScreen
+            from tui.screens.imminent import OwedReportScreen
             self.app.pop_screen()
-            self.app.push_screen(IncidentFormScreen(link_use=self.danger_use))
+            self.app.push_screen(OwedReportScreen(self.danger_use))
         else:
             super().action_back()

@@ -4,7 +4,8 @@
 background: on the console Rich maps the greys to its 16 colours. `serial` draws
 one ASCII character a cell from a ramp of ten, no colour at all (about a tenth of
 the bytes). The API is asked for the picture at the size the widget shows
-(`pixel_size`), so nothing is scaled here.
+(`pixel_size`); a picture made at a fixed size (a suspension notice's still, a
+flipbook, whose API takes only a width) is shrunk to fit, never enlarged.
 """
 from __future__ import annotations
 
@@ -51,6 +52,22 @@ def picture_lines(pixels: bytes, width: int, height: int, mode: str) -> list[lis
     return lines
 
 
+def shrink(pixels: bytes, width: int, height: int, max_width: int, max_height: int) -> tuple[bytes, int, int]:
+    """The picture made to fit max_width x max_height, keeping its aspect: each pixel the mean of those it covers."""
+    scale = min(max_width / width, max_height / height)
+    if scale >= 1:
+        return pixels, width, height
+    w, h = max(1, int(width * scale)), max(2, int(height * scale))
+    columns = [(x * width // w, max(x * width // w + 1, (x + 1) * width // w)) for x in range(w)]
+    out = bytearray(w * h)
+    for y in range(h):
+        y0, y1 = y * height // h, max(y * height // h + 1, (y + 1) * height // h)
+        rows = [pixels[r * width:(r + 1) * width] for r in range(y0, y1)]
+        for x, (x0, x1) in enumerate(columns):
+            out[y * w + x] = sum(sum(row[x0:x1]) for row in rows) // ((x1 - x0) * (y1 - y0))
+    return bytes(out), w, h
+
+
 class Picture(Widget):
     """Shows one gray8 image (`show(image)`), or a line of text while there is none."""
 
@@ -61,19 +78,30 @@ class Picture(Widget):
         self.mode = mode
         self._lines: list[list[Segment]] = []
         self._message = ""
+        self._image: tuple[bytes, int, int] | None = None
 
     def pixel_size(self) -> tuple[int, int]:
         """The pixels the widget can show: one column a pixel, two pixels a row."""
         return max(1, self.size.width), max(2, self.size.height * 2)
 
     def show(self, image: dict) -> None:
-        pixels = base64.b64decode(image["pixels"])
-        self._lines = picture_lines(pixels, image["width"], image["height"], self.mode)
+        self._image = (base64.b64decode(image["pixels"]), image["width"], image["height"])
         self._message = ""
+        self._draw()
+
+    def _draw(self) -> None:
+        pixels, width, height = self._image
+        if self.size.width and self.size.height:   # laid out: fit what it shows
+            pixels, width, height = shrink(pixels, width, height, *self.pixel_size())
+        self._lines = picture_lines(pixels, width, height, self.mode)
         self.refresh()
 
+    def on_resize(self) -> None:
+        if self._image is not None:
+            self._draw()
+
     def say(self, message: str) -> None:
-        self._lines, self._message = [], message
+        self._lines, self._message, self._image = [], message, None
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
