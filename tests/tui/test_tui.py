@@ -26,7 +26,7 @@ from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen,
 from tui.screens.dialogs import Confirm, Fields
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
-from tui.screens.imminent import OwedReportScreen
+from tui.screens.incidents import OwedReportScreen
 from tui.screens.incidents import IncidentDetailScreen, IncidentFormScreen, IncidentsScreen, RequestFormScreen
 from tui.screens.login import LoginScreen
 from tui.screens.live import LiveScreen, LiveViewScreen

@@ -18,6 +18,12 @@ from tui.actions import bindings, directors_actions
 from tui.format import refusal
 
 
+def is_director(app) -> bool:
+    """Whether the person logged in is the Director or an acting director (for what a screen offers;
+    the API decides what she may do)."""
+    return bool(app.user) and (app.user.get("role") == "director" or bool(app.user.get("acting_director")))
+
+
 class ApiCalls:
     """Mixin: `call` / `work` run API calls in a thread worker and post the result back."""
 
@@ -101,7 +107,6 @@ class CustodianScreen(ApiCalls, Screen):
         yield Footer(show_command_palette=False)
 
     def __init__(self, *args, **kwargs):
-        from tui.screens.registry import is_director
 
         super().__init__(*args, **kwargs)
         # The Director (or an acting director in her period) is logged in: what her screens show.

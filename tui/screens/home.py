@@ -66,7 +66,7 @@ class HomeScreen(CustodianScreen):
     def open_item(self, item: dict) -> None:
         target = ITEM_SCREENS.get(item["item"])
         if target == "incident_owed":
-            from tui.screens.imminent import OwedReportScreen
+            from tui.screens.incidents import OwedReportScreen
             self.app.push_screen(OwedReportScreen(item["ids"][0]))
         elif target:
             self.app.action_go(target)

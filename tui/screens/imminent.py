@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
-from tui.actions import bindings
-from tui.format import local
 from tui.screens.base import Dialog
 from tui.screens.dialogs import Confirm
-from tui.screens.incidents import IncidentDetailScreen, IncidentFormScreen, IncidentsScreen
 
 
 def start_imminent(app) -> None:
@@ -86,51 +83,3 @@ class DangerDialog(Dialog):
             self.query_one("#reason").focus()
             return
         self.dismiss({"reason": reason, "cameras": cameras, "minutes_back": minutes})
-
-
-class OwedReportScreen(IncidentsScreen):
-    """The report an imminent-danger use owes (C19): N files a new one; Enter links one already filed.
-
-    The incidents listed are those the API shows this person; which of them may be linked
-    (staff: only their own) is the API's to say, with its clause."""
-
-    NAME, SCOPE = "", "owed"
-    BINDINGS = bindings("app", "list", "owed")
-
-    def __init__(self, use_id: str):
-        super().__init__()
-        self.use_id = use_id
-
-    def body(self) -> ComposeResult:
-        yield Label(f"Imminent-danger use {self.use_id} owes an incident report (C19): file a new one, or "
-                    "link one you already filed.", id="owed-title")
-        yield from super().body()
-
-    def show(self, answer: dict) -> None:
-        super().show(answer)
-        self.say("Enter links the selected incident to this use; N files a new report." if self.incidents
-                 else "No incident filed yet: N files the report.")
-
-    def action_new(self) -> None:
-        self.app.pop_screen()
-        self.app.push_screen(IncidentFormScreen(link_use=self.use_id))
-
-    def action_open(self) -> None:
-        row = self.query_one(DataTable).cursor_row
-        if not 0 <= row < len(self.incidents):
-            return
-        incident = self.incidents[row]
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.call("imminent.link_incident", {"request": self.use_id, "incident": incident["id"]},
-                          lambda _: self.linked(incident["id"]))
-        self.app.push_screen(Confirm("Link the incident report", (
-            f"Link imminent-danger use {self.use_id} to incident {incident['id']}: "
-            f"{incident['grounds'].replace('_', ' ')}, {local(incident['occurred_at'])}, {incident['location']}?\n"
-            "Its grant then belongs to that incident too."), yes="Link"), answered)
-
-    def linked(self, incident_id: str) -> None:
-        self.app.pop_screen()
-        self.app.push_screen(IncidentDetailScreen(incident_id))
-        self.app.notify_line(f"Use {self.use_id} linked to incident {incident_id}.")

@@ -1,9 +1,7 @@
 """Screen names to screens: what the F-keys, the home items and the command palette open."""
 from __future__ import annotations
 
-
-def is_director(app) -> bool:
-    return bool(app.user) and (app.user.get("role") == "director" or bool(app.user.get("acting_director")))
+from tui.screens.base import is_director
 
 
 def make(name: str, app):

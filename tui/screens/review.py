@@ -16,9 +16,8 @@ from textual.widgets import DataTable, Label, Static
 from appliance.client import ApiError
 from tui.actions import bindings
 from tui.format import local, refusal, to_api, window
-from tui.screens.base import CustodianScreen
+from tui.screens.base import CustodianScreen, is_director
 from tui.screens.dialogs import Field, Fields
-from tui.screens.registry import is_director
 from tui.widgets.picture import Picture
 from tui.widgets.timeline import STEPS, Timeline
 
@@ -242,7 +241,7 @@ class ReviewScreen(CustodianScreen):
     def action_back(self) -> None:
         self.stop_flipbook()
         if self.danger_use:
-            from tui.screens.imminent import OwedReportScreen
+            from tui.screens.incidents import OwedReportScreen
             self.app.pop_screen()
             self.app.push_screen(OwedReportScreen(self.danger_use))
         else:
