@@ -19,6 +19,7 @@ never counts as a person's activity.
 """
 from __future__ import annotations
 
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import ANYONE, NotFound, iso, op, parse_iso
 
 # What IT is told: the health of what it runs. Nothing about people (C8: IT runs the system).
@@ -95,10 +96,7 @@ def acknowledge_alert(central, caller, args):
         if caller.is_director:
             doc["acknowledged"] = True
     updated = central.records.update("alerts", alert_id, add)
-    details = {"kind": alert["kind"]}
-    if caller.acting_director:
-        details["acting_director"] = True
-    central.audit.append(caller.user_id, "alert.acknowledge", role=caller.role, target=alert_id, details=details)
+    audit_action(central, caller, "alert.acknowledge", target=alert_id, details={"kind": alert["kind"]})
     return {"alert": _view(caller, updated)}
 
 

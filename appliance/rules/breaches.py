@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import ANYONE, BadRequest, NotFound, Refused, iso, op, parse_iso
 from appliance.wording import role_name, when
 
@@ -71,11 +72,7 @@ def _not_future(central, args, t: datetime, name: str) -> None:
 
 
 def _audit(central, caller, action: str, breach_id: str, *, why: str | None = None, details: dict | None = None):
-    details = dict(details or {})
-    if caller.acting_director:
-        details["acting_director"] = True
-    central.audit.append(caller.user_id, action, role=caller.role, target=breach_id, refs={"breach": breach_id},
-                         why=why, details=details)
+    audit_action(central, caller, action, target=breach_id, refs={"breach": breach_id}, why=why, details=details)
 
 
 def _window(central, breach: dict, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:

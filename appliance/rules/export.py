@@ -50,7 +50,8 @@ from appliance.rules.footage import _time as _from_us
 from appliance.custody.keys import ed25519_public_pem
 from appliance.rules.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden
 from appliance.rules.warrants import instrument_view, is_sealed
-from appliance.rules.registry import BadRequest, NotFound, Refused, audit_action, iso, op, parse_iso
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso
 from appliance.rules.retention import free_bytes, storage_is_local
 
 

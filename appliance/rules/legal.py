@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso, audit_action
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso
 from appliance.rules.warrants import SEALED_NOTE, hidden_from, instrument_view, is_sealed
 from appliance.rules.retention import check_cameras, check_window, place_hold, segment_spans
 from appliance.wording import when

@@ -16,7 +16,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from appliance.rules.ports import public_image
-from appliance.rules.registry import BadRequest, NotFound, Refused, iso, op, parse_iso
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import BadRequest, Caller, NotFound, Refused, iso, op, parse_iso
 
 LIVE_MAX_MINUTES = 15
 LIVE_WIDTH = 96        # pixels wide: enough for a terminal, too few to read a page
@@ -42,12 +43,17 @@ def _audit_refs(session: dict) -> dict:
     return refs
 
 
-def _close(central, session: dict, actor: str, action: str, at, reason: str, role: str | None = None) -> dict:
+def _close(central, session: dict, at, reason: str, by: Caller | None) -> dict:
+    """Close a session: `live.close` by a person, or `live.expired` by the system (`by` None)."""
     frames = central.nodes.live_frames_received(session["id"])
     central.records.update("live_sessions", session["id"], {"closed_at": iso(at), "close_reason": reason})
-    central.audit.append(actor, action, role=role, target=session["camera"], refs=_audit_refs(session),
-                         why=reason, details={"opened_at": session["opened_at"], "closed_at": iso(at),
-                                              "frames_received": frames, "user": session["user"]})
+    entry = {"target": session["camera"], "refs": _audit_refs(session), "why": reason,
+             "details": {"opened_at": session["opened_at"], "closed_at": iso(at), "frames_received": frames,
+                         "user": session["user"]}}
+    if by is None:
+        central.audit.append("system", "live.expired", **entry)
+    else:
+        audit_action(central, by, "live.close", **entry)
     return central.records.get("live_sessions", session["id"])
 
 
@@ -82,8 +88,8 @@ def open_session(central, caller, args):
            "opened_at": iso(now), "until": iso(until), "closed_at": None}
     session_id = central.records.insert("live_sessions", doc)
     session = central.records.get("live_sessions", session_id)
-    central.audit.append(caller.user_id, "live.open", role=caller.role, target=camera, refs=_audit_refs(session),
-                         why=purpose, details={"until": session["until"], "acting_director": caller.acting_director})
+    audit_action(central, caller, "live.open", target=camera, refs=_audit_refs(session), why=purpose,
+                 details={"until": session["until"], "acting_director": caller.acting_director})   # named even when false
     return {"session": session}
 
 
@@ -125,7 +131,7 @@ def close_session(central, caller, args):
     if session["closed_at"] is not None:
         raise BadRequest(f"live session {session_id} is already closed")
     at = min(central.now(), parse_iso(session["until"]))
-    return {"session": _close(central, session, caller.user_id, "live.close", at, reason, role=caller.role)}
+    return {"session": _close(central, session, at, reason, caller)}
 
 
 @op("live.list", ("staff", "director"))
@@ -146,10 +152,10 @@ def expire_sessions(central) -> int:
     now = central.now()
     expired = [s for s in central.records.search("live_sessions", closed_at=None) if parse_iso(s["until"]) <= now]
     for session in expired:
-        _close(central, session, "system", "live.expired", parse_iso(session["until"]), "time is up")
+        _close(central, session, parse_iso(session["until"]), "time is up", None)
     return len(expired)
 
 
 def close_camera_sessions(central, camera: str, reason: str) -> None:
     for session in central.records.search("live_sessions", camera=camera, closed_at=None):
-        _close(central, session, "system", "live.expired", min(central.now(), parse_iso(session["until"])), reason)
+        _close(central, session, min(central.now(), parse_iso(session["until"])), reason, None)

@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from appliance.rules.accounts import find_user, person_arg
 from appliance.rules.warrants import is_sealed
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import ANYONE, BadRequest, NotFound, iso, op, parse_iso
 
 ACTION_PREFIX = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]*)*$")
@@ -32,12 +33,6 @@ def _within(t: datetime | None, since: datetime | None, until: datetime | None) 
     if t is None:
         return since is None and until is None
     return (since is None or t >= since) and (until is None or t < until)
-
-
-def _log(central, caller, action: str, details: dict) -> None:
-    if caller.acting_director:
-        details = details | {"acting_director": True}
-    central.audit.append(caller.user_id, action, role=caller.role, details=details)
 
 
 # --------------------------------------------------------------------------- oversight (C7)
@@ -96,7 +91,7 @@ def oversight_report(central, caller, args):
             raise NotFound(f"{person['name']} is not a staff member: the report covers staff")
     views = central.audit.query(since=since, until=until, action_prefix="footage.")
     people = [_person_activity(central, u, since, until, views) for u in sorted(staff, key=lambda u: u["name"])]
-    _log(central, caller, "report.oversight", {"user": user_id, "since": since and iso(since),
+    audit_action(central, caller, "report.oversight", details={"user": user_id, "since": since and iso(since),
                                                "until": until and iso(until)})
     return {"generated_at": iso(central.now()), "staff": people}
 
@@ -145,7 +140,7 @@ def transparency_report(central, caller, args):
         "releases": _release_count(central, since, until),
         "instruments": _instrument_counts(central, since, until),
     }
-    _log(central, caller, "report.transparency", {"since": report["since"], "until": report["until"]})
+    audit_action(central, caller, "report.transparency", details={"since": report["since"], "until": report["until"]})
     return report
 
 
@@ -170,6 +165,6 @@ def audit_query(central, caller, args):
     if person is not None:
         actor = person["id"]        # a login name or an account id; entries name the account id
     entries = central.audit.query(since=since, until=until, actor=actor, action_prefix=prefix)
-    _log(central, caller, "audit.query", {"since": since and iso(since), "until": until and iso(until),
+    audit_action(central, caller, "audit.query", details={"since": since and iso(since), "until": until and iso(until),
                                           "actor": actor, "action_prefix": prefix, "found": len(entries)})
     return {"entries": entries[-limit:], "total": len(entries), "truncated": len(entries) > limit}
