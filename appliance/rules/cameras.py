@@ -272,7 +272,7 @@ def retire(central, caller, args):
     cam = in_service(central, camera)
     central.records.update("cameras", camera, {"status": "retired", "retired_at": iso(central.now()),
                                                "retired_by": caller.user_id})
-    live.close_camera_sessions(central, camera, "camera retired")
+    live.close_camera_views(central, camera, "camera retired")
     central.reload_cameras()
     audit_action(central, caller, "camera.retire", target=camera, why=why, details={"previous_status": cam["status"]})
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
@@ -288,10 +288,11 @@ def control_for(central, cam: dict) -> dict:
     stale = image is not None and central.now() - image["received_at"] > PLACEMENT_REFRESH
     wanted = cam["status"] != "retired" and (image is None or not shows_masks(image, cam)
                                              or (cam["status"] != "approved" and stale))
-    session = live.current_session(central, cam["id"]) if cam["status"] == "approved" else None
+    view = live.current_view(central, cam["id"]) if cam["status"] == "approved" else None
+    # `session`: the same id, for nodes installed before the live view had its own name.
     return {"status": cam["status"], "masks": cam.get("masks", []), "snapshot_wanted": wanted,
-            "live": None if session is None else {"session": session["id"], "until": session["until"],
-                                                  "width": live.LIVE_WIDTH}}
+            "live": None if view is None else {"view": view["id"], "session": view["id"], "until": view["until"],
+                                               "width": live.LIVE_WIDTH}}
 
 
 # --------------------------------------------------------------------------- the view check (C6)
@@ -424,7 +425,7 @@ def check_offline(central) -> list[dict]:
 def periodic(central):
     return [every(OFFLINE_CHECK_SECONDS, functools.partial(check_offline, central), name="camera offline check",
                   lock=central.decision_lock),
-            every(OFFLINE_CHECK_SECONDS, functools.partial(live.expire_sessions, central), name="live view expiry",
+            every(OFFLINE_CHECK_SECONDS, functools.partial(live.expire_views, central), name="live view expiry",
                   lock=central.decision_lock)]
 
 

@@ -3,7 +3,7 @@
 
 C7 says no monitoring on the basis of protected characteristics. The system cannot
 read minds, but it can make each person's monitoring visible to the Director: every
-incident, request, imminent-danger use, live session and footage view, per staff
+incident, request, imminent-danger use, live view and footage view, per staff
 member, so a pattern stands out.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _activity_counts(incidents, requests, imminent, live, footage) -> dict:
             "imminent_danger_uses": len(imminent),
             "imminent_not_justified": sum(u["review"] == "not_justified" for u in imminent),
             "imminent_without_incident": sum(not u["incident"] for u in imminent),
-            "live_sessions": len(live),
+            "live_views": len(live),
             "footage_views": sum(e["action"] != "footage.refused" for e in footage),
             "footage_refused": sum(e["action"] == "footage.refused" for e in footage)}
 
@@ -64,19 +64,19 @@ def _person_activity(central, user: dict, since, until, footage_entries: list[di
     imminent = [{k: r[k] for k in ("id", "incident", "cameras", "start", "end", "reason", "requested_at")}
                 | {"review": r["review"] and r["review"]["finding"]}
                 for r in mine if r["kind"] == "imminent_danger"]
-    live = [s for s in central.records.search("live_sessions", user=uid)
-            if _within(_when(s.get("opened_at")), since, until)]
+    live = [v for v in central.records.search("live_views", user=uid)
+            if _within(_when(v.get("opened_at")), since, until)]
     footage = [{k: e[k] for k in ("seq", "ts", "action", "target", "refs", "why")}
                for e in footage_entries if e["actor"] == uid]
     return {"user": uid, "name": user["name"], "disabled": bool(user.get("disabled")),
             "counts": _activity_counts(incidents, requests, imminent, live, footage),
             "incidents": incidents, "requests": requests, "imminent_danger": imminent,
-            "live_sessions": live, "footage": footage}
+            "live_views": live, "footage": footage}
 
 
 @op("report.oversight", "director")
 def oversight_report(central, caller, args):
-    """Each staff member's monitoring: incidents, requests, imminent danger, live sessions, footage views."""
+    """Each staff member's monitoring: incidents, requests, imminent danger, live views, footage views."""
     person = person_arg(central, args, required=False)
     since = args.time("since", required=False)
     until = args.time("until", required=False)
