@@ -114,14 +114,14 @@ def test_C8_a_disabled_account_cannot_log_in(central, people):
     assert code(lambda: login(central, "sam", SAM_PASSPHRASE)) == "disabled"
 
 
-def test_logout_ends_the_session_and_is_audited(central, people):
+def test_C22_logout_ends_the_session_and_is_audited(central, people):
     token = people.login("sam")
     assert central.call("session.logout", {}, token) == {}
     assert code(lambda: central.call("session.whoami", {}, token)) == "not_authenticated"
     assert entries(central, "session.logout")[-1]["actor"] == people.ids["sam"]
 
 
-def test_no_session_no_whoami(central):
+def test_C8_no_session_no_whoami(central):
     assert code(lambda: central.call("session.whoami", {}, None)) == "not_authenticated"
     assert code(lambda: central.call("session.whoami", {}, "made-up-token")) == "not_authenticated"
 
@@ -169,13 +169,14 @@ def test_C2_the_director_creates_an_account_that_must_choose_its_own_passphrase(
 
 
 @pytest.mark.parametrize("args, expected", [
-    ({"name": "tom", "role": "director", "passphrase": "temporary-tom-1"}, "bad_request"),   # one Director only
-    ({"name": "sam", "role": "staff", "passphrase": "temporary-sam-2"}, "refused"),       # one person, one account
+    ({"name": "tom", "role": "director", "passphrase": "temporary-tom-1"}, "bad_request"),   # one Director only (C2)
+    ({"name": "sam", "role": "staff", "passphrase": "temporary-sam-2"}, "refused"),  # one person, one account (C22)
     ({"name": "tom", "role": "staff", "passphrase": "short"}, "weak_passphrase"),
     ({"name": "Tom Smith", "role": "staff", "passphrase": "temporary-tom-1"}, "bad_request"),
     ({"name": "usr-000009", "role": "staff", "passphrase": "temporary-tom-1"}, "bad_request"),  # looks like an id
 ])
-def test_user_create_refuses_what_the_rules_forbid(central, people, args, expected):
+def test_C2_C22_user_create_refuses_a_second_director_a_second_account_and_bad_input(central, people, args,
+                                                                                     expected):
     assert code(lambda: create(people, "director", **args)) == expected
     assert sorted(u["name"] for u in people.call("director", "user.list")["users"]) == ["director", "ivy", "sam",
                                                                                         "sue"]
@@ -184,9 +185,8 @@ def test_user_create_refuses_what_the_rules_forbid(central, people, args, expect
 def test_C2_only_the_director_herself_creates_accounts(central, people):
     designate(people, central, "sam")
     assert refusal(lambda: create(people, "sam", name="tom", role="staff",
-                                       passphrase="temporary-tom-1")) == ("refused", "C2")
-    assert code(lambda: create(people, "ivy", name="tom", role="staff",
-                                    passphrase="temporary-tom-1")) == "forbidden"
+                                  passphrase="temporary-tom-1")) == ("refused", "C2")
+    assert code(lambda: create(people, "ivy", name="tom", role="staff", passphrase="temporary-tom-1")) == "forbidden"
 
 
 # --------------------------------------------------------------------------- user.reset_passphrase, user.unlock
@@ -253,7 +253,7 @@ def test_C8_the_director_disables_and_re_enables_an_account(central, people):
             and e["action"] in ("user.disable", "user.enable")] == ["user.disable", "user.enable"]
 
 
-def test_user_set_disabled_refusals(central, people):
+def test_C8_user_set_disabled_refusals(central, people):
     people.login("sam")
     assert code(lambda: people.call("ivy", "user.set_disabled", user="sam", disabled=True)) == "forbidden"
     assert code(lambda: people.call("director", "user.set_disabled", user="director", disabled=True)) == "refused"
@@ -285,7 +285,7 @@ def test_C8_a_person_changes_her_own_passphrase(central, people):
     assert entries(central, "user.change_passphrase")[-1]["actor"] == people.ids["sam"]
 
 
-def test_user_change_passphrase_refusals(central, people):
+def test_C8_user_change_passphrase_refusals(central, people):
     people.login("sam")
     assert code(lambda: people.call("sam", "user.change_passphrase", old="not-sams-passphrase",
                                     new="sams-new-choice-1")) == "wrong_passphrase"
