@@ -32,9 +32,9 @@ class NodeConfig:
     upload_timeout: float = 60.0
     retry_max_seconds: float = 30.0
     # control channel (appliance/node/control.py, docs/node-protocol.md)
-    control_seconds: float = 2.0        # how often the node asks the central for status, masks, live sessions
+    control_seconds: float = 2.0        # how often the node asks the central for status, masks, live views
     view_check_seconds: int = 600       # a fresh snapshot this often, for the central's view-change check (C6)
-    live_interval_seconds: float = 1.0  # one live frame per this many seconds while a session is open (C8)
+    live_interval_seconds: float = 1.0  # one live frame per this many seconds while a live view is open (C8)
 
 
 @dataclass

@@ -7,7 +7,7 @@ ever opened here. It serves two things on one event loop:
 
 Every API operation goes through `Central.call`, which resolves the session,
 checks the caller's role (appliance.rules.registry), and runs the operation under the
-policy lock so that two terminals cannot race a decision.
+decision lock so that two terminals cannot race a decision.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import nacl.signing
 
+from appliance.background import every
 from appliance.rules import registry as ops_mod
 from appliance.custody.archive import Archive
 from appliance.custody.audit import AuditLog
@@ -39,6 +40,7 @@ from appliance.custody.records import open_records
 log = logging.getLogger("custodian.central")
 
 SESSION_IDLE = timedelta(minutes=15)
+CHECKPOINT_SECONDS = 300            # a signed checkpoint this often when the audit log grew
 
 
 class Clock:
@@ -295,15 +297,14 @@ class Central:
     def background_tasks(self):
         """Periodic work: retention sweeps, camera-offline checks, notification retries, checkpoints."""
         from appliance.rules.catalog import periodic_tasks
-        return periodic_tasks(self) + [self._checkpoint_loop()]
+        return periodic_tasks(self) + [every(CHECKPOINT_SECONDS, self._checkpoint_if_grown, name="audit checkpoints",
+                                             wait_first=True)]
 
-    async def _checkpoint_loop(self, every_seconds: float = 300) -> None:
-        """Sign a checkpoint every few minutes when the log grew, so the heads nodes hold stay fresh."""
-        while True:
-            await asyncio.sleep(every_seconds)
-            head = self.audit.head()
-            if head is None or head["checkpoint"]["seq"] < self.audit.next_seq - 1:
-                await asyncio.to_thread(self.audit.checkpoint)
+    def _checkpoint_if_grown(self) -> None:
+        """Sign a checkpoint when the log grew since the last one, so the heads nodes hold stay fresh."""
+        head = self.audit.head()
+        if head is None or head["checkpoint"]["seq"] < self.audit.next_seq - 1:
+            self.audit.checkpoint()
 
 
 def _group_socket(sock: Path) -> None:

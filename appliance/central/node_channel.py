@@ -2,7 +2,7 @@
 
 The protocol is specified in docs/node-protocol.md. In short, a node asks
 `GET /v1/nodes/<camera>/control` what it may do and sends images with
-`PUT /v1/nodes/<camera>/snapshot` and `PUT /v1/nodes/<camera>/live/<session>`.
+`PUT /v1/nodes/<camera>/snapshot` and `PUT /v1/nodes/<camera>/live/<view>`.
 Every request is signed by the node's enrolled Ed25519 key over
 `METHOD\\nPATH\\nTIME\\nsha256(body)`, and TIME must be greater than the last one
 accepted from that camera (a captured request cannot be replayed). Images arrive
@@ -56,8 +56,8 @@ class NodeHub:
         self._persisted: dict[str, float] = {}
         self.last_seen: dict[str, datetime] = {}
         self.snapshots: dict[str, dict] = {}     # camera -> image + received_at
-        self.live: dict[str, dict] = {}          # camera -> image + received_at + session
-        self.live_frames: dict[str, int] = {}    # session -> frames received
+        self.live: dict[str, dict] = {}          # camera -> image + received_at + view
+        self.live_frames: dict[str, int] = {}    # live view -> frames received
         self.segment_seconds: dict[tuple[str, int], int] = {}   # (camera, head seq) -> segment length
 
     def accept_time(self, cam: dict, time_us: int) -> None:
@@ -84,17 +84,17 @@ class NodeHub:
         seen = self.last_seen.get(camera)
         return seen is not None and (self.central.now() - seen).total_seconds() <= ONLINE_SECONDS
 
-    def store_live(self, camera: str, session: str, image: dict) -> None:
+    def store_live(self, camera: str, view: str, image: dict) -> None:
         with self.lock:
-            self.live[camera] = dict(image, session=session)
-            self.live_frames[session] = self.live_frames.get(session, 0) + 1
+            self.live[camera] = dict(image, view=view)
+            self.live_frames[view] = self.live_frames.get(view, 0) + 1
 
     def live_frames_received(self, view: str) -> int:
         with self.lock:
             return self.live_frames.pop(view, 0)
 
     def live_frame(self, camera: str, since: datetime) -> dict | None:
-        """The camera's latest live frame, if it arrived after `since` (the session's start)."""
+        """The camera's latest live frame, if it arrived after `since` (the live view's start)."""
         with self.lock:
             frame = self.live.get(camera)
         if frame is None or frame["received_at"] < since:
@@ -187,14 +187,14 @@ def receive_snapshot(central, cam: dict, body: bytes) -> dict:
     return {"ok": True}
 
 
-def receive_live(central, cam: dict, session_id: str, body: bytes) -> dict:
-    from appliance.rules.live import session_is_open
+def receive_live(central, cam: dict, view_id: str, body: bytes) -> dict:
+    from appliance.rules.live import view_is_open
 
-    session = central.records.get("live_sessions", session_id) if valid_id(session_id) else None
-    if session is None or session["camera"] != cam["id"] or not session_is_open(central, session):
-        raise NodeRefused(409, f"no open live session {session_id!r} on camera {cam['id']}: frame dropped")
+    view = central.records.get("live_views", view_id) if valid_id(view_id) else None
+    if view is None or view["camera"] != cam["id"] or not view_is_open(central, view):
+        raise NodeRefused(409, f"no open live view {view_id!r} of camera {cam['id']}: frame dropped")
     image = open_image(central, body)
-    central.nodes.store_live(cam["id"], session_id, image)
+    central.nodes.store_live(cam["id"], view_id, image)
     return {"ok": True}
 
 
@@ -207,7 +207,7 @@ def _request_work(central, request_info: dict, body: bytes):
         return control_answer(central, cam, int(headers[HEADER_TIME]))
     if kind == "snapshot":
         return receive_snapshot(central, cam, body)
-    return receive_live(central, cam, request_info["session"], body)
+    return receive_live(central, cam, request_info["view"], body)
 
 
 def add_node_routes(app: web.Application, host) -> None:
@@ -222,7 +222,7 @@ def add_node_routes(app: web.Application, host) -> None:
                 return web.json_response({"error": "image too large"}, status=413)
         body = await request.read()
         info = {"kind": kind, "camera": request.match_info["camera"], "method": request.method,
-                "path": request.raw_path, "headers": request.headers, "session": request.match_info.get("session")}
+                "path": request.raw_path, "headers": request.headers, "view": request.match_info.get("view")}
         try:
             result = await asyncio.to_thread(_request_work, host, info, body)
         except NodeRefused as e:
@@ -253,7 +253,7 @@ def add_node_routes(app: web.Application, host) -> None:
 
     app.router.add_get("/v1/nodes/{camera}/control", control)
     app.router.add_put("/v1/nodes/{camera}/snapshot", snapshot)
-    app.router.add_put("/v1/nodes/{camera}/live/{session}", live)
+    app.router.add_put("/v1/nodes/{camera}/live/{view}", live)
     app.middlewares.append(placement_gate)
 
 

@@ -12,7 +12,6 @@ Nothing is sent off-site but the alert text itself: never footage, never stills.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import shlex
@@ -22,6 +21,7 @@ import threading
 from datetime import timedelta
 from email.message import EmailMessage
 
+from appliance.background import every
 from appliance.rules.registry import iso, parse_iso
 from appliance.wording import when
 
@@ -29,6 +29,7 @@ log = logging.getLogger("custodian.notify")
 
 RETRY_BASE = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=1)
+RETRY_CHECK_SECONDS = 10           # how often deliveries due for a retry are looked for
 COMMAND_TIMEOUT = 30
 
 
@@ -103,8 +104,4 @@ class Notifier:
             raise RuntimeError(f"unknown channel {channel}")
 
     def periodic(self):
-        async def retry_loop():
-            while True:
-                await asyncio.sleep(10)
-                await asyncio.to_thread(self.deliver_due)
-        return [retry_loop()]
+        return [every(RETRY_CHECK_SECONDS, self.deliver_due, name="alert delivery retries", wait_first=True)]

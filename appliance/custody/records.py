@@ -55,11 +55,9 @@ __all__ = [
 # so a typo ("incident") cannot silently create a new, empty table. Add a table here.
 TABLES: dict[str, str] = {
     "users": "usr",
-    "sessions": "ses",
     "cameras": "cam",
     "incidents": "inc",
     "requests": "req",
-    "approvals": "apr",
     "grants": "grt",
     "holds": "hld",
     "instruments": "ins",
@@ -73,7 +71,7 @@ TABLES: dict[str, str] = {
     "outbox": "out",
     "counsel": "cns",      # legal.py: counsel consultations per instrument (C13, C14)
     "releases": "rel",     # legal.py: releases to law enforcement, each registered in exports (C3)
-    "live_sessions": "liv",  # live.py: live view sessions (C8)
+    "live_views": "liv",   # live.py: live views, each one person watching one camera for a while (C8)
     "invites": "inv",      # enrolment.py: pairing codes for cameras flashed by IT (hashes only)
 }
 META = "meta"  # internal: schema version, migration records, id counters
@@ -174,7 +172,42 @@ def _m2_ids_in_documents(db: TinyDB) -> None:
             meta.upsert(Document({"value": highest + 1}, doc_id=f"next_id.{name}"))
 
 
-MIGRATIONS: list[Callable[[TinyDB], None]] = [_m1_baseline, _m2_ids_in_documents]
+def _m3_drop_unused_tables(db: TinyDB) -> None:
+    """v3: the `sessions` and `approvals` tables go, with their id counters.
+
+    Nothing ever used them: logins live in the central's memory, and a request's
+    decision is in the request and its grant. The backup made before migrating keeps
+    whatever a development build may have left in them.
+    """
+    meta = db.table(META)
+    for name in ("sessions", "approvals"):
+        db.drop_table(name)
+        if meta.contains(doc_id=f"next_id.{name}"):
+            meta.remove(doc_ids=[f"next_id.{name}"])
+
+
+def _m4_live_views(db: TinyDB) -> None:
+    """v4: `live_sessions` becomes `live_views` ("session" means a login only); its
+    documents, ids (`liv-...`) and id counter stay as they were."""
+    _rename_table(db, "live_sessions", "live_views")
+
+
+def _rename_table(db: TinyDB, old: str, new: str) -> None:
+    if old in db.tables():
+        documents = db.table(old).all()
+        target = db.table(new)
+        for doc in documents:
+            target.insert(Document(dict(doc), doc_id=doc.doc_id))
+        db.drop_table(old)
+    meta = db.table(META)
+    counter = meta.get(doc_id=f"next_id.{old}")
+    if counter is not None:
+        meta.upsert(Document({"value": counter["value"]}, doc_id=f"next_id.{new}"))
+        meta.remove(doc_ids=[f"next_id.{old}"])
+
+
+MIGRATIONS: list[Callable[[TinyDB], None]] = [_m1_baseline, _m2_ids_in_documents, _m3_drop_unused_tables,
+                                              _m4_live_views]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -502,14 +502,14 @@ class NodeControl(threading.Thread):
             return
         units, at = taken
         self._last_live = now
-        session = str(self.live.get("session", ""))
-        status = self._send_image(f"/v1/nodes/{self.client.camera}/live/{session}", units, at,
+        view = str(self.live.get("view", ""))
+        status = self._send_image(f"/v1/nodes/{self.client.camera}/live/{view}", units, at,
                                   int(self.live.get("width") or SNAPSHOT_WIDTH))
         if status == 200:
             self.live_sent += 1
         elif status is not None:
             self.live_refused += 1
-            self.live = None             # the session is over: wait for the central's next word
+            self.live = None             # the live view is over: wait for the central's next word
 
     def _send_image(self, path: str, units: list[bytes], at: datetime, width: int) -> int | None:
         frame_size = (self.cfg.camera.width, self.cfg.camera.height)

@@ -15,15 +15,18 @@ import hashlib
 from datetime import datetime
 from pathlib import Path
 
+from appliance.background import every
 from appliance.custody import keys as keys_mod
 from appliance.errors import ArchiveSealed, WeakPassphrase, WrongPassphrase, WrongRecoveryCode
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import DIRECTOR_HERSELF, ANYONE, DIRECTOR, DIRECTOR_OR_IT, iso, op, parse_iso
+from appliance.rules.auditing import audit_action, audit_login_attempt
+from appliance.rules.registry import ANYONE, DIRECTOR, DIRECTOR_HERSELF, DIRECTOR_OR_IT, Caller, iso, op, parse_iso
 from appliance.wording import role_name, when
 
 LOCKOUT_FAILURES = 5
 LOCKOUT_MINUTES = 15
 MIN_PASSPHRASE = 10
+SLOT_CHECK_SECONDS = 60             # how soon an ended acting period's key slot goes
 POLICY_FILE = Path(__file__).with_name("library-policy.txt")   # the library's policy, as approved
 USER_NAME = r"^[a-z][a-z0-9._-]{1,31}$"
 ACCOUNT_ID = r"^usr-\d+$"           # a login name may not look like one: operations take either
@@ -139,15 +142,15 @@ def login(central, caller, args):
     user = _user_by_name(central, name)
     now = central.now()
     if user is None:
-        central.audit.append(name, "session.login_failed", details={"reason": "unknown user"})
+        audit_login_attempt(central, name, "session.login_failed", {"reason": "unknown user"})
         raise WrongPassphrase("unknown user or wrong passphrase")
     if user.get("disabled"):
-        central.audit.append(user["id"], "session.login_failed", details={"reason": "disabled"})
+        audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "disabled"})
         if not keys_mod.verify_passphrase(user["pass_hash"], passphrase):
             raise WrongPassphrase("unknown user or wrong passphrase")   # no hint that the account exists
         raise Refused("this account is disabled: ask the Director", code="disabled")
     if user.get("locked_until") and parse_iso(user["locked_until"]) > now:
-        central.audit.append(user["id"], "session.login_failed", details={"reason": "locked"})
+        audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "locked"})
         raise Refused(f"too many failed logins: locked until {when(user['locked_until'])}; "
                       f"{_who_unlocks(central, user)}", code="locked")
     if not keys_mod.verify_passphrase(user["pass_hash"], passphrase):
@@ -157,23 +160,24 @@ def login(central, caller, args):
             from datetime import timedelta
 
             fields.update(failed_logins=0, locked_until=iso(now + timedelta(minutes=LOCKOUT_MINUTES)))
-            central.audit.append(user["id"], "user.locked", details={"failures": failures})
+            audit_login_attempt(central, user["id"], "user.locked", {"failures": failures})
             if user["role"] == "director":
                 central.alert("lockout", f"the Director's account {user['name']} was locked after "
                                          f"{failures} failed logins")
         central.records.update("users", user["id"], fields)
-        central.audit.append(user["id"], "session.login_failed", details={"reason": "wrong passphrase"})
+        audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "wrong passphrase"})
         raise WrongPassphrase("unknown user or wrong passphrase")
     central.records.update("users", user["id"], {"failed_logins": 0, "locked_until": None,
                                                  "last_login": iso(now)})
     token = central.new_session(user)
     acting = acting_director_now(central, user)
+    person = Caller(user_id=user["id"], name=user["name"], role=user["role"], session=token, acting_director=acting)
     if (acting and not user.get("must_change_passphrase") and not central.custody.is_sealed
             and not has_slot(central, user["name"])):
         # The acting director gets her own key slot while the archive is open (removed at period end).
         central.keys.add_passphrase_slot(central.custody.private_key(), user["name"], passphrase)
-        central.audit.append(user["id"], "keys.slot_added", details={"acting_director": True})
-    central.audit.append(user["id"], "session.login", role=user["role"], details={"acting_director": acting})
+        audit_action(central, person, "keys.slot_added", with_role=False)
+    audit_action(central, person, "session.login", details={"acting_director": acting})   # named even when false
     return {"token": token, "user": public_user(user) | {"acting_director": acting},
             "must_acknowledge_policy": (user.get("policy_ack") or {}).get("version") != policy_version(),
             "must_change_passphrase": bool(user.get("must_change_passphrase"))}
@@ -184,7 +188,7 @@ def logout(central, caller, args):
     """End this session."""
     args.done()
     central.sessions.pop(caller.session, None)
-    central.audit.append(caller.user_id, "session.logout")
+    audit_action(central, caller, "session.logout", with_role=False)
     return {}
 
 
@@ -213,7 +217,7 @@ def acknowledge_policy(central, caller, args):
     if version != policy_version():
         raise BadRequest("that is not the current policy version: read it again")
     central.records.update("users", caller.user_id, {"policy_ack": {"version": version, "at": iso(central.now())}})
-    central.audit.append(caller.user_id, "policy.acknowledge", details={"version": version})
+    audit_action(central, caller, "policy.acknowledge", details={"version": version}, with_role=False)
     return {"acknowledged": True}
 
 
@@ -237,8 +241,7 @@ def create_user(central, caller, args):
     passphrase = args.str("passphrase", max_len=1024)
     args.done()
     user = create_user_record(central.records, name, role, passphrase, now=central.now(), must_change=True)
-    central.audit.append(caller.user_id, "user.create", role=caller.role, target=user["id"],
-                         details={"name": name, "role": role})
+    audit_action(central, caller, "user.create", target=user["id"], details={"name": name, "role": role})
     return {"user": public_user(user)}
 
 
@@ -281,7 +284,7 @@ def reset_passphrase(central, caller, args):
         "pass_hash": keys_mod.hash_passphrase(passphrase), "must_change_passphrase": True,
         "failed_logins": 0, "locked_until": None})
     _end_sessions(central, target["id"])
-    central.audit.append(caller.user_id, "user.reset_passphrase", role=caller.role, target=target["id"])
+    audit_action(central, caller, "user.reset_passphrase", target=target["id"])
     return {"user": public_user(central.records.get("users", target["id"]))}
 
 
@@ -293,7 +296,7 @@ def unlock(central, caller, args):
     args.done()
     _may_manage(central, caller, target)
     central.records.update("users", target["id"], {"failed_logins": 0, "locked_until": None})
-    central.audit.append(caller.user_id, "user.unlock", role=caller.role, target=target["id"])
+    audit_action(central, caller, "user.unlock", target=target["id"])
     return {}
 
 
@@ -312,7 +315,7 @@ def set_disabled(central, caller, args):
             central.keys.remove_slot(target["name"])
             central.audit.append("system", "keys.slot_removed", target=target["id"],
                                  details={"reason": "account disabled"})
-    central.audit.append(caller.user_id, "user.disable" if disabled else "user.enable", target=target["id"])
+    audit_action(central, caller, "user.disable" if disabled else "user.enable", target=target["id"], with_role=False)
     return {}
 
 
@@ -326,18 +329,18 @@ def change_passphrase(central, caller, args):
     args.done()
     user = _get_user(central, caller.user_id)
     if not keys_mod.verify_passphrase(user["pass_hash"], old):
-        central.audit.append(caller.user_id, "user.change_passphrase_failed")
+        audit_action(central, caller, "user.change_passphrase_failed", with_role=False)
         raise WrongPassphrase("the current passphrase is wrong")
     validate_passphrase(new)
     if new == old:
         raise BadRequest("the new passphrase must differ from the old one")
     if has_slot(central, user["name"]):
         central.keys.change_passphrase(user["name"], old, new)
-        central.audit.append(caller.user_id, "keys.slot_rewrapped")
+        audit_action(central, caller, "keys.slot_rewrapped", with_role=False)
     central.records.update("users", caller.user_id, {"pass_hash": keys_mod.hash_passphrase(new),
                                                      "must_change_passphrase": False})
     _end_sessions(central, caller.user_id, keep=caller.session)   # e.g. whoever knew the temporary one
-    central.audit.append(caller.user_id, "user.change_passphrase")
+    audit_action(central, caller, "user.change_passphrase", with_role=False)
     return {}
 
 
@@ -368,8 +371,8 @@ def designate_acting(central, caller, args):
     period = {"start": iso(start), "end": iso(end), "why": why, "designated_by": caller.user_id,
               "designated_at": iso(central.now()), "revoked": None}
     central.records.update("users", target["id"], lambda u: u["acting_periods"].append(period))
-    central.audit.append(caller.user_id, "director.designate_acting", role="director", target=target["id"],
-                         why=why, details={"start": period["start"], "end": period["end"]})
+    audit_action(central, caller, "director.designate_acting", target=target["id"], why=why,
+                 details={"start": period["start"], "end": period["end"]})
     return {"period": period}
 
 
@@ -390,24 +393,14 @@ def revoke_acting(central, caller, args):
     if has_slot(central, target["name"]):
         central.keys.remove_slot(target["name"])
     _end_sessions(central, target["id"])
-    central.audit.append(caller.user_id, "director.revoke_acting", role="director", target=target["id"])
+    audit_action(central, caller, "director.revoke_acting", target=target["id"])
     return {}
 
 
 def periodic(central):
     """Remove acting directors' key slots soon after their period ends."""
-    import asyncio
-
-    async def slots_loop():
-        while True:
-            await asyncio.sleep(60)
-            await asyncio.to_thread(_locked, central, remove_expired_slots)
-    return [slots_loop()]
-
-
-def _locked(central, fn):
-    with central.decision_lock:
-        fn(central)
+    return [every(SLOT_CHECK_SECONDS, functools.partial(remove_expired_slots, central),
+                  name="removing ended acting directors' key slots", lock=central.decision_lock, wait_first=True)]
 
 
 def remove_expired_slots(central) -> None:
@@ -445,12 +438,12 @@ def unseal(central, caller, args):
         else:
             central.custody.unseal_with_recovery(recovery)
     except (WrongPassphrase, WrongRecoveryCode) as e:
-        central.audit.append(caller.user_id, "archive.unseal_failed", role=caller.role,
-                             details={"method": "passphrase" if passphrase else "recovery"})
+        audit_action(central, caller, "archive.unseal_failed",
+                     details={"method": "passphrase" if passphrase else "recovery"})
         raise e
-    central.audit.append(caller.user_id, "archive.unseal", role=caller.role,
-                         details={"method": "passphrase" if passphrase else "recovery",
-                                  "acting_director": caller.acting_director})
+    audit_action(central, caller, "archive.unseal",     # the capacity named even when false
+                 details={"method": "passphrase" if passphrase else "recovery",
+                          "acting_director": caller.acting_director})
     central.wake_watchers()   # every open screen shows the seal at once
     return {"sealed": False}
 
@@ -460,7 +453,7 @@ def seal(central, caller, args):
     """Seal the archive: recording goes on, review and export stop until unsealed."""
     args.done()
     central.custody.seal()
-    central.audit.append(caller.user_id, "archive.seal", role=caller.role)
+    audit_action(central, caller, "archive.seal")
     central.wake_watchers()
     return {"sealed": True}
 

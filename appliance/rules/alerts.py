@@ -20,6 +20,7 @@ never counts as a person's activity.
 from __future__ import annotations
 
 from appliance.errors import NotFound
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import ANYONE, iso, op, parse_iso
 
 # What IT is told: the health of what it runs. Nothing about people (C8: IT runs the system).
@@ -96,10 +97,7 @@ def acknowledge_alert(central, caller, args):
         if caller.is_director:
             doc["acknowledged"] = True
     updated = central.records.update("alerts", alert_id, add)
-    details = {"kind": alert["kind"]}
-    if caller.acting_director:
-        details["acting_director"] = True
-    central.audit.append(caller.user_id, "alert.acknowledge", role=caller.role, target=alert_id, details=details)
+    audit_action(central, caller, "alert.acknowledge", target=alert_id, details={"kind": alert["kind"]})
     return {"alert": _view(caller, updated)}
 
 
@@ -189,15 +187,15 @@ def _director_items(central, caller) -> list[dict]:
 
 def _staff_items(central, caller) -> list[dict]:
     from appliance.rules.incidents import grant_is_active
-    from appliance.rules.live import session_is_open
+    from appliance.rules.live import view_is_open
 
     mine = [r for r in central.records.all("requests") if r["requested_by"] == caller.user_id]
     pending = [r["id"] for r in mine if r["status"] == "pending"]
     owed = [r["id"] for r in mine if r["kind"] == "imminent_danger" and not r["incident"]]
     grants = [g["id"] for g in central.records.all("grants")
               if caller.user_id in g["holders"] and grant_is_active(central, g)]
-    live = [s["id"] for s in central.records.search("live_sessions", user=caller.user_id, closed_at=None)
-            if session_is_open(central, s)]
+    live = [v["id"] for v in central.records.search("live_views", user=caller.user_id, closed_at=None)
+            if view_is_open(central, v)]
     now = central.now()
     notices = [n["id"] for n in central.records.all("notices")
                if n["status"] == "active" and parse_iso(n["expires_at"]) > now]
@@ -213,7 +211,7 @@ def _staff_items(central, caller) -> list[dict]:
         items.append(_item("my_grants", len(grants), f"{_plural(len(grants), 'active grant')}: footage you may "
                            "review", "info", ids=grants))
     if live:
-        items.append(_item("my_live_sessions", len(live), f"{_plural(len(live), 'live session')} open", "info",
+        items.append(_item("my_live_views", len(live), f"{_plural(len(live), 'live view')} open", "info",
                            ids=live))
     if notices:
         items.append(_item("notices", len(notices), f"{_plural(len(notices), 'suspension notice')} in force",

@@ -22,7 +22,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import ANYONE, DIRECTOR, Scope, iso, op, parse_iso
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import ANYONE, DIRECTOR, iso, op, parse_iso, Scope
 from appliance.wording import role_name, when
 
 STEPS = ("contain", "check_unauthorised_access", "retrieve_copies", "investigate", "review_adequacy",
@@ -70,11 +71,7 @@ def _not_future(central, args, t: datetime, name: str) -> None:
 
 
 def _audit(central, caller, action: str, breach_id: str, *, why: str | None = None, details: dict | None = None):
-    details = dict(details or {})
-    if caller.acting_director:
-        details["acting_director"] = True
-    central.audit.append(caller.user_id, action, role=caller.role, target=breach_id, refs={"breach": breach_id},
-                         why=why, details=details)
+    audit_action(central, caller, action, target=breach_id, refs={"breach": breach_id}, why=why, details=details)
 
 
 def _window(central, breach: dict, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:

@@ -16,18 +16,20 @@ Operations reference: docs/api/cameras.md. Live view (C8) is in appliance/rules/
 """
 from __future__ import annotations
 
-import asyncio
 import base64
+import functools
 import hashlib
 import logging
 from datetime import timedelta
 
+from appliance.background import every
 from appliance.rules.accounts import policy_text
 from appliance.custody.archive import check_camera_id
 from appliance.errors import CustodianError, SegmentError
 from appliance.rules import live
 from appliance.rules.ports import public_image
 from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import ANYONE, DIRECTOR, DIRECTOR_OR_IT, iso, op, parse_iso
 from appliance.wording import when
 
@@ -148,8 +150,8 @@ def enroll(central, caller, args):
     if central.records.search("cameras", key=key):
         raise Refused("this node key is already enrolled for another camera: one node, one camera")
     insert_new_camera(central, camera, key, category, location, caller.user_id)
-    central.audit.append(caller.user_id, "camera.enroll", role=caller.role, target=camera,
-                         details={"category": category, "location": location, "key": key})
+    audit_action(central, caller, "camera.enroll", target=camera,
+                 details={"category": category, "location": location, "key": key})
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
@@ -171,8 +173,7 @@ def snapshot(central, caller, args):
     if image is None:
         raise NotFound(f"camera {camera} has not sent a view since the central started: it sends one "
                        "within a few seconds of asking the central for its status")
-    central.audit.append(caller.user_id, "camera.snapshot_view", role=caller.role, target=camera,
-                         details={"snapshot_at": image["at"]})
+    audit_action(central, caller, "camera.snapshot_view", target=camera, details={"snapshot_at": image["at"]})
     return {"camera": camera, **public_image(image)}
 
 
@@ -222,9 +223,8 @@ def approve_placement(central, caller, args):
     central.records.update("cameras", camera, {
         "status": "approved", "placement": placement, "reference": make_reference(image),
         "view_changed": False, "view_difference": 0, "offline_since": None})
-    central.audit.append(caller.user_id, "camera.approve_placement", role=caller.role, target=camera, why=note,
-                         details={"snapshot_at": image["at"], "snapshot_sha256": digest,
-                                  "previous_status": cam["status"]})
+    audit_action(central, caller, "camera.approve_placement", target=camera, why=note,
+                 details={"snapshot_at": image["at"], "snapshot_sha256": digest, "previous_status": cam["status"]})
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
@@ -238,8 +238,8 @@ def reject_placement(central, caller, args):
     if cam["status"] == "approved" and not cam.get("view_changed"):
         raise Refused(f"camera {camera} is approved and its view has not changed: retire it instead")
     central.records.update("cameras", camera, {"status": "rejected"})
-    central.audit.append(caller.user_id, "camera.reject_placement", role=caller.role, target=camera, why=note,
-                         details={"previous_status": cam["status"]})
+    audit_action(central, caller, "camera.reject_placement", target=camera, why=note,
+                 details={"previous_status": cam["status"]})
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
@@ -259,8 +259,8 @@ def set_masks(central, caller, args):
         if x >= width or y >= height:
             raise BadRequest(f"mask {[x, y, w, h]} starts outside the camera's {width}x{height} picture")
     central.records.update("cameras", camera, {"masks": [list(m) for m in masks]})
-    central.audit.append(caller.user_id, "camera.set_masks", role=caller.role, target=camera, why=why,
-                         details={"masks": masks, "previous": cam.get("masks", [])})
+    audit_action(central, caller, "camera.set_masks", target=camera, why=why,
+                 details={"masks": masks, "previous": cam.get("masks", [])})
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
@@ -273,10 +273,9 @@ def retire(central, caller, args):
     cam = in_service(central, camera)
     central.records.update("cameras", camera, {"status": "retired", "retired_at": iso(central.now()),
                                                "retired_by": caller.user_id})
-    live.close_camera_sessions(central, camera, "camera retired")
+    live.close_camera_views(central, camera, "camera retired")
     central.reload_cameras()
-    central.audit.append(caller.user_id, "camera.retire", role=caller.role, target=camera, why=why,
-                         details={"previous_status": cam["status"]})
+    audit_action(central, caller, "camera.retire", target=camera, why=why, details={"previous_status": cam["status"]})
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
 
 
@@ -290,10 +289,11 @@ def control_for(central, cam: dict) -> dict:
     stale = image is not None and central.now() - image["received_at"] > PLACEMENT_REFRESH
     wanted = cam["status"] != "retired" and (image is None or not shows_masks(image, cam)
                                              or (cam["status"] != "approved" and stale))
-    session = live.current_session(central, cam["id"]) if cam["status"] == "approved" else None
+    view = live.current_view(central, cam["id"]) if cam["status"] == "approved" else None
+    # `session`: the same id, for nodes installed before the live view had its own name.
     return {"status": cam["status"], "masks": cam.get("masks", []), "snapshot_wanted": wanted,
-            "live": None if session is None else {"session": session["id"], "until": session["until"],
-                                                  "width": live.LIVE_WIDTH}}
+            "live": None if view is None else {"view": view["id"], "session": view["id"], "until": view["until"],
+                                               "width": live.LIVE_WIDTH}}
 
 
 # --------------------------------------------------------------------------- the view check (C6)
@@ -423,23 +423,11 @@ def check_offline(central) -> list[dict]:
     return alerts
 
 
-async def _every(seconds: float, central, work) -> None:
-    while True:
-        try:
-            await asyncio.to_thread(_locked, central, work)
-        except Exception:                       # noqa: BLE001 -- a failed check must not stop the next one
-            log.exception("periodic %s failed", work.__name__)
-        await asyncio.sleep(seconds)
-
-
-def _locked(central, work):
-    with central.decision_lock:
-        return work(central)
-
-
 def periodic(central):
-    return [_every(OFFLINE_CHECK_SECONDS, central, check_offline),
-            _every(OFFLINE_CHECK_SECONDS, central, live.expire_sessions)]
+    return [every(OFFLINE_CHECK_SECONDS, functools.partial(check_offline, central), name="camera offline check",
+                  lock=central.decision_lock),
+            every(OFFLINE_CHECK_SECONDS, functools.partial(live.expire_views, central), name="live view expiry",
+                  lock=central.decision_lock)]
 
 
 # --------------------------------------------------------------------------- signage (C5)
@@ -469,8 +457,8 @@ def add_sign(central, caller, args):
            "note": note, "added_by": caller.user_id, "added_at": iso(central.now()),
            "removed_at": None, "removed_by": None, "removed_reason": None}
     sign_id = central.records.insert("signage", doc)
-    central.audit.append(caller.user_id, "signage.add", role=caller.role, target=sign_id,
-                         details={"location": location, "posted_on": doc["posted_on"]})
+    audit_action(central, caller, "signage.add", target=sign_id,
+                 details={"location": location, "posted_on": doc["posted_on"]})
     return {"sign": central.records.get("signage", sign_id)}
 
 
@@ -487,7 +475,7 @@ def remove_sign(central, caller, args):
         raise Refused(f"sign {sign_id} was already removed")
     central.records.update("signage", sign_id, {"removed_at": iso(central.now()), "removed_by": caller.user_id,
                                                 "removed_reason": reason})
-    central.audit.append(caller.user_id, "signage.remove", role=caller.role, target=sign_id, why=reason)
+    audit_action(central, caller, "signage.remove", target=sign_id, why=reason)
     if sign["entrance"] and not active_entrance_signs(central):
         central.alert("signage", "no sign at the library entrance is on record any more: the policy requires "
                                  "one at all times (C5)", sign=sign_id)

@@ -6,7 +6,7 @@ map (C1-C22, docs/policy-clauses.md) says which module enforces which clause:
     accounts   C2 C8 C22   people, roles, logins, acting director, the archive's seal
     cameras    C1 C5 C6    enrolment, placement approval, privacy masks, signage, view checks
     enrolment  C6          invitations and pairing codes for flashed cameras (they then await placement)
-    live       C4 C8       live view sessions (frames sealed in transit)
+    live       C4 C8       live views (frames sealed in transit)
     incidents  C7 C9 C17 C18 C19  incidents, requests, decisions, grants, imminent danger, outcomes
     footage    C9          segments under a grant, stills, clips (decrypted through pipes)
     legal      C3 C13 C14  instruments, counsel, releases, the export register

@@ -23,6 +23,7 @@ import nacl.signing
 
 from appliance.rules.cameras import _camera_id, _check_category, insert_new_camera, read_place
 from appliance.errors import Refused
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import DIRECTOR_OR_IT, iso, op, parse_iso
 from appliance.custody.records import valid_id
 from appliance.wording import when
@@ -69,9 +70,8 @@ def invite(central, caller, args):
            "expires_at": iso(now + INVITE_VALID), "wrong_codes": 0, "closed_at": None,
            "node_key": None, "fingerprint": None}
     invite_id = central.records.insert("invites", doc)
-    central.audit.append(caller.user_id, "camera.invite", role=caller.role, target=camera,
-                         refs={"invite": invite_id},
-                         details={"category": category, "location": location, "expires_at": doc["expires_at"],
+    audit_action(central, caller, "camera.invite", target=camera, refs={"invite": invite_id},
+                 details={"category": category, "location": location, "expires_at": doc["expires_at"],
                                   "replaced": [old["id"] for old in replaced]})
     return {"invite": invite_id, "camera": camera, "code": format_code(code), "expires_at": doc["expires_at"],
             "next": f"./flash.sh --role camera --name {camera} --invite {format_code(code)} ..."}
@@ -158,7 +158,7 @@ def check_code(central, camera: str, code: str) -> dict:
 
 
 def enrol_request(central, camera: str, body: bytes, peer: str) -> dict:
-    """Runs under the policy lock: check everything, then enrol and spend the code. Returns the answer."""
+    """Runs under the decision lock: check everything, then enrol and spend the code. Returns the answer."""
     if not valid_id(camera):
         raise _Refusal(400, "forged", "the path does not name a camera")
     doc = open_request(central, camera, body)

@@ -51,7 +51,8 @@ from appliance.custody.keys import ed25519_public_pem
 from appliance.rules.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden
 from appliance.rules.warrants import instrument_view, is_sealed
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import DIRECTOR, audit_action, iso, op, parse_iso
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import DIRECTOR, iso, op, parse_iso
 from appliance.rules.retention import free_bytes, storage_is_local
 
 

@@ -27,6 +27,7 @@ from appliance.rules.accounts import require_unsealed
 from appliance.formats.canonical import CanonicalError, parse_canonical
 from appliance.errors import SegmentError
 from appliance.errors import NotFound, Refused
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import STAFF_OR_DIRECTOR, iso, op, parse_iso
 from appliance.wording import when
 
@@ -182,14 +183,13 @@ def _granted(central, caller, grant_id: str, camera: str, start=None, end=None) 
     try:
         return check_grant(central, caller, grant_id, camera, start, end)
     except Refused as e:
-        central.audit.append(caller.user_id, "footage.refused", role=caller.role, target=camera,
-                             refs={"grant": grant_id}, why=str(e),
-                             details={"start": start and iso(start), "end": end and iso(end)})
+        audit_action(central, caller, "footage.refused", target=camera, refs={"grant": grant_id}, why=str(e),
+                     details={"start": start and iso(start), "end": end and iso(end)})
         raise
 
 
 def _deliver(central, caller, action: str, grant: dict, camera: str, window: tuple, details: dict) -> None:
-    """After a decode (which ran outside the policy lock): check again, under the lock, that the
+    """After a decode (which ran outside the decision lock): check again, under the lock, that the
     grant still stands and the archive is still unsealed; only then record the use and hand it over."""
     from appliance.rules.incidents import check_grant
 
@@ -202,11 +202,8 @@ def _deliver(central, caller, action: str, grant: dict, camera: str, window: tup
 def _audit_use(central, caller, action: str, grant: dict, camera: str, details: dict) -> None:
     why = (f"{grant['kind']} for incident {grant['incident']}" if grant.get("incident")
            else f"{grant['kind']} (no incident linked yet)")
-    if caller.acting_director:
-        details = details | {"acting_director": True}
-    refs = {"grant": grant["id"], "incident": grant.get("incident"), "request": grant.get("request")}
-    central.audit.append(caller.user_id, action, role=caller.role, target=camera,
-                         refs={k: v for k, v in refs.items() if v}, why=why, details=details)
+    audit_action(central, caller, action, target=camera, why=why, details=details,
+                 refs={"grant": grant["id"], "incident": grant.get("incident"), "request": grant.get("request")})
 
 
 @op("footage.segments", STAFF_OR_DIRECTOR, concurrent=True)

@@ -18,16 +18,15 @@ in the `requests` table with kind "imminent_danger".
 """
 from __future__ import annotations
 
-import asyncio
-import logging
+import functools
 from datetime import datetime, timedelta
 
+from appliance.background import every
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import ANYONE, DIRECTOR, STAFF_OR_DIRECTOR, Scope, audit_action, iso, op, parse_iso
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import ANYONE, DIRECTOR, STAFF_OR_DIRECTOR, Caller, iso, op, parse_iso, Scope
 from appliance.custody.records import valid_id
 from appliance.wording import when
-
-log = logging.getLogger("custodian.incidents")
 
 GROUNDS = ("criminal_activity", "litigation", "conduct_violation")  # C9: the only allowed grounds
 OUTCOMES = ("no_action", "corrective_action", "law_enforcement_referral", "insufficient_evidence")
@@ -257,16 +256,19 @@ def _narrowed_scope(request: dict, cameras: list[str], start: datetime | None, e
     return cameras, start, end
 
 
-def _place_hold(central, grant: dict, kind: str, why: str, placed_by: str, role: str) -> str:
-    """Hold a grant's footage from retention until the Director releases it (C12, C20)."""
+def _place_hold(central, grant: dict, kind: str, why: str, by: Caller | None) -> str:
+    """Hold a grant's footage from retention until the Director releases it (C12, C20).
+    `by`: the person whose decision places it, or None when the system does (imminent danger)."""
     refs = {k: grant[k] for k in ("incident", "request") if grant[k]}
     hold = {"kind": kind, "cameras": grant["cameras"], "start": grant["start"], "end": grant["end"],
-            "refs": refs, "why": why, "placed_by": placed_by, "placed_at": iso(central.now()),
+            "refs": refs, "why": why, "placed_by": by.user_id if by else "system", "placed_at": iso(central.now()),
             "released_at": None, "released_by": None, "release_reason": None}
     hold_id = central.records.insert("holds", hold)
-    central.audit.append(placed_by, "hold.place", role=role, target=hold_id, refs=refs, why=why,
-                         details={"kind": kind, "cameras": hold["cameras"], "start": hold["start"],
-                                  "end": hold["end"], "automatic": True})
+    details = {"kind": kind, "cameras": hold["cameras"], "start": hold["start"], "end": hold["end"], "automatic": True}
+    if by is None:
+        central.audit.append("system", "hold.place", role="system", target=hold_id, refs=refs, why=why, details=details)
+    else:
+        audit_action(central, by, "hold.place", target=hold_id, refs=refs, why=why, details=details)
     return hold_id
 
 
@@ -282,7 +284,7 @@ def _approve(central, caller, request: dict, cameras, start, end, expires_hours:
     if request["kind"] == "review":
         # An approved review is an ongoing investigation: its footage outlives the schedule (C12).
         hold_id = _place_hold(central, grant, "incident", f"approved review for incident {request['incident']}",
-                              caller.user_id, caller.role)
+                              caller)
     return grant, hold_id
 
 
@@ -522,7 +524,7 @@ def invoke_imminent(central, caller, args):
     grant["id"] = central.records.insert("grants", grant)
     audit_action(central, caller, "imminent.invoke", target=use_id, refs={"request": use_id, "grant": grant["id"]},
            why=reason, details={"cameras": cameras, "start": start, "end": end})
-    hold_id = _place_hold(central, grant, "imminent_danger", f"imminent danger: {reason}", "system", "system")
+    hold_id = _place_hold(central, grant, "imminent_danger", f"imminent danger: {reason}", None)
     use = central.records.update("requests", use_id, {"grant": grant["id"], "hold": hold_id})
     alert = central.alert("imminent_danger", f"{caller.name} invoked imminent danger on {', '.join(cameras)}: "
                                              f"{reason}", request=use_id, grant=grant["id"], user=caller.user_id)
@@ -589,17 +591,6 @@ def alert_overdue_incidents(central) -> list[str]:
     return alerted
 
 
-def _check_overdue_locked(central) -> list[str]:
-    with central.decision_lock:
-        return alert_overdue_incidents(central)
-
-
 def periodic(central):
-    async def overdue_loop():
-        while True:
-            try:
-                await asyncio.to_thread(_check_overdue_locked, central)
-            except Exception:  # keep checking; the next round may succeed
-                log.exception("imminent-danger overdue check failed")
-            await asyncio.sleep(OVERDUE_CHECK_SECONDS)
-    return [overdue_loop()]
+    return [every(OVERDUE_CHECK_SECONDS, functools.partial(alert_overdue_incidents, central),
+                  name="imminent-danger overdue check", lock=central.decision_lock)]

@@ -23,7 +23,8 @@ from __future__ import annotations
 from datetime import date
 
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import DIRECTOR, audit_action, iso, op, parse_iso
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import DIRECTOR, iso, op, parse_iso
 from appliance.rules.warrants import SEALED_NOTE, hidden_from, instrument_view, is_sealed
 from appliance.rules.retention import check_cameras, check_window, place_hold, segment_spans
 from appliance.wording import when

@@ -1,15 +1,18 @@
-"""Live view (C8): staff watch a camera as part of their normal duties, in logged, time-boxed sessions.
+"""Live view (C8): staff watch a camera as part of their normal duties, logged and time-boxed.
 
-A session lasts at most 15 minutes and belongs to one person; opening and closing
-it (or its running out) are in the audit log, with its purpose. While a session is
-open, the camera's node sends a small grey frame about once a second, sealed to the
+A live view lasts at most 15 minutes and belongs to one person; opening and closing
+it (or its running out) are in the audit log, with its purpose. While a view is open,
+the camera's node sends a small grey frame about once a second, sealed to the
 central's live key; the frames stay in the central's RAM and are shown only to the
-session's owner. Live view does not need the archive unsealed: it never touches
-recorded footage. IT never views footage, live or recorded.
+view's owner. Live view does not need the archive unsealed: it never touches recorded
+footage. IT never views footage, live or recorded.
 
 Monitoring tied to an incident uses a grant (kind monitor, or imminent_danger for
-C19), checked by appliance.rules.incidents.check_grant; the session then also ends with
+C19), checked by appliance.rules.incidents.check_grant; the view then also ends with
 the grant's window.
+
+("Session" means a login only. The API's `view` argument and result name a live view;
+its audit entries name it in `refs` as `live_session`, as they always have.)
 """
 from __future__ import annotations
 
@@ -17,47 +20,53 @@ from datetime import timedelta
 
 from appliance.rules.ports import public_image
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import STAFF_OR_DIRECTOR, Scope, iso, op, parse_iso
+from appliance.rules.auditing import audit_action
+from appliance.rules.registry import STAFF_OR_DIRECTOR, Caller, iso, op, parse_iso, Scope
 
 LIVE_MAX_MINUTES = 15
 LIVE_WIDTH = 96        # pixels wide: enough for a terminal, too few to read a page
-# Staff reach their own live sessions; the Director everyone's (C8).
-LIVE_SESSIONS = Scope("live_sessions", "their own live sessions",
-                      lambda central, caller, s: s["user"] == caller.user_id, what_one="live session", clause="C8",
-                      refusal="live session {id} is not yours: only its owner or the Director closes it")
+# Staff reach their own live views; the Director everyone's (C8).
+LIVE_VIEWS = Scope("live_views", "their own live views", lambda central, caller, v: v["user"] == caller.user_id,
+                   what_one="live view", clause="C8",
+                   refusal="live view {id} is not yours: only its owner or the Director closes it")
 
 
-def session_is_open(central, session: dict) -> bool:
-    return session["closed_at"] is None and parse_iso(session["until"]) > central.now()
+def view_is_open(central, view: dict) -> bool:
+    return view["closed_at"] is None and parse_iso(view["until"]) > central.now()
 
 
-def current_session(central, camera: str) -> dict | None:
-    """The most recently opened open session on a camera (what its node sends frames for)."""
-    open_sessions = [s for s in central.records.search("live_sessions", camera=camera, closed_at=None)
-                     if session_is_open(central, s)]
-    return max(open_sessions, key=lambda s: s["opened_at"], default=None)
+def current_view(central, camera: str) -> dict | None:
+    """The most recently opened open live view of a camera (what its node sends frames for)."""
+    open_views = [v for v in central.records.search("live_views", camera=camera, closed_at=None)
+                  if view_is_open(central, v)]
+    return max(open_views, key=lambda v: v["opened_at"], default=None)
 
 
-def _audit_refs(session: dict) -> dict:
-    refs = {"live_session": session["id"]}
-    if session.get("grant"):
-        refs["grant"] = session["grant"]
-    if session.get("incident"):
-        refs["incident"] = session["incident"]
+def _audit_refs(view: dict) -> dict:
+    refs = {"live_session": view["id"]}     # the audit log's name for it since its first entry
+    if view.get("grant"):
+        refs["grant"] = view["grant"]
+    if view.get("incident"):
+        refs["incident"] = view["incident"]
     return refs
 
 
-def _close(central, session: dict, actor: str, action: str, at, reason: str, role: str | None = None) -> dict:
-    frames = central.nodes.live_frames_received(session["id"])
-    central.records.update("live_sessions", session["id"], {"closed_at": iso(at), "close_reason": reason})
-    central.audit.append(actor, action, role=role, target=session["camera"], refs=_audit_refs(session),
-                         why=reason, details={"opened_at": session["opened_at"], "closed_at": iso(at),
-                                              "frames_received": frames, "user": session["user"]})
-    return central.records.get("live_sessions", session["id"])
+def _close(central, view: dict, at, reason: str, by: Caller | None) -> dict:
+    """Close a live view: `live.close` by a person, or `live.expired` by the system (`by` None)."""
+    frames = central.nodes.live_frames_received(view["id"])
+    central.records.update("live_views", view["id"], {"closed_at": iso(at), "close_reason": reason})
+    entry = {"target": view["camera"], "refs": _audit_refs(view), "why": reason,
+             "details": {"opened_at": view["opened_at"], "closed_at": iso(at), "frames_received": frames,
+                         "user": view["user"]}}
+    if by is None:
+        central.audit.append("system", "live.expired", **entry)
+    else:
+        audit_action(central, by, "live.close", **entry)
+    return central.records.get("live_views", view["id"])
 
 
 @op("live.open", STAFF_OR_DIRECTOR)
-def open_session(central, caller, args):
+def open_view(central, caller, args):
     """Open a live view of an approved camera for at most 15 minutes, with its purpose (C8)."""
     camera = args.id("camera")
     purpose = args.str("purpose", min_len=3, max_len=500)
@@ -79,79 +88,77 @@ def open_session(central, caller, args):
         grant = check_grant(central, caller, grant_id, camera, live=True)
         incident = grant.get("incident")
         until = min(until, parse_iso(grant["end"]), parse_iso(grant["expires_at"]))
-    mine = [s for s in central.records.search("live_sessions", user=caller.user_id, camera=camera, closed_at=None)
-            if session_is_open(central, s)]
+    mine = [v for v in central.records.search("live_views", user=caller.user_id, camera=camera, closed_at=None)
+            if view_is_open(central, v)]
     if mine:
-        raise Refused(f"you already have live session {mine[0]['id']} on camera {camera}: close it first")
+        raise Refused(f"you already have live view {mine[0]['id']} of camera {camera}: close it first")
     doc = {"user": caller.user_id, "camera": camera, "purpose": purpose, "grant": grant_id, "incident": incident,
            "opened_at": iso(now), "until": iso(until), "closed_at": None}
-    session_id = central.records.insert("live_sessions", doc)
-    session = central.records.get("live_sessions", session_id)
-    central.audit.append(caller.user_id, "live.open", role=caller.role, target=camera, refs=_audit_refs(session),
-                         why=purpose, details={"until": session["until"], "acting_director": caller.acting_director})
-    return {"session": session}
+    view = central.records.get("live_views", central.records.insert("live_views", doc))
+    audit_action(central, caller, "live.open", target=camera, refs=_audit_refs(view), why=purpose,
+                 details={"until": view["until"], "acting_director": caller.acting_director})   # named even when false
+    return {"view": view}
 
 
-def _own_session(central, caller, session_id: str) -> dict:
-    session = central.records.get("live_sessions", session_id)
-    if session is None:
-        raise NotFound(f"no live session {session_id}")
-    if session["user"] != caller.user_id:
-        raise Refused("a live session is shown only to the person who opened it", clause="C8")
-    return session
+def _own_view(central, caller, view_id: str) -> dict:
+    view = central.records.get("live_views", view_id)
+    if view is None:
+        raise NotFound(f"no live view {view_id}")
+    if view["user"] != caller.user_id:
+        raise Refused("a live view is shown only to the person who opened it", clause="C8")
+    return view
 
 
-@op("live.frame", STAFF_OR_DIRECTOR.noting("a live session's frames go to its owner only, the Director included"))
+@op("live.frame", STAFF_OR_DIRECTOR.noting("a live view's frames go to its owner only, the Director included"))
 def frame(central, caller, args):
-    """The latest frame of your open live session (grey, small)."""
-    session_id = args.id("session")
+    """The latest frame of your open live view (grey, small)."""
+    view_id = args.id("view")
     args.done()
-    session = _own_session(central, caller, session_id)
-    if not session_is_open(central, session):
-        raise Refused(f"live session {session_id} has ended (sessions last at most {LIVE_MAX_MINUTES} minutes): "
+    view = _own_view(central, caller, view_id)
+    if not view_is_open(central, view):
+        raise Refused(f"live view {view_id} has ended (a live view lasts at most {LIVE_MAX_MINUTES} minutes): "
                       "open a new one", clause="C8")
-    image = central.nodes.live_frame(session["camera"], parse_iso(session["opened_at"]))
+    image = central.nodes.live_frame(view["camera"], parse_iso(view["opened_at"]))
     if image is None:
         raise NotFound("no frame yet: the camera sends one within a few seconds")
-    return {"session": session_id, "camera": session["camera"], "until": session["until"], **public_image(image)}
+    return {"view": view_id, "camera": view["camera"], "until": view["until"], **public_image(image)}
 
 
-@op("live.close", STAFF_OR_DIRECTOR.own(LIVE_SESSIONS, "session"))
-def close_session(central, caller, args):
-    """Close a live session (your own; the Director may close anyone's)."""
-    session_id = args.id("session")
+@op("live.close", STAFF_OR_DIRECTOR.own(LIVE_VIEWS, "view"))
+def close_view(central, caller, args):
+    """Close a live view (your own; the Director may close anyone's)."""
+    view_id = args.id("view")
     reason = args.str("reason", required=False, default="closed", max_len=500)
     args.done()
-    session = central.records.get("live_sessions", session_id)
-    if session is None:
-        raise NotFound(f"no live session {session_id}")
-    if session["closed_at"] is not None:
-        raise BadRequest(f"live session {session_id} is already closed")
-    at = min(central.now(), parse_iso(session["until"]))
-    return {"session": _close(central, session, caller.user_id, "live.close", at, reason, role=caller.role)}
+    view = central.records.get("live_views", view_id)
+    if view is None:
+        raise NotFound(f"no live view {view_id}")
+    if view["closed_at"] is not None:
+        raise BadRequest(f"live view {view_id} is already closed")
+    at = min(central.now(), parse_iso(view["until"]))
+    return {"view": _close(central, view, at, reason, caller)}
 
 
-@op("live.list", STAFF_OR_DIRECTOR.own(LIVE_SESSIONS))
-def list_sessions(central, caller, args):
-    """Open live sessions (the Director sees everyone's; staff their own); all=true adds closed ones."""
+@op("live.list", STAFF_OR_DIRECTOR.own(LIVE_VIEWS))
+def list_views(central, caller, args):
+    """Open live views (the Director sees everyone's; staff their own); all=true adds closed ones."""
     everything = args.bool("all")
     args.done()
-    sessions = central.records.all("live_sessions")
-    sessions = [s for s in sessions if LIVE_SESSIONS.reaches(central, caller, s)]
+    views = [v for v in central.records.all("live_views") if LIVE_VIEWS.reaches(central, caller, v)]
     if not everything:
-        sessions = [s for s in sessions if session_is_open(central, s)]
-    return {"sessions": sorted(sessions, key=lambda s: s["opened_at"])}
+        views = [v for v in views if view_is_open(central, v)]
+    return {"views": sorted(views, key=lambda v: v["opened_at"])}
 
 
-def expire_sessions(central) -> int:
-    """Close sessions whose time is up (periodic), each with its audit entry."""
+def expire_views(central) -> int:
+    """Close live views whose time is up (periodic), each with its audit entry."""
     now = central.now()
-    expired = [s for s in central.records.search("live_sessions", closed_at=None) if parse_iso(s["until"]) <= now]
-    for session in expired:
-        _close(central, session, "system", "live.expired", parse_iso(session["until"]), "time is up")
+    expired = [v for v in central.records.search("live_views", closed_at=None) if parse_iso(v["until"]) <= now]
+    for view in expired:
+        _close(central, view, parse_iso(view["until"]), "time is up", None)
     return len(expired)
 
 
-def close_camera_sessions(central, camera: str, reason: str) -> None:
-    for session in central.records.search("live_sessions", camera=camera, closed_at=None):
-        _close(central, session, "system", "live.expired", min(central.now(), parse_iso(session["until"])), reason)
+def close_camera_views(central, camera: str, reason: str) -> None:
+    for view in central.records.search("live_views", camera=camera, closed_at=None):
+        _close(central, view, min(central.now(), parse_iso(view["until"])), reason, None)

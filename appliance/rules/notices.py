@@ -11,17 +11,17 @@ remains says which footage the stills came from, for accountability.
 """
 from __future__ import annotations
 
-import asyncio
-import logging
+import functools
 from datetime import date, datetime, time, timezone
 
+from appliance.background import every
 from appliance.rules.accounts import require_unsealed
 from appliance.rules.footage import render_still
 from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import DIRECTOR, STAFF_OR_DIRECTOR, Args, iso, op, parse_iso
 from appliance.wording import when
 
-log = logging.getLogger("custodian.notices")
 
 MAX_STILLS = 4
 STILL_WIDTH = (32, 160, 96)          # lo, hi, default: small, for a terminal
@@ -80,20 +80,9 @@ def expire_notices(central) -> list[str]:
     return ended
 
 
-def _expire_locked(central) -> list[str]:
-    with central.decision_lock:
-        return expire_notices(central)
-
-
 def periodic(central):
-    async def expiry_loop():
-        while True:
-            try:
-                await asyncio.to_thread(_expire_locked, central)
-            except Exception:  # keep trying; the next round may succeed
-                log.exception("suspension notice expiry failed")
-            await asyncio.sleep(EXPIRY_CHECK_SECONDS)
-    return [expiry_loop()]
+    return [every(EXPIRY_CHECK_SECONDS, functools.partial(expire_notices, central), name="suspension notice expiry",
+                  lock=central.decision_lock)]
 
 
 # --------------------------------------------------------------------------- operations
@@ -155,11 +144,11 @@ def create_notice(central, caller, args):
               "created_by": caller.user_id, "created_at": iso(now), "status": "active",
               "ended_at": None, "ended_by": None, "end_reason": None, "purged_at": None}
     notice["id"] = central.records.insert("notices", notice)
-    central.audit.append(caller.user_id, "notice.create", role=caller.role, target=notice["id"],
-                         refs={"incident": incident_id, "notice": notice["id"], "grant": grants[0]}, why=reason,
-                         details={"suspended_until": notice["suspended_until"], "grants": grants,
-                                  "stills": [{"camera": s["camera"], "frame_at": s["frame_at"]} for s in stills],
-                                  "acting_director": caller.acting_director})
+    audit_action(central, caller, "notice.create", target=notice["id"],
+                 refs={"incident": incident_id, "notice": notice["id"], "grant": grants[0]}, why=reason,
+                 details={"suspended_until": notice["suspended_until"], "grants": grants,
+                          "stills": [{"camera": s["camera"], "frame_at": s["frame_at"]} for s in stills],
+                          "acting_director": caller.acting_director})   # named even when false
     return {"notice": notice}
 
 
@@ -170,8 +159,7 @@ def list_notices(central, caller, args):
     expire_notices(central)
     active = sorted((n for n in central.records.search("notices", status="active") if _is_active(central, n)),
                     key=lambda n: n["expires_at"])
-    central.audit.append(caller.user_id, "notice.view", role=caller.role,
-                         details={"notices": [n["id"] for n in active]})
+    audit_action(central, caller, "notice.view", details={"notices": [n["id"] for n in active]})
     return {"notices": active}
 
 
@@ -186,7 +174,7 @@ def withdraw_notice(central, caller, args):
     if notice["status"] != "active":
         raise Refused(f"notice {notice_id} already ended ({notice['status']} at {when(notice['ended_at'])})")
     notice = _end(central, notice, "withdrawn", caller.user_id, reason)
-    central.audit.append(caller.user_id, "notice.withdraw", role=caller.role, target=notice_id,
-                         refs={"incident": notice["incident"], "notice": notice_id}, why=reason,
-                         details={"stills_purged": len(notice["stills"])})
+    audit_action(central, caller, "notice.withdraw", target=notice_id,
+                 refs={"incident": notice["incident"], "notice": notice_id}, why=reason,
+                 details={"stills_purged": len(notice["stills"])})
     return {"notice": notice}

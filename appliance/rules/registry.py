@@ -1,13 +1,16 @@
 """The registry of API operations: one place that says who may do what.
 
-Every operation the central offers is a function registered here with the roles
-that may call it. The local API, the CLI (`custodian call`) and the tests all go
-through `dispatch`, so a rule enforced here cannot be bypassed by a screen.
+Every operation the central offers is a function registered here with `@op`, with the
+roles that may call it. The local API (appliance/central/api.py), the CLI (`custodian
+call`, through that API) and the tests all run an operation through `Central.call`,
+which finds the caller, checks her against the registry (`authorize`) and runs the
+operation under the decision lock, so a rule enforced here cannot be bypassed by a screen.
 
-An operation is `f(ctx, caller, args) -> dict`. It raises `Refused` (the rules say
-no, with the reason) or `BadRequest` (the input is wrong); either leaves nothing
-changed. Operations that touch footage, keys, accounts or records write an audit
-entry through `ctx.audit.append`.
+An operation is `f(central, caller, args) -> dict`: the `Central`, the `Caller` (None
+for a public operation called without a login session) and the request's `Args`. It
+raises `Refused` (the rules say no, with the reason) or `BadRequest` (the input is
+wrong); either leaves nothing changed. Operations that touch footage, keys, accounts or
+records write an audit entry through `appliance.rules.auditing.audit_action`.
 """
 from __future__ import annotations
 
@@ -156,7 +159,7 @@ class Op:
     summary: str
     public: bool = False            # callable without a session (login)
     before_ack: bool = False        # callable before the policy is acknowledged
-    concurrent: bool = False        # slow and read-mostly (decoding footage): runs outside the policy lock
+    concurrent: bool = False        # slow and read-mostly (decoding footage): runs outside the decision lock
     labels: dict[str, str] = field(default_factory=dict)    # argument -> what the form calls it
     secrets: tuple[tuple[str, ...], ...] = ()   # secret arguments: each a group of alternatives
     new_secrets: tuple[str, ...] = ()           # the secrets this sets (a client asks for them twice)
@@ -370,16 +373,6 @@ _QUOTE.maxstring = _QUOTE.maxother = 40
 def _short(value: Any) -> str:
     """A client's value quoted in a message, cut short (and shallow): a message is read on one line."""
     return _QUOTE.repr(value)
-
-
-def audit_action(central, caller: Caller, action: str, *, target: str | None = None, refs: dict | None = None,
-                 why: str | None = None, details: dict | None = None) -> None:
-    """Write one audit entry for a person's action: who (and in what capacity), what, why, on what."""
-    details = dict(details or {})
-    if caller.acting_director:
-        details["acting_director"] = True
-    central.audit.append(caller.user_id, action, role=caller.role, target=target,
-                         refs={k: v for k, v in (refs or {}).items() if v}, why=why, details=details)
 
 
 def iso(t: datetime) -> str:

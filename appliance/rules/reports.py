@@ -3,7 +3,7 @@
 
 C7 says no monitoring on the basis of protected characteristics. The system cannot
 read minds, but it can make each person's monitoring visible to the Director: every
-incident, request, imminent-danger use, live session and footage view, per staff
+incident, request, imminent-danger use, live view and footage view, per staff
 member, so a pattern stands out.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from appliance.rules.accounts import find_user, person_arg
 from appliance.rules.warrants import is_sealed
 from appliance.errors import BadRequest, NotFound
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import ANYONE, DIRECTOR, iso, op, parse_iso
 
 ACTION_PREFIX = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]*)*$")
@@ -35,12 +36,6 @@ def _within(t: datetime | None, since: datetime | None, until: datetime | None) 
     return (since is None or t >= since) and (until is None or t < until)
 
 
-def _log(central, caller, action: str, details: dict) -> None:
-    if caller.acting_director:
-        details = details | {"acting_director": True}
-    central.audit.append(caller.user_id, action, role=caller.role, details=details)
-
-
 # --------------------------------------------------------------------------- oversight (C7)
 
 
@@ -52,7 +47,7 @@ def _activity_counts(incidents, requests, imminent, live, footage) -> dict:
             "imminent_danger_uses": len(imminent),
             "imminent_not_justified": sum(u["review"] == "not_justified" for u in imminent),
             "imminent_without_incident": sum(not u["incident"] for u in imminent),
-            "live_sessions": len(live),
+            "live_views": len(live),
             "footage_views": sum(e["action"] != "footage.refused" for e in footage),
             "footage_refused": sum(e["action"] == "footage.refused" for e in footage)}
 
@@ -70,19 +65,19 @@ def _person_activity(central, user: dict, since, until, footage_entries: list[di
     imminent = [{k: r[k] for k in ("id", "incident", "cameras", "start", "end", "reason", "requested_at")}
                 | {"review": r["review"] and r["review"]["finding"]}
                 for r in mine if r["kind"] == "imminent_danger"]
-    live = [s for s in central.records.search("live_sessions", user=uid)
-            if _within(_when(s.get("opened_at")), since, until)]
+    live = [v for v in central.records.search("live_views", user=uid)
+            if _within(_when(v.get("opened_at")), since, until)]
     footage = [{k: e[k] for k in ("seq", "ts", "action", "target", "refs", "why")}
                for e in footage_entries if e["actor"] == uid]
     return {"user": uid, "name": user["name"], "disabled": bool(user.get("disabled")),
             "counts": _activity_counts(incidents, requests, imminent, live, footage),
             "incidents": incidents, "requests": requests, "imminent_danger": imminent,
-            "live_sessions": live, "footage": footage}
+            "live_views": live, "footage": footage}
 
 
 @op("report.oversight", DIRECTOR)
 def oversight_report(central, caller, args):
-    """Each staff member's monitoring: incidents, requests, imminent danger, live sessions, footage views."""
+    """Each staff member's monitoring: incidents, requests, imminent danger, live views, footage views."""
     person = person_arg(central, args, required=False)
     since = args.time("since", required=False)
     until = args.time("until", required=False)
@@ -97,7 +92,7 @@ def oversight_report(central, caller, args):
             raise NotFound(f"{person['name']} is not a staff member: the report covers staff")
     views = central.audit.query(since=since, until=until, action_prefix="footage.")
     people = [_person_activity(central, u, since, until, views) for u in sorted(staff, key=lambda u: u["name"])]
-    _log(central, caller, "report.oversight", {"user": user_id, "since": since and iso(since),
+    audit_action(central, caller, "report.oversight", details={"user": user_id, "since": since and iso(since),
                                                "until": until and iso(until)})
     return {"generated_at": iso(central.now()), "staff": people}
 
@@ -146,7 +141,7 @@ def transparency_report(central, caller, args):
         "releases": _release_count(central, since, until),
         "instruments": _instrument_counts(central, since, until),
     }
-    _log(central, caller, "report.transparency", {"since": report["since"], "until": report["until"]})
+    audit_action(central, caller, "report.transparency", details={"since": report["since"], "until": report["until"]})
     return report
 
 
@@ -171,6 +166,6 @@ def audit_query(central, caller, args):
     if person is not None:
         actor = person["id"]        # a login name or an account id; entries name the account id
     entries = central.audit.query(since=since, until=until, actor=actor, action_prefix=prefix)
-    _log(central, caller, "audit.query", {"since": since and iso(since), "until": until and iso(until),
+    audit_action(central, caller, "audit.query", details={"since": since and iso(since), "until": until and iso(until),
                                           "actor": actor, "action_prefix": prefix, "found": len(entries)})
     return {"entries": entries[-limit:], "total": len(entries), "truncated": len(entries) > limit}

@@ -22,17 +22,19 @@ appliance.
 """
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from appliance.background import every
 from appliance.custody.archive import StoredSegment
 from appliance.errors import ConfigError, SegmentError
 from appliance.fsutil import sha256_file
 from appliance.rules.warrants import instrument_hidden_from
 from appliance.errors import BadRequest, NotFound, Refused
+from appliance.rules.auditing import audit_action
 from appliance.rules.registry import DIRECTOR, DIRECTOR_OR_IT, iso, op, parse_iso
 from appliance.formats.segment import read_public
 from appliance.wording import when
@@ -42,7 +44,7 @@ log = logging.getLogger("custodian.retention")
 SETTINGS_ID = "retention"              # the schedule's record in the settings table
 MIN_DAYS, MAX_DAYS = 1, 3650
 SWEEP_SECONDS = 600                     # the background sweep runs every 10 minutes
-SWEEP_BATCH = 20                        # segments decided per hold of the policy lock
+SWEEP_BATCH = 20                        # segments decided per hold of the decision lock
 RULE_SCHEDULE = "retention_schedule"
 RULE_DISK_FULL = "disk_full"
 REFUSAL_PREFIX = "disk full"            # marks an ingest refusal as this module's
@@ -195,7 +197,7 @@ def _delete(central, stored: StoredSegment, end: datetime, rule: str, details: d
 
 
 def _delete_unheld(central, items, rule: str, details: dict, report: dict, stop=None) -> None:
-    """Delete each unheld segment of `items`, deciding in batches under the policy lock
+    """Delete each unheld segment of `items`, deciding in batches under the decision lock
     so that a hold placed meanwhile is always seen before its footage is touched."""
     items = list(items)
     for i in range(0, len(items), SWEEP_BATCH):
@@ -292,20 +294,10 @@ def _resume_ingest(central, free: int) -> None:
 
 
 def periodic(central):
-    """The background sweep: at start, then every SWEEP_SECONDS, in a worker thread."""
-    async def sweeper():
-        failing = False
-        while True:
-            try:
-                await asyncio.to_thread(sweep, central)
-                failing = False
-            except Exception as e:  # keep sweeping; tell the Director once per run of failures
-                log.exception("retention sweep failed")
-                if not failing:
-                    central.alert("retention", f"the retention sweep failed: {e}")
-                failing = True
-            await asyncio.sleep(SWEEP_SECONDS)
-    return [sweeper()]
+    """The background sweep: at start, then every SWEEP_SECONDS, in a worker thread (it takes the
+    decision lock in batches itself). The Director hears of a failing sweep once per run of failures."""
+    return [every(SWEEP_SECONDS, functools.partial(sweep, central), name="retention sweep",
+                  on_failure=lambda e: central.alert("retention", f"the retention sweep failed: {e}"))]
 
 
 # --------------------------------------------------------------------------- local storage (C11)
@@ -368,10 +360,6 @@ def _require_exists(central, table: str, record_id: str, what: str) -> dict:
     return doc
 
 
-def _details(caller, details: dict) -> dict:
-    return details | {"acting_director": True} if caller.acting_director else details
-
-
 # --------------------------------------------------------------------------- releases keep their holds (C12)
 
 RECENT_DAYS = 30                  # a release built this recently keeps its instrument's hold
@@ -419,9 +407,8 @@ def place(central, caller, args):
             raise Refused("that search warrant is sealed until filed: only the Director acts on it", clause="C13")
     hold = place_hold(central, kind=kind, cameras=cameras, start=iso(start), end=iso(end),
                       refs={"incident": incident, "instrument": instrument}, why=why, placed_by=caller.user_id)
-    central.audit.append(caller.user_id, "hold.place", role=caller.role, target=hold["id"], refs=hold["refs"],
-                         why=why, details=_details(caller, {"kind": kind, "cameras": cameras,
-                                                            "start": hold["start"], "end": hold["end"]}))
+    audit_action(central, caller, "hold.place", target=hold["id"], refs=hold["refs"], why=why,
+                 details={"kind": kind, "cameras": cameras, "start": hold["start"], "end": hold["end"]})
     return {"hold": hold_view(central, caller, hold)}
 
 
@@ -455,9 +442,9 @@ def release(central, caller, args):
     now = iso(central.now())
     hold = central.records.update("holds", hold["id"], {"released_at": now, "released_by": caller.user_id,
                                                          "release_reason": reason})
-    central.audit.append(caller.user_id, "hold.release", role=caller.role, target=hold["id"], refs=hold["refs"],
-                         why=reason, details=_details(caller, {"kind": hold["kind"]} | (
-                             {"override_reason": override, "kept_for": kept_for} if kept_for else {})))
+    audit_action(central, caller, "hold.release", target=hold["id"], refs=hold["refs"], why=reason,
+                 details={"kind": hold["kind"]} | ({"override_reason": override, "kept_for": kept_for}
+                                                   if kept_for else {}))
     return {"hold": hold_view(central, caller, hold)}
 
 
@@ -486,8 +473,8 @@ def set_schedule(central, caller, args):
         central.records.insert("settings", doc, id=SETTINGS_ID)
     else:
         central.records.update("settings", SETTINGS_ID, doc)
-    central.audit.append(caller.user_id, "retention.set", role=caller.role, target=SETTINGS_ID, why=why,
-                         details=_details(caller, {"from_days": before, "to_days": days}))
+    audit_action(central, caller, "retention.set", target=SETTINGS_ID, why=why,
+                 details={"from_days": before, "to_days": days})
     expired, held = _plan(central, central.now())
     return {"retention_days": days, "due_for_deletion": len(expired) - held, "older_but_held": held}
 
@@ -533,8 +520,7 @@ def sweep_now(central, caller, args):
     """Run the retention sweep now and return its report."""
     args.done()
     report = sweep(central)
-    central.audit.append(caller.user_id, "retention.sweep_now", role=caller.role,
-                         details=_details(caller, {"deleted": report["deleted"],
-                                                   "deleted_bytes": report["deleted_bytes"],
-                                                   "kept_for_holds": report["kept_for_holds"]}))
+    audit_action(central, caller, "retention.sweep_now",
+                 details={"deleted": report["deleted"], "deleted_bytes": report["deleted_bytes"],
+                          "kept_for_holds": report["kept_for_holds"]})
     return {"report": report}

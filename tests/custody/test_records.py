@@ -128,13 +128,13 @@ def test_v1_file_migrates_to_current(tmp_path):
     path.write_text(json.dumps(V1_FILE))
     original = path.read_bytes()
     with open_records(path) as records:
-        assert records.schema_version == SCHEMA_VERSION == len(MIGRATIONS) == 2
+        assert records.schema_version == SCHEMA_VERSION == len(MIGRATIONS) == 4
         assert records.get("incidents", "inc-000007") == {"id": "inc-000007", "what": "shouting"}
         assert records.get("users", "usr-000001")["id"] == "usr-000001"
         # counters start past the highest existing id: no reuse
         assert records.insert("incidents", {"what": "new"}) == "inc-000008"
         applied = records.migrations_applied()
-        assert [m["version"] for m in applied] == [1, 2]
+        assert [m["version"] for m in applied] == [1, 2, 3, 4]
         assert applied[0]["applied_at"] == "2026-01-01T00:00:00.000000Z"  # v1 record kept
         second_applied_at = applied[1]["applied_at"]
     # the pre-migration file is kept for the operator
@@ -143,6 +143,34 @@ def test_v1_file_migrates_to_current(tmp_path):
     with open_records(path) as records:
         assert records.migrations_applied()[1]["applied_at"] == second_applied_at
         assert len(records.all("incidents")) == 3
+
+
+def test_a_v2_file_written_by_the_old_code_loses_its_unused_tables_and_keeps_its_live_views(tmp_path):
+    # tests/custody/data/records-v2.json was written by a real central of commit 4b89c5e
+    # (schema version 2) running tests/custody/data/make_records_v2.py.
+    fixture = REPO / "tests" / "custody" / "data" / "records-v2.json"
+    old = json.loads(fixture.read_text())
+    assert old["meta"]["schema_version"] == {"value": 2} and {"sessions", "approvals", "live_sessions"} <= set(old)
+    path = tmp_path / "records.json"
+    path.write_bytes(fixture.read_bytes())
+    with open_records(path) as records:
+        assert records.schema_version == 4
+        assert {v["id"]: v for v in records.all("live_views")} == old["live_sessions"]
+        assert records.all("users") == list(old["users"].values())
+        assert records.all("cameras") == list(old["cameras"].values())
+        assert records.insert("live_views", {"camera": "entrance"}) == "liv-000003"    # the counter came along
+        for gone in ("sessions", "approvals", "live_sessions"):
+            with pytest.raises(ValueError, match="unknown table"):
+                records.all(gone)
+        applied = records.migrations_applied()
+        assert [(m["version"], m["name"]) for m in applied] == [
+            (1, "_m1_baseline"), (2, "_m2_ids_in_documents"), (3, "_m3_drop_unused_tables"), (4, "_m4_live_views")]
+        assert applied[1] == old["meta"]["migration.0002"]
+    stored = json.loads(path.read_text())
+    assert {"sessions", "approvals", "live_sessions"}.isdisjoint(stored)
+    assert sorted(k for k in stored["meta"] if k.startswith("next_id.")) == [
+        "next_id.live_views", "next_id.users"]
+    assert (tmp_path / "records.json.v2-backup").read_bytes() == fixture.read_bytes()   # for the operator
 
 
 def test_database_newer_than_the_code_refuses_to_open(tmp_path):
@@ -216,10 +244,10 @@ def test_crud_and_ids(tmp_path):
         assert records.remove("incidents", b) is False
         assert records.insert("incidents", {}) == "inc-000003"  # a removed id is not reused
         assert set(TABLES) >= {
-            "users", "sessions", "cameras", "incidents", "requests", "grants", "holds",
-            "instruments", "exports", "breaches", "notices", "signage", "gaps", "alerts",
-            "settings", "outbox",
+            "users", "cameras", "incidents", "requests", "grants", "holds", "instruments", "exports",
+            "breaches", "notices", "signage", "gaps", "alerts", "settings", "outbox", "live_views",
         }
+        assert not {"sessions", "approvals", "live_sessions"} & set(TABLES)
         for name in TABLES:
             assert valid_id(records.insert(name, {}))
     assert oct((tmp_path / "records.json").stat().st_mode & 0o777) == "0o600"

@@ -206,10 +206,10 @@ def test_ip_camera_recorded_through_an_outage_a_size_change_and_a_mask(tmp_path,
         assert not any("rtsp://" in a or "libx264" in a for a in argv)
 
         # Live view (C8) from the same stream
-        session = people.call("sam", "live.open", camera="lobby", purpose="checking the lobby camera")["session"]
-        frame = wait_for(lambda: _live_frame(people, session["id"]), 20, "a live frame", 0.5)
+        live_view = people.call("sam", "live.open", camera="lobby", purpose="checking the lobby camera")["view"]
+        frame = wait_for(lambda: _live_frame(people, live_view["id"]), 20, "a live frame", 0.5)
         assert frame["format"] == "gray8" and frame["width"] > 0
-        people.call("sam", "live.close", session=session["id"])
+        people.call("sam", "live.close", view=live_view["id"])
 
         # The camera is reconfigured to 640x480 mid-stream: a new segment starts at the change
         time.sleep(3)
@@ -285,11 +285,11 @@ def test_ip_camera_recorded_through_an_outage_a_size_change_and_a_mask(tmp_path,
         assert not any(s in text for s in spellings(password))
 
 
-def _live_frame(people, session_id: str):
+def _live_frame(people, view_id: str):
     from appliance.errors import NotFound
 
     try:
-        return people.call("sam", "live.frame", session=session_id)
+        return people.call("sam", "live.frame", view=view_id)
     except NotFound:
         return None
 

@@ -451,7 +451,7 @@ def test_C6_masks_set_by_the_director_are_drawn_on_the_node_before_encoding(tmp_
     assert entry["details"]["masks"] == [[0, 0, 160, 180]] and entry["why"].startswith("the left half")
 
 
-def test_C8_node_sends_frames_only_while_a_session_is_open(tmp_path, central, people, server):
+def test_C8_node_sends_frames_only_while_a_live_view_is_open(tmp_path, central, people, server):
     identity = new_node(tmp_path, central, server.url)
     enrol(people, identity)
     node = RunningNode(identity)
@@ -464,34 +464,34 @@ def test_C8_node_sends_frames_only_while_a_session_is_open(tmp_path, central, pe
         node.polls_pass(5)
         assert control.live_sent == 0 and central.nodes.live == {}
 
-        session = people.call("sam", "live.open", camera=identity.name, purpose="watching the lobby")["session"]
-        frame = wait_for(lambda: _frame_or_none(people, session["id"]), what="a live frame")
+        view = people.call("sam", "live.open", camera=identity.name, purpose="watching the lobby")["view"]
+        frame = wait_for(lambda: _frame_or_none(people, view["id"]), what="a live frame")
         assert (frame["width"], frame["format"]) == (96, "gray8")
         assert len(base64.b64decode(frame["pixels"])) == frame["width"] * frame["height"]
         assert central.custody.is_sealed                                       # live view works sealed
 
-        people.call("sam", "live.close", session=session["id"])
+        people.call("sam", "live.close", view=view["id"])
         node.polls_pass(2)
         sent = control.live_sent
         node.polls_pass(5)
         assert control.live_sent == sent and control.live is None
 
-        # A frame for the closed session is refused and dropped.
-        received = central.nodes.live_frames.get(session["id"], 0)
+        # A frame for the closed live view is refused and dropped.
+        received = central.nodes.live_frames.get(view["id"], 0)
         image = gray_image(4, 2, b"\x00" * 8, (320, 180), datetime.now(timezone.utc), [])
-        assert control.client.put_image(f"/v1/nodes/{identity.name}/live/{session['id']}", image) == 409
-        assert central.nodes.live_frames.get(session["id"], 0) == received
+        assert control.client.put_image(f"/v1/nodes/{identity.name}/live/{view['id']}", image) == 409
+        assert central.nodes.live_frames.get(view["id"], 0) == received
     finally:
         node.stop()
     closed = audit_actions(central, "live.close")[-1]
-    assert closed["refs"]["live_session"] == session["id"] and closed["details"]["frames_received"] >= 1
+    assert closed["refs"]["live_session"] == view["id"] and closed["details"]["frames_received"] >= 1
 
 
-def _frame_or_none(people, session_id):
+def _frame_or_none(people, view_id):
     from appliance.errors import NotFound
 
     try:
-        return people.call("sam", "live.frame", session=session_id)
+        return people.call("sam", "live.frame", view=view_id)
     except NotFound:
         return None
 
@@ -544,11 +544,11 @@ def test_C4_live_frames_encrypted_in_transit(tmp_path, central, people, server):
         assert send_view(client, pattern(128, 72)) == 200
         post_entrance_sign(people)
         people.call("director", "camera.approve_placement", camera=identity.name, note="checked")
-        session = people.call("sam", "live.open", camera=identity.name, purpose="front desk queue")["session"]
+        view = people.call("sam", "live.open", camera=identity.name, purpose="front desk queue")["view"]
         pixels = pattern(96, 54, shift=3)
         image = gray_image(96, 54, pixels, (1280, 720), datetime.now(timezone.utc), [])
-        assert client.put_image(f"/v1/nodes/{identity.name}/live/{session['id']}", image) == 200
-        shown = people.call("sam", "live.frame", session=session["id"])
+        assert client.put_image(f"/v1/nodes/{identity.name}/live/{view['id']}", image) == 200
+        shown = people.call("sam", "live.frame", view=view["id"])
         assert base64.b64decode(shown["pixels"]) == pixels
     finally:
         proxy.close()

@@ -113,6 +113,9 @@ def test_C17_attention_shows_the_director_what_waits_for_her(central, people, al
     assert sam["my_pending_requests"]["ids"] == [request["id"]]
     assert sam["incident_owed"]["count"] == 1           # the report the imminent-danger use owes (C19)
     assert sam["my_grants"]["count"] == 1               # the imminent-danger grant
+    assert "my_live_views" not in sam
+    view = people.call("sam", "live.open", camera="entrance", purpose="the desk after the incident")["view"]
+    assert items(people, "sam")["my_live_views"]["ids"] == [view["id"]]
     assert not {"pending_requests", "open_breaches", "imminent_unreviewed", "disk"} & set(sam)
     ivy = items(people, "ivy")
     assert set(ivy) >= {"disk", "cameras", "alerts"} and ivy["alerts"]["count"] == 1

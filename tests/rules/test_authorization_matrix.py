@@ -67,14 +67,14 @@ HERSELF = {"user.create", "director.designate_acting", "director.revoke_acting",
 
 # Below the Director, only one's own records (table, and the argument naming one where the
 # operation takes one): staff see the incidents they filed or hold a grant for (C9), their
-# own requests and the grants they hold (C17), their own live sessions (C8); anyone, the
+# own requests and the grants they hold (C17), their own live views (C8); anyone, the
 # breach reports they made (C15).
 OWN = {
     "incident.list": ("incidents", None), "incident.get": ("incidents", "incident"),
     "request.create": ("incidents", "incident"), "request.list": ("requests", None),
     "imminent.link_incident": ("requests", "request"), "grant.list": ("grants", None),
     "breach.list": ("breaches", None), "breach.get": ("breaches", "breach"),
-    "live.list": ("live_sessions", None), "live.close": ("live_sessions", "session"),
+    "live.list": ("live_views", None), "live.close": ("live_views", "view"),
 }
 
 # Callable before the policy is acknowledged (C22), and with a temporary passphrase set by

@@ -1,4 +1,4 @@
-"""Live view sessions at the API layer (C8, with C6 and C19 where they meet it)."""
+"""Live views at the API layer (C8, with C6 and C19 where they meet it)."""
 from __future__ import annotations
 
 import base64
@@ -20,58 +20,61 @@ from test_node_control import (  # noqa: F401  (server is a fixture)
 )
 
 
-def send_frame(client: ControlClient, session_id: str, shift: int = 0) -> int:
+def send_frame(client: ControlClient, view_id: str, shift: int = 0) -> int:
     image = gray_image(96, 54, pattern(96, 54, shift), (1280, 720), datetime.now(timezone.utc), [])
-    return client.put_image(f"/v1/nodes/{client.camera}/live/{session_id}", image)
+    return client.put_image(f"/v1/nodes/{client.camera}/live/{view_id}", image)
 
 
-def test_C8_live_session_logged_and_time_boxed(tmp_path, central, people, server):
+def test_C8_live_view_logged_and_time_boxed(tmp_path, central, people, server):
     client = approved_camera(tmp_path, central, people, server)
     with pytest.raises(BadRequest):
         people.call("sam", "live.open", camera="cam-a", purpose="lobby", minutes=16)
     with pytest.raises(BadRequest):
         people.call("sam", "live.open", camera="cam-a", purpose="")
-    assert central.records.all("live_sessions") == []
+    assert central.records.all("live_views") == []
 
-    session = people.call("sam", "live.open", camera="cam-a", purpose="watching the lobby at closing")["session"]
-    assert parse_iso(session["until"]) - parse_iso(session["opened_at"]) == timedelta(minutes=15)
-    assert session["user"] == people.ids["sam"] and session["closed_at"] is None and session["grant"] is None
+    view = people.call("sam", "live.open", camera="cam-a", purpose="watching the lobby at closing")["view"]
+    assert parse_iso(view["until"]) - parse_iso(view["opened_at"]) == timedelta(minutes=15)
+    assert view["user"] == people.ids["sam"] and view["closed_at"] is None and view["grant"] is None
     opened = audit_actions(central, "live.open")
     assert len(opened) == 1 and opened[0]["actor"] == people.ids["sam"]
-    assert opened[0]["why"] == "watching the lobby at closing" and opened[0]["refs"]["live_session"] == session["id"]
+    assert opened[0]["why"] == "watching the lobby at closing" and opened[0]["refs"]["live_session"] == view["id"]
     with pytest.raises(Refused, match="already have"):
         people.call("sam", "live.open", camera="cam-a", purpose="again")
 
-    # The node is told, sends a frame; only the session's owner sees it.
-    assert client.control()["live"] == {"session": session["id"], "until": session["until"],
-                                        "width": live_mod.LIVE_WIDTH}
+    # The node is told, sends a frame; only the view's owner sees it.
+    assert client.control()["live"] == {"view": view["id"], "until": view["until"], "width": live_mod.LIVE_WIDTH,
+                                        "session": view["id"]}     # the same id, for nodes before the rename
     with pytest.raises(NotFound):
-        people.call("sam", "live.frame", session=session["id"])
-    assert send_frame(client, session["id"]) == 200
-    frame = people.call("sam", "live.frame", session=session["id"])
+        people.call("sam", "live.frame", view=view["id"])
+    assert send_frame(client, view["id"]) == 200
+    frame = people.call("sam", "live.frame", view=view["id"])
     assert base64.b64decode(frame["pixels"]) == pattern(96, 54) and frame["format"] == "gray8"
+    assert frame["view"] == view["id"]
+    with pytest.raises(BadRequest, match="view is required"):
+        people.call("sam", "live.frame", session=view["id"])      # "session" is a login, not a live view
     with pytest.raises(Refused) as refused:
-        people.call("sue", "live.frame", session=session["id"])
+        people.call("sue", "live.frame", view=view["id"])
     assert refused.value.clause == "C8"
     with pytest.raises(Refused):
-        people.call("director", "live.frame", session=session["id"])
-    assert [s["id"] for s in people.call("director", "live.list")["sessions"]] == [session["id"]]
-    assert people.call("sue", "live.list")["sessions"] == []
+        people.call("director", "live.frame", view=view["id"])
+    assert [s["id"] for s in people.call("director", "live.list")["views"]] == [view["id"]]
+    assert people.call("sue", "live.list")["views"] == []
 
-    # Fifteen minutes later the session is over, everywhere.
+    # Fifteen minutes later the live view is over, everywhere.
     central.clock.offset += timedelta(minutes=15, seconds=1)
     with pytest.raises(Refused) as refused:
-        people.call("sam", "live.frame", session=session["id"])
+        people.call("sam", "live.frame", view=view["id"])
     assert refused.value.clause == "C8"
     assert client.control()["live"] is None
-    assert send_frame(client, session["id"]) == 409
-    assert live_mod.expire_sessions(central) == 1
-    stored = central.records.get("live_sessions", session["id"])
-    assert stored["closed_at"] == session["until"]
+    assert send_frame(client, view["id"]) == 409
+    assert live_mod.expire_views(central) == 1
+    stored = central.records.get("live_views", view["id"])
+    assert stored["closed_at"] == view["until"]
     expired = audit_actions(central, "live.expired")
     assert len(expired) == 1 and expired[0]["actor"] == "system"
     assert expired[0]["details"]["frames_received"] == 1 and expired[0]["details"]["user"] == people.ids["sam"]
-    assert live_mod.expire_sessions(central) == 0
+    assert live_mod.expire_views(central) == 0
 
 
 def test_C8_it_cannot_open_live_view(tmp_path, central, people, server):
@@ -79,12 +82,12 @@ def test_C8_it_cannot_open_live_view(tmp_path, central, people, server):
     with pytest.raises(Refused) as refused:
         people.call("ivy", "live.open", camera="cam-a", purpose="checking the camera works")
     assert refused.value.code == "forbidden"
-    session = people.call("sam", "live.open", camera="cam-a", purpose="lobby")["session"]
-    for op, args in (("live.frame", {"session": session["id"]}), ("live.close", {"session": session["id"]}),
+    view = people.call("sam", "live.open", camera="cam-a", purpose="lobby")["view"]
+    for op, args in (("live.frame", {"view": view["id"]}), ("live.close", {"view": view["id"]}),
                      ("live.list", {})):
         with pytest.raises(Refused):
             people.call("ivy", op, **args)
-    assert [s["user"] for s in central.records.all("live_sessions")] == [people.ids["sam"]]
+    assert [s["user"] for s in central.records.all("live_views")] == [people.ids["sam"]]
     assert [e["actor"] for e in audit_actions(central, "live.open")] == [people.ids["sam"]]
 
 
@@ -98,26 +101,26 @@ def test_C8_live_view_needs_an_approved_camera(tmp_path, central, people, server
         people.call("sam", "live.open", camera="cam-zz", purpose="lobby")
     with pytest.raises(BadRequest):
         people.call("sam", "live.open", camera="../cam-a", purpose="lobby")
-    assert central.records.all("live_sessions") == []
+    assert central.records.all("live_views") == []
 
 
-def test_C8_closing_a_session_is_logged_and_stops_the_frames(tmp_path, central, people, server):
+def test_C8_closing_a_live_view_is_logged_and_stops_the_frames(tmp_path, central, people, server):
     client = approved_camera(tmp_path, central, people, server)
-    session = people.call("sue", "live.open", camera="cam-a", purpose="queue at the desk", minutes=5)["session"]
-    assert parse_iso(session["until"]) - parse_iso(session["opened_at"]) == timedelta(minutes=5)
-    assert send_frame(client, session["id"]) == 200
+    view = people.call("sue", "live.open", camera="cam-a", purpose="queue at the desk", minutes=5)["view"]
+    assert parse_iso(view["until"]) - parse_iso(view["opened_at"]) == timedelta(minutes=5)
+    assert send_frame(client, view["id"]) == 200
     with pytest.raises(Refused):
-        people.call("sam", "live.close", session=session["id"])            # not hers to close
-    people.call("sue", "live.close", session=session["id"], reason="queue cleared")
-    assert client.control()["live"] is None and send_frame(client, session["id"]) == 409
+        people.call("sam", "live.close", view=view["id"])            # not hers to close
+    people.call("sue", "live.close", view=view["id"], reason="queue cleared")
+    assert client.control()["live"] is None and send_frame(client, view["id"]) == 409
     with pytest.raises(Refused):
-        people.call("sue", "live.frame", session=session["id"])
+        people.call("sue", "live.frame", view=view["id"])
     closed = audit_actions(central, "live.close")[-1]
     assert closed["actor"] == people.ids["sue"] and closed["why"] == "queue cleared"
-    # The Director may end anyone's session (oversight).
-    other = people.call("sam", "live.open", camera="cam-a", purpose="lobby")["session"]
-    people.call("director", "live.close", session=other["id"], reason="not needed now")
-    assert central.records.get("live_sessions", other["id"])["closed_at"] is not None
+    # The Director may end anyone's live view (oversight).
+    other = people.call("sam", "live.open", camera="cam-a", purpose="lobby")["view"]
+    people.call("director", "live.close", view=other["id"], reason="not needed now")
+    assert central.records.get("live_views", other["id"])["closed_at"] is not None
 
 
 def test_C19_imminent_danger_grant_opens_live_view_bounded_by_the_grant(tmp_path, central, people, server):
@@ -126,9 +129,9 @@ def test_C19_imminent_danger_grant_opens_live_view_bounded_by_the_grant(tmp_path
                         cameras=["cam-a"])["grant"]
     with pytest.raises(Refused):
         people.call("sue", "live.open", camera="cam-a", purpose="help", grant=grant["id"])   # not her grant
-    session = people.call("sam", "live.open", camera="cam-a", purpose="watch the desk", grant=grant["id"])["session"]
-    assert session["grant"] == grant["id"]
-    assert parse_iso(session["until"]) <= parse_iso(grant["end"])
+    view = people.call("sam", "live.open", camera="cam-a", purpose="watch the desk", grant=grant["id"])["view"]
+    assert view["grant"] == grant["id"]
+    assert parse_iso(view["until"]) <= parse_iso(grant["end"])
     assert audit_actions(central, "live.open")[-1]["refs"]["grant"] == grant["id"]
     assert central.custody.is_sealed                                        # live view works sealed
     assert central.nodes.live == {}

@@ -25,7 +25,7 @@ def light_argon2(monkeypatch):
 @pytest.fixture
 def history(central, people):
     """Sam: an incident, an approved review, a denied monitor request, an unjustified
-    imminent-danger use, a live session and a footage view. Sue: one refused footage attempt."""
+    imminent-danger use, a live view and a footage view. Sue: one refused footage attempt."""
     for name in ("sam", "sue", "ivy"):
         people.login(name)
     add_camera(central, CAM)
@@ -53,13 +53,13 @@ def test_C7_oversight_report_per_staff_member(central, people, history):
     sam, sue = by_name["sam"], by_name["sue"]
     assert sam["counts"] == {"incidents": 1, "requests": 2, "approved": 1, "denied": 1, "pending": 0,
                              "imminent_danger_uses": 1, "imminent_not_justified": 1,
-                             "imminent_without_incident": 1, "live_sessions": 1, "footage_views": 1,
+                             "imminent_without_incident": 1, "live_views": 1, "footage_views": 1,
                              "footage_refused": 0}
     assert sue["counts"]["footage_refused"] == 1 and sue["footage"][0]["action"] == "footage.refused"
     assert {(r["kind"], r["status"]) for r in sam["requests"]} == {("review", "approved"), ("monitor", "denied")}
     assert sam["imminent_danger"][0]["review"] == "not_justified"
     assert sam["footage"][0]["refs"]["grant"] == history["grant"]["id"]
-    assert sam["live_sessions"][0]["grant"] == history["use"]["grant"]
+    assert sam["live_views"][0]["grant"] == history["use"]["grant"]
     assert sum(sue["counts"].values()) == 1
 
     only_sue = people.call("director", "report.oversight", user=people.ids["sue"])["staff"]

@@ -533,13 +533,13 @@ async def test_live_view_opens_with_its_purpose_and_closes_with_one_key(world):
                     or "Purpose" in str(pilot.app.screen.query("Label")[1].render()), what="the purpose question")
         await type_text(pilot, "watch the entrance at closing")
         await pilot.press("enter")
-        view = await on(pilot, LiveViewScreen)
-        session = central.records.get("live_sessions", view.session["id"])
-        assert session["purpose"] == "watch the entrance at closing" and session["closed_at"] is None
+        screen = await on(pilot, LiveViewScreen)
+        view = central.records.get("live_views", screen.view["id"])
+        assert view["purpose"] == "watch the entrance at closing" and view["closed_at"] is None
         await pilot.press("c")
         await on(pilot, LiveScreen)
-    assert central.records.get("live_sessions", session["id"])["closed_at"] is not None
-    assert central.audit.query(action_prefix="live.close")[-1]["refs"]["live_session"] == session["id"]
+    assert central.records.get("live_views", view["id"])["closed_at"] is not None
+    assert central.audit.query(action_prefix="live.close")[-1]["refs"]["live_session"] == view["id"]
 
 
 async def test_the_flipbook_plays_in_place_pauses_and_steps_with_each_frames_time(world):

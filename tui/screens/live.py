@@ -1,7 +1,7 @@
-"""Live view (C8): open a session with its purpose, watch frames at the profile's rate, close it.
+"""Live view (C8): open a live view with its purpose, watch frames at the profile's rate, close it.
 
-The Director sees everyone's open sessions (live.list) and may close any; frames are
-shown to the session's owner only (the API refuses anyone else's).
+The Director sees everyone's open live views (live.list) and may close any; frames are
+shown to the view's owner only (the API refuses anyone else's).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tui.widgets.picture import Picture
 def open_live(screen, camera: str, purpose: str, grant: str | None = None) -> None:
     """live.open, then the live view. Called from the live list and from a live grant's review."""
     args = {"camera": camera, "purpose": purpose} | ({"grant": grant} if grant else {})
-    screen.call("live.open", args, lambda answer: screen.app.push_screen(LiveViewScreen(answer["session"])))
+    screen.call("live.open", args, lambda answer: screen.app.push_screen(LiveViewScreen(answer["view"])))
 
 
 class LiveScreen(CustodianScreen):
@@ -28,26 +28,26 @@ class LiveScreen(CustodianScreen):
     BINDINGS = bindings("app", "list", "live")
 
     def body(self) -> ComposeResult:
-        yield DataTable(id="sessions", cursor_type="row", zebra_stripes=False)
+        yield DataTable(id="views", cursor_type="row", zebra_stripes=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("Session", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 34)):
+        for label, width in (("View", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 34)):
             table.add_column(label, width=width)
-        self.sessions: list[dict] = []
+        self.views: list[dict] = []
 
     def fetch(self, call):
         names = {u["id"]: u["name"] for u in call("user.list")["users"]} if self.director else {}
-        return names, call("live.list")["sessions"], call("camera.list")["cameras"]
+        return names, call("live.list")["views"], call("camera.list")["cameras"]
 
     def show(self, answer) -> None:
-        names, self.sessions, cameras = answer
+        names, self.views, cameras = answer
         self.cameras = [c["id"] for c in cameras if c["status"] == "approved"]
         table = self.query_one(DataTable)
         table.clear()
-        for s in self.sessions:
-            table.add_row(s["id"], names.get(s["user"], "you" if s["user"] == self.app.user["id"] else s["user"])[:10],
-                          s["camera"][:12], local(s["until"]), s["purpose"][:34], key=s["id"])
+        for v in self.views:
+            table.add_row(v["id"], names.get(v["user"], "you" if v["user"] == self.app.user["id"] else v["user"])[:10],
+                          v["camera"][:12], local(v["until"]), v["purpose"][:34], key=v["id"])
         self.say(f"O opens a live view ({', '.join(self.cameras)}); Enter watches yours; C closes.")
 
     def action_open_session(self) -> None:
@@ -62,29 +62,29 @@ class LiveScreen(CustodianScreen):
 
     def selected(self) -> dict | None:
         row = self.query_one(DataTable).cursor_row
-        return self.sessions[row] if 0 <= row < len(self.sessions) else None
+        return self.views[row] if 0 <= row < len(self.views) else None
 
     def action_open(self) -> None:
-        s = self.selected()
-        if s:
-            self.app.push_screen(LiveViewScreen(s))
+        v = self.selected()
+        if v:
+            self.app.push_screen(LiveViewScreen(v))
 
     def on_data_table_row_selected(self, event) -> None:
         self.action_open()
 
     def action_close_session(self) -> None:
-        s = self.selected()
-        if s:
-            self.call("live.close", {"session": s["id"]}, lambda _: self.refresh_data())
+        v = self.selected()
+        if v:
+            self.call("live.close", {"view": v["id"]}, lambda _: self.refresh_data())
 
 
 class LiveViewScreen(CustodianScreen):
     SCOPE = "live-view"
     BINDINGS = bindings("app", "live")
 
-    def __init__(self, session: dict):
+    def __init__(self, view: dict):
         super().__init__()
-        self.session = session
+        self.view = view
 
     def body(self) -> ComposeResult:
         yield Static("", id="live-title")
@@ -93,21 +93,21 @@ class LiveViewScreen(CustodianScreen):
             yield Static("", id="frame-info")
 
     def on_mount(self) -> None:
-        self.until = parse(self.session["until"])
+        self.until = parse(self.view["until"])
         self.fetch()
         self.set_interval(self.app.profile.live_seconds, self.fetch)
 
     def fetch(self) -> None:
-        self.call("live.frame", {"session": self.session["id"]}, self.show_frame, self.no_frame,
+        self.call("live.frame", {"view": self.view["id"]}, self.show_frame, self.no_frame,
                   background=True, group="frame")
 
     def show_frame(self, frame: dict) -> None:
         self.query_one(Picture).show(frame)
         left = max(0, int((self.until - parse(frame["at"])).total_seconds())) if frame.get("at") else 0
         self.query_one("#live-title", Static).update(
-            f"Live: {self.session['camera']}  purpose: {self.session['purpose'][:40]}")
+            f"Live: {self.view['camera']}  purpose: {self.view['purpose'][:40]}")
         self.query_one("#frame-info", Static).update(
-            f"frame {local(frame.get('at'), seconds=True)}\nsession until {local(self.session['until'])}\n"
+            f"frame {local(frame.get('at'), seconds=True)}\nopen until {local(self.view['until'])}\n"
             f"about {left // 60} min left\nC closes")
 
     def no_frame(self, e: ApiError) -> None:
@@ -116,7 +116,7 @@ class LiveViewScreen(CustodianScreen):
             self.say(refusal(e), error=True)
 
     def action_close_session(self) -> None:
-        self.call("live.close", {"session": self.session["id"]}, lambda _: self.action_back())
+        self.call("live.close", {"view": self.view["id"]}, lambda _: self.action_back())
 
     def action_open_session(self) -> None:
         pass

@@ -23,6 +23,6 @@ def make(name: str, app):
 # What each home item opens (the API names the items; the screen only routes them).
 ITEM_SCREENS = {"alerts": "alerts", "pending_requests": "requests", "imminent_unreviewed": "requests",
                 "open_breaches": "breaches", "sealed": "seal", "my_pending_requests": "requests",
-                "my_grants": "grants", "my_live_sessions": "live", "incident_owed": "incident_owed",
+                "my_grants": "grants", "my_live_views": "live", "incident_owed": "incident_owed",
                 "cameras_offline": "cameras", "cameras_moved": "cameras", "cameras_pending": "cameras",
                 "cameras": "cameras", "disk": "cameras", "notices": "notices"}
