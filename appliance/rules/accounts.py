@@ -142,7 +142,8 @@ def login(central, caller, args):
     user = _user_by_name(central, name)
     now = central.now()
     if user is None:
-        audit_login_attempt(central, name, "session.login_failed", {"reason": "unknown user"})
+        # "-", not the text typed: a passphrase typed into the name field must never reach the log.
+        audit_login_attempt(central, "-", "session.login_failed", {"reason": "unknown user"})
         raise WrongPassphrase("unknown user or wrong passphrase")
     if user.get("disabled"):
         audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "disabled"})

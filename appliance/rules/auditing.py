@@ -33,6 +33,6 @@ def audit_action(central, caller: Caller, action: str, *, target: str | None = N
 
 def audit_login_attempt(central, account: str, action: str, details: dict) -> dict:
     """A login refused (`session.login_failed`) or an account locked by failed logins
-    (`user.locked`): `account` is the account id tried, or the name typed when no account
-    has it. No role and no capacity: the person has not proved who she is."""
+    (`user.locked`): `account` is the account id tried, or `-` when no account has the name
+    typed (the text itself is never written: it may be a passphrase typed in the wrong field). No role and no capacity: the person has not proved who she is."""
     return central.audit.append(account, action, details=details)

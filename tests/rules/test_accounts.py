@@ -78,14 +78,15 @@ def test_C8_a_login_opens_a_session_that_knows_its_person(central, people):
 def test_C8_unknown_user_and_wrong_passphrase_get_one_answer_and_both_are_audited(central, people):
     people.login("sam")
     with pytest.raises(CustodianError) as unknown:
-        login(central, "nobody", "whatever-it-is-1")
+        login(central, "sam-passphrase-1", "whatever-it-is-1")      # a passphrase in the name field
     with pytest.raises(CustodianError) as wrong:
         login(central, "sam", "not-sams-passphrase")
     assert unknown.value.code == wrong.value.code == "wrong_passphrase"
     assert str(unknown.value) == str(wrong.value)            # no hint which accounts exist
+    assert "sam-passphrase-1" not in (central.paths.audit / "audit.jsonl").read_text()
     failed = entries(central, "session.login_failed")
     assert [(e["actor"], e["role"], e["details"]) for e in failed] == [
-        ("nobody", None, {"reason": "unknown user"}),         # the name typed: no account has it
+        ("-", None, {"reason": "unknown user"}),              # not the text typed: it may be a passphrase
         (people.ids["sam"], None, {"reason": "wrong passphrase"})]   # no role: nobody proved who she is
 
 
