@@ -520,7 +520,9 @@ class RtspBackend(CameraBackend):
         for t in readers:
             t.start()
         started = time.monotonic()
-        while not conn.ended.wait(_POLL):
+        # a silent camera is noticed within 1.5 x timeout_seconds: before the frame watchdog's
+        # stall_seconds (twice the timeout), so the backend reconnects by itself
+        while not conn.ended.wait(min(_POLL, self.settings.timeout_seconds / 2)):
             now = time.monotonic()
             if self.waiting_for_source:
                 self.alive_at = now
