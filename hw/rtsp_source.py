@@ -67,7 +67,7 @@ from dataclasses import dataclass
 
 import ffmpeg
 
-from .annexb import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, START_CODE, picture_head
+from .annexb import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, START_CODE, nal_units, picture_head
 from .backend import CameraBackend, CameraFailed, Frame, KeyframeSplitter, SegmentOpener
 from .ffmpeg_common import ENCODERS, NutDemuxer, NutError, NutPacket, drain_lines, draw_masks, encoder_options
 from .sps import PictureFormat, picture_format
@@ -316,6 +316,29 @@ class ParameterSets:
         if self._format is None or self._format[0] != self.sps:
             self._format = (self.sps, picture_format(self.sps))
         return data, self._format[1]
+
+    def seed(self, extradata: bytes) -> None:
+        """Take the SPS and PPS of the stream's global header (ffmpeg's extradata: Annex-B, or an
+        avcC record), for an encoder that puts them only there; the keyframes' own come after."""
+        if extradata[:1] == b"\x01":                       # avcC (ISO/IEC 14496-15)
+            nals, pos = [], 5
+            for _ in range(2):                             # the SPS, then the PPS
+                count, pos = extradata[pos:pos + 1], pos + 1
+                for _ in range((count[0] & 0x1F) if count else 0):
+                    size = int.from_bytes(extradata[pos:pos + 2], "big")
+                    nals.append(extradata[pos + 2:pos + 2 + size])
+                    pos += 2 + size
+        else:
+            nals = [nal for _, nal in nal_units(extradata)]
+        for nal in nals:
+            if nal[:1] and nal[0] & 0x1F == NAL_PPS:
+                self.pps = nal
+            elif nal[:1] and nal[0] & 0x1F == NAL_SPS:
+                try:
+                    picture_format(nal)
+                except ValueError:
+                    continue                               # not one we can use
+                self.sps = nal
 
 
 def _insert_after_aud(data: bytes, types: list[int], params: bytes) -> bytes:
@@ -601,6 +624,9 @@ class RtspBackend(CameraBackend):
             while n := demuxer.read(fd):
                 packets = demuxer.packets()
                 if conn.refused is None and conn.codec == "h264":    # else drain and drop
+                    if not conn.seeded and 0 in demuxer.streams:
+                        self._params.seed(demuxer.streams[0].extradata)
+                        conn.seeded = True
                     arrived_us = time.monotonic_ns() // 1000
                     for packet in packets:
                         if packet.stream == 0:
@@ -689,6 +715,7 @@ class _Connection:
         self.last_unit_at = 0.0
         self.pictures = 0                # ... of which recorded (from the first keyframe on)
         self.held = b""                  # a packet without a picture, waiting for the next
+        self.seeded = False              # the parameter sets of ffmpeg's stream header are taken
         self.lines: list[str] = []
 
 

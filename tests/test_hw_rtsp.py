@@ -245,6 +245,30 @@ def test_keyframes_without_parameter_sets_get_the_latest_and_decode_alone():
     assert ParameterSets().keyframe(units[keys[1]].data) is None   # nothing known yet: not decodable
 
 
+@pytest.mark.parametrize("form", ["annexb", "avcc"])
+def test_parameter_sets_from_the_streams_global_header(form):
+    """An encoder that puts SPS and PPS only in ffmpeg's extradata (a global header, as NUT asks
+    for): the first keyframe gets them from there, in either form extradata takes."""
+    units = split_access_units(encode(1, "160x120", "-x264-params", "repeat-headers=1:aud=1"))
+    nals = nal_units(units[0].data)
+    sps, pps = (next(nal for t, nal in nals if t == kind) for kind in (NAL_SPS, NAL_PPS))
+    bare_keyframe = b"".join(b"\x00\x00\x00\x01" + nal for t, nal in nals if t not in (NAL_SPS, NAL_PPS))
+    if form == "annexb":
+        extradata = b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps
+    else:   # ISO/IEC 14496-15: version, profile, compatibility, level, length size, then counted, sized lists
+        extradata = (bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+                     + bytes([1]) + len(pps).to_bytes(2, "big") + pps)
+    params = ParameterSets()
+    params.seed(extradata)
+    repaired, picture = params.keyframe(bare_keyframe)
+    assert nal_types(repaired)[:3] == [NAL_AUD, NAL_SPS, NAL_PPS] and (picture.width, picture.height) == (160, 120)
+    done = subprocess.run(["ffmpeg", "-v", "error", "-f", "h264", "-i", "pipe:0", "-f", "null", "-"],
+                          input=repaired + b"".join(u.data for u in units[1:5]), capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    params.seed(b"\x00\x00\x00\x01\x67\xff")                       # an SPS that cannot be read: ignored
+    assert params.sps == sps
+
+
 @pytest.mark.parametrize("size, x264, pix_fmt", [
     ("320x240", (), "yuv420p"),
     ("1920x1080", (), "yuv420p"),                        # 1088 coded, cropped to 1080
