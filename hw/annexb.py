@@ -154,6 +154,25 @@ def nal_units(data: bytes) -> list[tuple[int, bytes]]:
     return units
 
 
+def picture_head(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
+    """One access unit's first slice type (NAL_IDR, NAL_SLICE, or 0 if it has no slice) and
+    the NAL units in front of that slice, as (nal_type, nal_bytes_without_start_code).
+
+    Only the unit's head is scanned (delimiter, SEI, SPS, PPS: a few hundred bytes), never
+    the slices, so an access unit that arrives already framed costs almost nothing here.
+    """
+    head = []
+    i = data.find(START_CODE)
+    while i >= 0 and i + 3 < len(data):
+        nal_type = data[i + 3] & 0x1F
+        if nal_type in _VCL:
+            return nal_type, head
+        nxt = data.find(START_CODE, i + 3)
+        head.append((nal_type, data[i + 3:nxt if nxt >= 0 else len(data)].rstrip(b"\x00")))
+        i = nxt
+    return 0, head
+
+
 def nal_types(data: bytes) -> list[int]:
     """The NAL unit types in Annex-B bytes, in order (for checks and tests)."""
     return [t for t, _ in nal_units(data)]

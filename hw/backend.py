@@ -39,6 +39,10 @@ class SegmentOpener(Protocol):
     def record_loss(self, why: str) -> None:
         """Frames the backend received but could not hand over (`why` says how many and why)."""
 
+    def note_break(self, why: str) -> None:
+        """Pictures stopped for a reason the backend knows (a camera's stream lost): the next
+        segment's time gap carries it. Optional: a backend calls it only where it exists."""
+
 
 class CameraFailed(RuntimeError):
     """The camera could not be (re)opened: the process should exit for systemd to restart it."""

@@ -1,9 +1,13 @@
 """Camera backend `rtsp`: an IP camera's RTSP stream, pulled by ffmpeg.
 
 One ffmpeg process per connection reads the camera (TCP by default, UDP by setting)
-and writes raw Annex-B H.264 to its stdout; a reader thread parses it into access
-units (``hw.annexb``) and hands them to a ``KeyframeSplitter``, exactly as the ffmpeg
-sources do. Without privacy masks the camera's own stream is copied untouched
+and writes the H.264 stream to its stdout in NUT, ffmpeg's own container, which frames
+it: each access unit comes whole, with its size and the camera's timestamp, so the
+reader thread reads a few header bytes per picture (``hw.ffmpeg_common.NutDemuxer``)
+and never scans the video for start codes. The reader wakes twice a second and takes
+everything ffmpeg wrote meanwhile in one read (the pipe is enlarged to hold it), instead
+of waking for every picture. Access units go to a ``KeyframeSplitter`` exactly as from the
+ffmpeg sources. Without privacy masks the camera's own stream is copied untouched
 (``-c:v copy``: no decoding, no quality loss, little CPU). With masks it is decoded,
 scaled to the configured size (the size the masks are given in), the masks are drawn
 and it is encoded again (``h264_v4l2m2m`` on a Pi that has the encoder, libx264
@@ -17,10 +21,15 @@ written to its stdin (``-f concat -safe 0 -i pipe:0``; the script's ``option`` l
 carry the RTSP options to the inner demuxer), and every line ffmpeg prints is
 redacted before it is kept or logged. The configured URL carries no credentials.
 
-Timestamps. An IP camera's clock is not the node's, and raw H.264 carries no times,
-so ``pts_us`` is the node's monotonic clock (microseconds) when the access unit came
-out of ffmpeg, made strictly increasing. ffmpeg's stream probing is cut to the first
-packet so pictures flow as they arrive instead of in a burst after seconds of probing.
+Timestamps. ``pts_us`` follows the camera's own clock: the RTP timestamps of its
+pictures (90 kHz; in the camera's encoder time base when masks are re-encoded), as
+ffmpeg passes them on. The first picture of each connection is placed on the node's
+monotonic clock (or just after the previous picture, whichever is later), and the
+camera's clock runs from there. A jump of the camera's clock (more than
+``timeout_seconds`` either way) continues from the node's clock instead; a picture
+stamped earlier than the one before it (a camera that sends B-frames) gets 1 µs after
+it, so ``pts_us`` always increases. ffmpeg's stream probing is cut to the first packet
+so pictures flow as they arrive instead of in a burst after seconds of probing.
 
 Connection loss. When the stream ends (the camera rebooted, the network dropped, no
 picture for ``timeout_seconds``), the open segment is closed at once, so the time
@@ -28,7 +37,9 @@ without pictures lies between two segments, and the backend reconnects by itself
 with exponential backoff (1 s, 2 s, 4 s ... ``reconnect_max_seconds``). Meanwhile
 ``waiting_for_source`` says why and ``alive_at`` beats, so the frame watchdog knows
 the process is healthy and does not restart it (restarting would not bring the
-camera back). Each outage is kept in ``outages`` (wall-clock microseconds and why).
+camera back). Each outage is kept in ``outages`` (wall-clock microseconds and why), and
+the reason the stream was lost is handed to the segment opener's ``note_break(why)``,
+if it has one, so the gap in the recording says why.
 
 Stream changes. The first keyframe after each connection (and every keyframe's SPS)
 is checked: a stream that is not H.264 (an H.265 camera) is refused with the setting
@@ -42,6 +53,7 @@ This module takes its settings as an ``RtspSettings`` and imports nothing from
 from __future__ import annotations
 
 import collections
+import fcntl
 import logging
 import os
 import re
@@ -55,17 +67,18 @@ from dataclasses import dataclass
 
 import ffmpeg
 
-from .annexb import NAL_AUD, NAL_PPS, NAL_SPS, START_CODE, AccessUnit, AnnexBParser, nal_units
+from .annexb import NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS, START_CODE, nal_units, picture_head
 from .backend import CameraBackend, CameraFailed, Frame, KeyframeSplitter, SegmentOpener
-from .ffmpeg_common import ENCODERS, drain_lines, draw_masks, encoder_options
+from .ffmpeg_common import ENCODERS, NutDemuxer, NutError, NutPacket, drain_lines, draw_masks, encoder_options
 from .sps import PictureFormat, picture_format
 
 log = logging.getLogger(__name__)
 
 TRANSPORTS = ("tcp", "udp")
 SCHEMES = ("rtsp", "rtsps")
-_READ_CHUNK = 1 << 16
-_POLL = 0.25                      # how often the connection loop looks at ffmpeg and beats
+_PIPE_BYTES = 1 << 20             # ffmpeg's stdout pipe holds this much (1 s of a 8 Mb/s camera)
+_READ_EVERY = 0.5                 # the reader takes what ffmpeg wrote this often, not at every picture
+_POLL = 2.0                       # the connection loop's checks and beats (ffmpeg's end wakes it at once)
 _LOG_AGAIN_SECONDS = 600          # the same connection error is logged again after this long
 _PROTOCOLS = "pipe,rtsp,rtsps,rtp,tcp,udp,tls"
 _CODEC_NAMES = {"hevc": "H.265 (HEVC)", "mjpeg": "MJPEG", "mpeg4": "MPEG-4 part 2", "av1": "AV1"}
@@ -215,17 +228,19 @@ def build_command(settings: RtspSettings, ffmpeg_bin: str = "ffmpeg") -> list[st
     # the concat demuxer probes too: no more than the first packet here either
     video = ffmpeg.input("pipe:0", f="concat", safe=0, protocol_whitelist=_PROTOCOLS, probesize=32,
                          analyzeduration=0)["v:0"]
+    # NUT frames the stream (NutDemuxer); each packet is written as soon as it is muxed, so a
+    # low-bitrate camera's pictures are not held back in ffmpeg's buffer. No index: for one,
+    # ffmpeg would keep every syncpoint while the camera stays connected (10 MB an hour at 4 Mb/s)
+    nut = {"format": "nut", "flush_packets": 1, "write_index": 0}
     if settings.copy:
         # dump_extra: the SPS/PPS the camera announced (SDP) go in front of every keyframe too,
         # for cameras that send them only there
-        out = video.output("pipe:1", format="h264", flush_packets=1,
-                           **{"c:v": "copy", "bsf:v": "dump_extra=freq=keyframe"})
+        out = video.output("pipe:1", **nut, **{"c:v": "copy", "bsf:v": "dump_extra=freq=keyframe"})
     else:
         video = video.filter("scale", settings.width, settings.height)
         video = draw_masks(video, settings.masks)
-        out = video.output("pipe:1", format="h264", flush_packets=1,
-                           **encoder_options(settings.encoder, settings.fps, settings.keyframe_seconds,
-                                             settings.bitrate_kbps))
+        out = video.output("pipe:1", **nut, **encoder_options(settings.encoder, settings.fps,
+                                                              settings.keyframe_seconds, settings.bitrate_kbps))
     # info: ffmpeg describes the input stream (its codec) before it writes any picture
     return out.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "info").compile(cmd=ffmpeg_bin)
 
@@ -287,9 +302,9 @@ class ParameterSets:
 
     def keyframe(self, data: bytes) -> tuple[bytes, PictureFormat] | None:
         """The keyframe with SPS and PPS (added if missing) and its format; None until both are known."""
-        units = nal_units(data)
-        types = [t for t, _ in units]
-        for nal_type, nal in units:
+        _, head = picture_head(data)
+        types = [t for t, _ in head]
+        for nal_type, nal in head:
             if nal_type == NAL_SPS:
                 self.sps = nal
             elif nal_type == NAL_PPS:
@@ -302,6 +317,29 @@ class ParameterSets:
             self._format = (self.sps, picture_format(self.sps))
         return data, self._format[1]
 
+    def seed(self, extradata: bytes) -> None:
+        """Take the SPS and PPS of the stream's global header (ffmpeg's extradata: Annex-B, or an
+        avcC record), for an encoder that puts them only there; the keyframes' own come after."""
+        if extradata[:1] == b"\x01":                       # avcC (ISO/IEC 14496-15)
+            nals, pos = [], 5
+            for _ in range(2):                             # the SPS, then the PPS
+                count, pos = extradata[pos:pos + 1], pos + 1
+                for _ in range((count[0] & 0x1F) if count else 0):
+                    size = int.from_bytes(extradata[pos:pos + 2], "big")
+                    nals.append(extradata[pos + 2:pos + 2 + size])
+                    pos += 2 + size
+        else:
+            nals = [nal for _, nal in nal_units(extradata)]
+        for nal in nals:
+            if nal[:1] and nal[0] & 0x1F == NAL_PPS:
+                self.pps = nal
+            elif nal[:1] and nal[0] & 0x1F == NAL_SPS:
+                try:
+                    picture_format(nal)
+                except ValueError:
+                    continue                               # not one we can use
+                self.sps = nal
+
 
 def _insert_after_aud(data: bytes, types: list[int], params: bytes) -> bytes:
     """Put parameter sets at the start of an access unit (after its delimiter, which must come first)."""
@@ -311,6 +349,35 @@ def _insert_after_aud(data: bytes, types: list[int], params: bytes) -> bytes:
     while second > 0 and data[second - 1] == 0:
         second -= 1
     return data[:second] + params + data[second:]
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+class CameraClock:
+    """Turns the camera's timestamps into ``Frame.pts_us`` (see the module docstring)."""
+
+    def __init__(self, jump_us: int):
+        self.jump_us = jump_us
+        self.last_us = 0             # the pts_us handed out last
+        self._offset: int | None = None
+        self._camera_last = 0
+        self._arrived_last = 0
+
+    def reconnected(self) -> None:
+        """A new connection: its timestamps start afresh."""
+        self._offset = None
+
+    def stamp(self, camera_us: int, arrived_us: int) -> int:
+        """pts_us for a picture the camera stamped `camera_us` that arrived at `arrived_us` (monotonic)."""
+        if self._offset is None or abs(camera_us - self._camera_last) > self.jump_us:
+            # from the node's clock: at least as much later as the node saw pass
+            start = max(arrived_us, self.last_us + 1) if self._offset is None else \
+                self.last_us + max(1, arrived_us - self._arrived_last)
+            self._offset = start - camera_us
+        self._camera_last, self._arrived_last = camera_us, arrived_us
+        self.last_us = max(camera_us + self._offset, self.last_us + 1)
+        return self.last_us
 
 
 # --------------------------------------------------------------------------- the backend
@@ -344,7 +411,8 @@ class RtspBackend(CameraBackend):
         self._thread: threading.Thread | None = None
         self._splitter: KeyframeSplitter | None = None
         self._params = ParameterSets()
-        self._last_pts = 0
+        self._clock = CameraClock(int(settings.timeout_seconds * 1_000_000))
+        self._opener: SegmentOpener | None = None
         self._last_frame_wall_us = 0
         self._lost: dict | None = None   # the outage under way: since when, why
         self._logged: tuple[str, float] | None = None
@@ -360,6 +428,7 @@ class RtspBackend(CameraBackend):
             self._reset_liveness()
             self._stop.clear()
             self._splitter = KeyframeSplitter(opener, segment_seconds)
+            self._opener = opener
             self._lost = {"from_us": time.time_ns() // 1000, "why": "recording (re)started"}
             self._waiting("connecting")
             self._thread = threading.Thread(target=self._run, name=f"rtsp-{self.camera_name}", daemon=True)
@@ -409,6 +478,9 @@ class RtspBackend(CameraBackend):
                 self._lost = {"from_us": self._last_frame_wall_us, "why": why}
                 log.warning("camera %s: stream lost after %d pictures: %s; reconnecting", self.camera_name,
                             pictures, why)
+                note_break = getattr(self._opener, "note_break", None)
+                if note_break is not None:        # the next segment's gap says why
+                    note_break(f"camera stream lost: {why}")
             delay = reconnect_delay(failures, self.settings.reconnect_min_seconds,
                                     self.settings.reconnect_max_seconds)
             failures += 0 if pictures else 1
@@ -472,8 +544,9 @@ class RtspBackend(CameraBackend):
         for t in readers:
             t.start()
         started = time.monotonic()
-        while proc.poll() is None:
-            self._stop.wait(_POLL)
+        # a silent camera is noticed within 1.5 x timeout_seconds: before the frame watchdog's
+        # stall_seconds (twice the timeout), so the backend reconnects by itself
+        while not conn.ended.wait(min(_POLL, self.settings.timeout_seconds / 2)):
             now = time.monotonic()
             if self.waiting_for_source:
                 self.alive_at = now
@@ -486,6 +559,10 @@ class RtspBackend(CameraBackend):
                 conn.refused = conn.refused or f"no picture for {self.settings.timeout_seconds:g} s"
             if conn.refused is not None:
                 self._end_process()
+        try:
+            proc.wait(self.stop_timeout)     # its output ended: it exits
+        except subprocess.TimeoutExpired:
+            self._end_process()
         for t in readers:
             t.join(self.stop_timeout + 5)
         rc = proc.wait()
@@ -533,32 +610,54 @@ class RtspBackend(CameraBackend):
         while not conn.described.wait(_POLL):
             if proc.poll() is not None and conn.described.wait(1.0) is False:
                 break
-        parser = AnnexBParser()
-        fd = proc.stdout.fileno()
         try:
-            while True:
-                chunk = os.read(fd, _READ_CHUNK)
-                if not chunk:
-                    break
-                if conn.refused is not None or conn.codec != "h264":
-                    continue             # drain and drop: refused, or not H.264
-                for au in parser.feed(chunk):
-                    self._emit(au, conn)
+            self._read_packets(proc, conn)
+        finally:
+            conn.ended.set()
+
+    def _read_packets(self, proc: subprocess.Popen, conn: _Connection) -> None:
+        fd = proc.stdout.fileno()
+        pipe_bytes = _enlarge_pipe(fd)
+        demuxer = NutDemuxer(2 * _PIPE_BYTES)
+        self._clock.reconnected()
+        try:
+            while n := demuxer.read(fd):
+                packets = demuxer.packets()
+                if conn.refused is None and conn.codec == "h264":    # else drain and drop
+                    if not conn.seeded and 0 in demuxer.streams:
+                        self._params.seed(demuxer.streams[0].extradata)
+                        conn.seeded = True
+                    arrived_us = time.monotonic_ns() // 1000
+                    for packet in packets:
+                        if packet.stream == 0:
+                            self._emit(packet, demuxer, arrived_us, conn)
+                if n < pipe_bytes // 2:
+                    time.sleep(_READ_EVERY)  # ffmpeg writes on into the pipe meanwhile
+        except NutError as e:
+            log.error("camera %s: cannot read ffmpeg's output: %s", self.camera_name, e)
+            conn.refused = conn.refused or f"unreadable output from ffmpeg: {e}"
+            proc.terminate()
         except Exception as e:           # the segment writer failed, or the pipe broke
             log.exception("camera %s: recording stopped", self.camera_name)
             self._report_stall(f"segment writer failed: {e}")
             conn.refused = conn.refused or f"recording failed: {e}"
             if proc.poll() is None:
                 proc.terminate()         # nobody will read the pipe any more
-        # the last unit of a connection may be cut short (the stream broke off): it is dropped
+        # a packet cut short when the stream broke off is dropped
 
-    def _emit(self, au: AccessUnit, conn: _Connection) -> None:
+    def _emit(self, packet: NutPacket, demuxer: NutDemuxer, arrived_us: int, conn: _Connection) -> None:
         conn.units += 1
         conn.last_unit_at = time.monotonic()
-        pts = max(time.monotonic_ns() // 1000, self._last_pts + 1)
-        data, new_format = au.data, False
-        if au.keyframe:
-            repaired = self._params.keyframe(au.data)
+        data = conn.held + packet.data if conn.held else packet.data
+        first_slice, _ = picture_head(data)
+        if not first_slice:
+            conn.held = data             # no picture in it (parameter sets alone): goes with the next
+            return
+        conn.held = b""
+        keyframe = first_slice == NAL_IDR
+        new_format = False
+        if keyframe:
+            repaired = self._params.keyframe(data)
             if repaired is None:
                 return                   # no SPS/PPS yet: this keyframe cannot be decoded alone
             data, picture = repaired
@@ -576,15 +675,16 @@ class RtspBackend(CameraBackend):
                 self.picture = picture
         elif not conn.pictures:
             return                       # nothing decodable before the first keyframe
-        self._last_pts = pts
+        num, den = demuxer.time_base(packet.stream)
+        pts = self._clock.stamp(packet.pts * num * 1_000_000 // den, arrived_us)
         self._last_frame_wall_us = time.time_ns() // 1000
         if not conn.pictures:
-            self._connected(au)
+            self._connected()
         conn.pictures += 1
         self._saw_frame()
-        self._splitter.on_frame(Frame(data, au.keyframe, pts), new_segment=new_format)
+        self._splitter.on_frame(Frame(data, keyframe, pts), new_segment=new_format)
 
-    def _connected(self, au: AccessUnit) -> None:
+    def _connected(self) -> None:
         self.connections += 1
         self.waiting_for_source = None
         lost, self._lost = self._lost, None
@@ -608,12 +708,25 @@ class _Connection:
     def __init__(self, redact) -> None:
         self.redact = redact
         self.described = threading.Event()
+        self.ended = threading.Event()   # ffmpeg's output ended (it exits, or was stopped)
         self.refused: str | None = None
         self.codec: str | None = None    # the input's codec, as ffmpeg described it
         self.units = 0                   # access units ffmpeg delivered
         self.last_unit_at = 0.0
         self.pictures = 0                # ... of which recorded (from the first keyframe on)
+        self.held = b""                  # a packet without a picture, waiting for the next
+        self.seeded = False              # the parameter sets of ffmpeg's stream header are taken
         self.lines: list[str] = []
+
+
+def _enlarge_pipe(fd: int) -> int:
+    """Let ffmpeg's stdout pipe hold a whole read interval of video (Linux: 64 KiB by default);
+    returns what it holds. (The reader reads on at once while the pipe is half full or more.)"""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except OSError as e:                         # over /proc/sys/fs/pipe-max-size or the user's quota
+        log.debug("cannot enlarge ffmpeg's pipe to %d bytes: %s", _PIPE_BYTES, e)
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
 
 
 def _describe(picture: PictureFormat) -> str:

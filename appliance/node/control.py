@@ -262,6 +262,12 @@ class CameraGate:
         if self.recording:             # frames of a camera that is not recording are no loss
             self.recorder.record_loss(why)
 
+    def note_break(self, why: str) -> None:
+        """The backend knows why pictures stopped (an IP camera's stream lost): the next
+        segment's gap says so. Only while recording: a paused placement keeps its own reason."""
+        if self.recording:
+            self.recorder.note_break(why)
+
 
 class _GatedSegment:
     def __init__(self, gate: CameraGate):

@@ -269,7 +269,20 @@ def test_ip_camera_recorded_through_an_outage_a_size_change_and_a_mask(tmp_path,
     long_holes = [h for h in holes if h > 5]
     assert len(long_holes) == 1 and outage - 1 <= long_holes[0] <= outage + 8, holes
     assert "camera ended the stream" in log_text and "nothing answers at 127.0.0.1" in log_text
-    # TODO(time gaps, branch fix-node): assert the central's gap record (from, to, why) for this hole.
+    # ... and the central recorded it: one time gap from the end of the segment before to the start
+    # of the one after (the only other time gap is the masks change's)
+    before, after = next((a, b) for a, b in zip(infos, infos[1:])
+                         if b.header["start_us"] - a.trailer["end_us"] > 5_000_000)
+    time_gaps = [g for g in central.records.all("gaps") if g["camera"] == "lobby" and g["kind"] == "time"]
+    spanning = [g for g in time_gaps
+                if g["from_us"] < after.header["start_us"] and g["to_us"] > before.trailer["end_us"]]
+    assert len(spanning) == 1, time_gaps
+    gap = spanning[0]
+    assert (gap["from_seq"], gap["to_seq"], gap["from_us"], gap["to_us"]) == (
+        before.seq, after.seq, before.trailer["end_us"], after.header["start_us"])
+    assert [g["why"] for g in time_gaps if g is not gap] == ["camera restarted: privacy masks changed"]
+    assert gap["why"] == after.header["gap"]["why"]          # as the node signed it
+    lost = re.search(r"camera lobby: stream lost after \d+ pictures: (.+); reconnecting", log_text).group(1)
 
     # The mask: flat black in the masked segments, the test pattern before
     masked = gray_first_picture(decrypt_join(paths[-1:], secret_key), W, H)
@@ -283,6 +296,9 @@ def test_ip_camera_recorded_through_an_outage_a_size_change_and_a_mask(tmp_path,
     assert "alice:***@127.0.0.1" in log_text and "Stream #0:0" in log_text
     for text in (log_text, caplog.text, (tmp_path / "camera.log").read_text()):
         assert not any(s in text for s in spellings(password))
+
+    # The gap says why in the backend's words
+    assert gap["why"] == f"camera stream lost: {lost}"
 
 
 def _live_frame(people, view_id: str):
@@ -375,6 +391,58 @@ def test_h265_camera_refused_with_the_setting_to_change(tmp_path, central, peopl
         camera.stop()
     assert people.call("director", "camera.list")["cameras"][0]["snapshot_at"] is None   # nothing was decoded
     assert not list((identity.data_dir / "spool").glob("*.cseg*"))
+
+
+class NotingOpener:
+    """hw.selftest's MemoryOpener that also keeps what the backend says about breaks."""
+
+    def __init__(self):
+        from hw.selftest import MemoryOpener
+
+        self.memory = MemoryOpener()
+        self.notes: list[str] = []
+
+    def open_segment(self):
+        return self.memory.open_segment()
+
+    def record_loss(self, why: str) -> None:
+        self.memory.record_loss(why)
+
+    def note_break(self, why: str) -> None:
+        self.notes.append(why)
+
+
+def test_a_lost_stream_is_noted_with_why_and_pictures_keep_the_cameras_timing(tmp_path):
+    """The backend alone: the reason for an outage goes to the opener's note_break, and the
+    pictures carry the camera's own timestamps although they are read in batches."""
+    from hw.rtsp_source import RtspBackend, RtspSettings
+    from hw.selftest import check_segments
+
+    camera = RtspCamera("", width=W, height=H, fps=FPS, keyframe_seconds=1, log=tmp_path / "cam.log")
+    camera.start()
+    backend = RtspBackend(RtspSettings(url=camera.url, width=W, height=H, fps=FPS, reconnect_max_seconds=1.0),
+                          "gap-cam")
+    opener = NotingOpener()
+    backend.start(opener, 2)
+    try:
+        wait_for(lambda: backend.frames >= 40, 30, "pictures", 0.2)
+        camera.stop()
+        wait_for(lambda: opener.notes, 30, "the outage noted", 0.2)
+        camera.start()
+        wait_for(lambda: backend.connections == 2 and backend.frames >= 80, 60, "pictures again", 0.2)
+    finally:
+        backend.stop()
+        camera.stop()
+    assert opener.notes == ["camera stream lost: the camera ended the stream (it stopped, restarted or closed "
+                            "the connection)"]
+    ok, detail = check_segments(opener.memory.segments)
+    assert ok, detail
+    frames = opener.memory.frames
+    steps = [b.pts_us - a.pts_us for a, b in zip(frames, frames[1:])]
+    outage = [s for s in steps if s > 2_000_000]
+    assert len(outage) == 1, outage                       # the outage lies between two pictures...
+    within = [s for s in steps if s <= 2_000_000]        # ...the rest are the camera's 100 ms (10 fps)
+    assert all(s % 100_000 == 0 for s in within) and within.count(100_000) >= 0.9 * len(within), within
 
 
 def test_udp_transport_by_setting(tmp_path):

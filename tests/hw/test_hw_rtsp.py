@@ -1,21 +1,35 @@
 """hw.rtsp_source and hw.sps without a camera: settings, credentials, the ffmpeg command, the
-parameter sets, the SPS parser against ffprobe. The RTSP server end to end is tests/e2e/test_rtsp.py."""
+parameter sets, the camera's timestamps, the SPS parser against ffprobe, the NUT reader against
+ffprobe. The RTSP server end to end is tests/e2e/test_rtsp.py."""
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import subprocess
 import threading
 import urllib.parse
 
 import pytest
 
-from hw.settings import CameraSettings
-from hw.settings import SettingsError
-from hw.annexb import NAL_AUD, NAL_PPS, NAL_SPS, AccessUnit, nal_types, nal_units, split_access_units
+from hw.annexb import (
+    NAL_AUD,
+    NAL_IDR,
+    NAL_PPS,
+    NAL_SLICE,
+    NAL_SPS,
+    AccessUnit,
+    nal_types,
+    nal_units,
+    picture_head,
+    split_access_units,
+)
+from hw.settings import CameraSettings, SettingsError
 from hw.board import Board
 from hw.factory import make_backend, rtsp_settings
-from hw.ffmpeg_common import drain_lines
+from hw.ffmpeg_common import NutDemuxer, NutError, drain_lines
 from hw.rtsp_source import (
+    CameraClock,
     ParameterSets,
     RtspSettingError,
     RtspSettings,
@@ -152,6 +166,8 @@ def test_without_masks_the_stream_is_copied_and_argv_holds_no_url():
     argv = build_command(RtspSettings(url=URL))
     assert ("-c:v", "copy") in pairs(argv)
     assert ("-f", "concat") in pairs(argv) and ("-i", "pipe:0") in pairs(argv)
+    output = argv[argv.index("pipe:0") + 1:]
+    assert ("-f", "nut") in pairs(output) and "pipe:1" in output        # framed, with the camera's times
     assert not any("rtsp://" in a or "192.0.2.10" in a for a in argv)
     assert not any("libx264" in a or "drawbox" in a for a in argv)
 
@@ -228,6 +244,30 @@ def test_keyframes_without_parameter_sets_get_the_latest_and_decode_alone():
     assert ParameterSets().keyframe(units[keys[1]].data) is None   # nothing known yet: not decodable
 
 
+@pytest.mark.parametrize("form", ["annexb", "avcc"])
+def test_parameter_sets_from_the_streams_global_header(form):
+    """An encoder that puts SPS and PPS only in ffmpeg's extradata (a global header, as NUT asks
+    for): the first keyframe gets them from there, in either form extradata takes."""
+    units = split_access_units(encode(1, "160x120", "-x264-params", "repeat-headers=1:aud=1"))
+    nals = nal_units(units[0].data)
+    sps, pps = (next(nal for t, nal in nals if t == kind) for kind in (NAL_SPS, NAL_PPS))
+    bare_keyframe = b"".join(b"\x00\x00\x00\x01" + nal for t, nal in nals if t not in (NAL_SPS, NAL_PPS))
+    if form == "annexb":
+        extradata = b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps
+    else:   # ISO/IEC 14496-15: version, profile, compatibility, level, length size, then counted, sized lists
+        extradata = (bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps
+                     + bytes([1]) + len(pps).to_bytes(2, "big") + pps)
+    params = ParameterSets()
+    params.seed(extradata)
+    repaired, picture = params.keyframe(bare_keyframe)
+    assert nal_types(repaired)[:3] == [NAL_AUD, NAL_SPS, NAL_PPS] and (picture.width, picture.height) == (160, 120)
+    done = subprocess.run(["ffmpeg", "-v", "error", "-f", "h264", "-i", "pipe:0", "-f", "null", "-"],
+                          input=repaired + b"".join(u.data for u in units[1:5]), capture_output=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    params.seed(b"\x00\x00\x00\x01\x67\xff")                       # an SPS that cannot be read: ignored
+    assert params.sps == sps
+
+
 @pytest.mark.parametrize("size, x264, pix_fmt", [
     ("320x240", (), "yuv420p"),
     ("1920x1080", (), "yuv420p"),                        # 1088 coded, cropped to 1080
@@ -259,3 +299,90 @@ def test_ffmpeg_lines_are_handed_on_whole_or_not_at_all():
     reader.join(10)
     os.close(read)
     assert received == ["first line", "(a line too long to keep)", "last line, no newline"]
+
+
+# --------------------------------------------------------------------------- ffmpeg's NUT output
+
+
+def nut_of(tmp_path, name: str, *args: str) -> bytes:
+    path = tmp_path / f"{name}.nut"
+    subprocess.run(["ffmpeg", "-v", "error", *args, "-f", "nut", str(path)], check=True, timeout=120)
+    return path.read_bytes()
+
+
+def ffprobe_packets(path) -> list[tuple]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_packets", "-show_data_hash", "sha256", "-show_entries",
+                          "packet=stream_index,pts,size,flags,data_hash", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    rows = [line.split(",") for line in out.split()]
+    return [(int(stream), int(pts), int(size), flags[0] == "K", digest.split(":")[1])
+            for stream, pts, size, flags, digest in rows]
+
+
+@pytest.mark.parametrize("name, args", [
+    # H.264 with B-frames: timestamps out of order, so coded rather than predicted
+    ("h264-bframes", ("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "6", "-c:v", "libx264",
+                      "-bf", "3", "-g", "50")),
+    # two streams, and frames whose first bytes NUT elides (00 00 01 B6, FF FD): put back on reading
+    ("mpeg4-mp2", ("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i",
+                   "sine=frequency=440:sample_rate=44100", "-t", "4", "-c:v", "mpeg4", "-c:a", "mp2")),
+])
+def test_nut_packets_read_from_a_pipe_are_ffprobes(tmp_path, name, args):
+    """Every packet ffmpeg muxed, byte for byte, with its timestamp and keyframe flag, whatever
+    pieces the pipe delivers it in (a small buffer that must grow and move what it holds)."""
+    data = nut_of(tmp_path, name, *args)
+    read, write = os.pipe()
+    sizes = random.Random(name)
+
+    def writer():
+        at = 0
+        while at < len(data):
+            at += os.write(write, data[at:at + sizes.choice((1, 7, 100, 4096, 65536, 300_000))])
+        os.close(write)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    demuxer, packets = NutDemuxer(capacity=4096), []
+    while demuxer.read(read):
+        packets += demuxer.packets()
+    thread.join(10)
+    os.close(read)
+    got = [(p.stream, p.pts, len(p.data), p.keyframe, hashlib.sha256(p.data).hexdigest()) for p in packets]
+    assert got == ffprobe_packets(tmp_path / f"{name}.nut") and len(got) > 100
+    assert demuxer.time_base(0) == (1, 51200) and demuxer.streams[0].fourcc in (b"H264", b"FMP4")
+
+
+def test_nut_reader_refuses_what_is_not_nut():
+    with pytest.raises(NutError, match="not a NUT stream"):
+        NutDemuxer().feed(b"\x00\x00\x00\x01\x09\xf0" + bytes(40))
+    assert NutDemuxer().feed(b"nut/multi") == []           # too little to tell yet
+
+
+def test_picture_head_finds_the_first_slice_without_reading_the_slices():
+    units = split_access_units(encode(1, "160x120", "-x264-params", "repeat-headers=1:aud=1"))
+    first, head = picture_head(units[0].data)
+    assert first == NAL_IDR and [t for t, _ in head][:1] == [NAL_AUD] and {NAL_SPS, NAL_PPS} <= {t for t, _ in head}
+    assert picture_head(units[1].data) == (NAL_SLICE, [(NAL_AUD, nal_units(units[1].data)[0][1])])
+    assert picture_head(b"\x00\x00\x00\x01\x67\x42\x00")[0] == 0        # parameter sets, no picture
+
+
+# --------------------------------------------------------------------------- the camera's timestamps
+
+
+def test_pictures_keep_the_cameras_timing_on_the_nodes_clock():
+    clock = CameraClock(jump_us=5_000_000)
+    # The first picture of a connection is placed on the node's clock; after it, the camera's own
+    # steps count, however the pictures arrived (here: two in one read)
+    assert [clock.stamp(camera, arrived) for camera, arrived in
+            [(0, 1_000_000), (40_000, 1_500_000), (80_000, 1_500_000)]] == [1_000_000, 1_040_000, 1_080_000]
+    # a picture stamped before the one in front of it (a B-frame): just after that one
+    assert clock.stamp(60_000, 1_500_000) == 1_080_001
+    assert clock.stamp(120_000, 2_000_000) == 1_120_000
+    # the camera's clock jumps by an hour: on from the node's clock (0.5 s passed here)
+    assert clock.stamp(3_600_120_000, 2_500_000) == 1_620_000
+    assert clock.stamp(3_600_160_000, 2_500_000) == 1_660_000
+    # a new connection starts its timestamps afresh: the node's clock again, never backwards
+    clock.reconnected()
+    assert clock.stamp(0, 9_000_000) == 9_000_000
+    clock.reconnected()
+    assert clock.stamp(500, 8_000_000) == 9_000_001
