@@ -248,27 +248,26 @@ def create_user(central, caller, args):
 
 # Which accounts a manager may act on (the people rule of user.reset_passphrase, user.unlock and
 # user.set_disabled, as their rules state it; _may_manage applies it to the account named).
-MANAGES = ("never your own or the Director's account; IT staff: staff accounts only (not a designated "
-           "acting director's); an acting director: staff accounts only")
+MANAGES = ("never your own or the Director's account; IT staff and an acting director: staff accounts "
+           "only (not a designated acting director's)")
 
 
 def _may_manage(central, caller, target: dict) -> None:
-    """Director: any other account. IT: staff accounts only (never the Director's, C2)."""
+    """Director: any other account. IT and an acting director: staff accounts only, never one designated
+    acting director (whoever set its passphrase could act as Director in its period, C2)."""
     if target["id"] == caller.user_id:
         raise Refused("use user.change_passphrase for your own account")
     if target["role"] == "director":
         raise Refused("nobody may reset or manage the Director's account through the system; "
                       "the Director uses her recovery code", clause="C2")
-    if caller.is_director and caller.role != "it":
-        if caller.role != "director" and target["role"] != "staff":
-            raise Refused("an acting director manages staff accounts only")
+    if caller.role == "director":
         return
-    if caller.role == "it" and target["role"] == "staff":
-        if has_acting_period(central, target):
-            raise Refused("this staff member is or will be acting director: only the Director may reset "
-                          "her account", clause="C2")
-        return
-    raise Refused(f"{role_name('it')} may manage staff accounts only")
+    if target["role"] != "staff":
+        raise Refused("an acting director manages staff accounts only" if caller.acting_director
+                      else f"{role_name('it')} may manage staff accounts only")
+    if has_acting_period(central, target):
+        raise Refused("this staff member is or will be acting director: only the Director may reset "
+                      "her account", clause="C2")
 
 
 @op("user.reset_passphrase", DIRECTOR_OR_IT.noting(MANAGES),
