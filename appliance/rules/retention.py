@@ -108,6 +108,11 @@ def _under_sealed_warrant(central, hold: dict) -> bool:
     return bool(record) and is_sealed(record)
 
 
+def _logged_refs(hold: dict, sealed: bool) -> dict:
+    """A hold's refs as its audit entries name them: not the incident of a sealed warrant (C13)."""
+    return {k: v for k, v in hold["refs"].items() if not (sealed and k == "incident")}
+
+
 def hold_view(central, caller, hold: dict) -> dict:
     active = hold["released_at"] is None
     if _hidden(central, caller, hold):
@@ -416,7 +421,7 @@ def place(central, caller, args):
     hold = place_hold(central, kind=kind, cameras=cameras, start=iso(start), end=iso(end),
                       refs={"incident": incident, "instrument": instrument}, why=why, placed_by=caller.user_id)
     sealed = _under_sealed_warrant(central, hold)
-    audit_action(central, caller, "hold.place", target=hold["id"], refs=hold["refs"],
+    audit_action(central, caller, "hold.place", target=hold["id"], refs=_logged_refs(hold, sealed),
                  why="hold under a sealed warrant" if sealed else why,
                  details={"kind": kind, "sealed": True} if sealed else
                  {"kind": kind, "cameras": cameras, "start": hold["start"], "end": hold["end"]})
@@ -454,7 +459,7 @@ def release(central, caller, args):
     hold = central.records.update("holds", hold["id"], {"released_at": now, "released_by": caller.user_id,
                                                          "release_reason": reason})
     sealed = _under_sealed_warrant(central, hold)
-    audit_action(central, caller, "hold.release", target=hold["id"], refs=hold["refs"],
+    audit_action(central, caller, "hold.release", target=hold["id"], refs=_logged_refs(hold, sealed),
                  why="release of a hold under a sealed warrant" if sealed else reason,
                  details={"kind": hold["kind"], "sealed": True} if sealed else {"kind": hold["kind"]} | (
                      {"override_reason": override, "kept_for": kept_for} if kept_for else {}))

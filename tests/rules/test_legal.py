@@ -222,6 +222,30 @@ def test_C13_warrant_details_director_only_until_filed(central, people, court):
         people.call("director", "instrument.mark_filed", instrument=ins["id"], filed_on=central.now().date().isoformat())
 
 
+def test_C13_the_incident_a_sealed_warrant_concerns_stays_out_of_the_audit_log(central, people, court):
+    """The API shows an acting director only that a sealed warrant exists, not the incident it concerns;
+    the audit log she reads (audit.query) may say no more. Once filed, entries name the incident again."""
+    ins = court.record(kind="search_warrant", reference="SW-2026-0099")["instrument"]   # for inc-000001
+    court.counsel(ins["id"])
+    export = court.release(ins["id"])["export"]
+    people.call("director", "hold.place", kind="instrument", instrument=ins["id"], incident="inc-000001",
+                cameras=["cam-a"], start=iso(court.start), end=iso(court.end), why="keep the entrance too")
+    people.call("director", "export.mark_retrieved", export=export["id"], note="the copy came back")
+    acting(central, people)
+    assert set(people.call("sue", "instrument.get", instrument=ins["id"])["instrument"]) == {
+        "id", "kind", "recorded_at", "sealed", "note"}
+    entries = people.call("sue", "audit.query")["entries"]
+    under = [e for e in entries if e["refs"].get("instrument") == ins["id"]]
+    assert {e["action"] for e in under} == {"instrument.record", "hold.place", "counsel.record", "release.create",
+                                            "export.mark_retrieved"}
+    assert "inc-000001" not in str(entries)
+
+    people.call("director", "instrument.mark_filed", instrument=ins["id"], filed_on=central.now().date().isoformat())
+    filed = court.release(ins["id"])
+    entry = central.audit.query(action_prefix="release.create")[-1]
+    assert entry["target"] == filed["release"]["id"] and entry["refs"]["incident"] == "inc-000001"
+
+
 def test_C13_only_warrants_are_sealed(central, people, court):
     ins = court.record(kind="court_order")["instrument"]
     assert ins["sealed"] is False
