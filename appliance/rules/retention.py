@@ -94,7 +94,7 @@ def _held(holds: list[dict], stored: StoredSegment, end: datetime) -> bool:
     return any(hold_covers(h, stored.camera, stored.start, end) for h in holds)
 
 
-def _hidden(central, caller, hold: dict) -> bool:
+def hold_hidden_from(central, caller, hold: dict) -> bool:
     """A hold placed for a sealed search warrant shows nothing but its existence (C13)."""
     instrument = hold.get("refs", {}).get("instrument")
     return bool(instrument) and instrument_hidden_from(central, caller, instrument)
@@ -115,7 +115,7 @@ def _logged_refs(hold: dict, sealed: bool) -> dict:
 
 def hold_view(central, caller, hold: dict) -> dict:
     active = hold["released_at"] is None
-    if _hidden(central, caller, hold):
+    if hold_hidden_from(central, caller, hold):
         return {"id": hold["id"], "kind": hold["kind"], "active": active, "sealed": True,
                 "placed_at": hold["placed_at"]}
     return hold | {"active": active}
@@ -123,7 +123,7 @@ def hold_view(central, caller, hold: dict) -> dict:
 
 def window_view(central, caller, hold: dict) -> dict:
     """What IT may see of a hold in the status: its window, never its reasons."""
-    if _hidden(central, caller, hold):
+    if hold_hidden_from(central, caller, hold):
         return {"id": hold["id"], "kind": hold["kind"], "sealed": True}
     return {k: hold[k] for k in ("id", "kind", "cameras", "start", "end", "placed_at")}
 
@@ -448,7 +448,7 @@ def release(central, caller, args):
     args.done()
     if hold["released_at"] is not None:
         raise Refused(f"hold {hold['id']} was already released at {when(hold['released_at'])}")
-    if _hidden(central, caller, hold):
+    if hold_hidden_from(central, caller, hold):
         raise Refused("that hold keeps a sealed search warrant's footage: only the Director releases it",
                       clause="C13")
     kept_for = held_by_release(central, hold)

@@ -210,6 +210,23 @@ def test_C9_segments_lists_the_grant_window_without_content(central, people, foo
     assert entry["refs"]["grant"] == footage["grant"]["id"] and entry["details"]["count"] == 2
 
 
+def test_C13_the_timeline_shows_no_hold_of_a_sealed_warrant(central, people, footage):
+    """A timeline marks what holds keep. A sealed warrant's hold would tell the grant's holder which
+    cameras and hours a warrant nobody may know of covers: it is the Director's alone until filed."""
+    grant, start = footage["grant"], footage["start"]
+    [incident_hold] = people.call("director", "hold.list")["holds"]
+    people.call("director", "hold.release", hold=incident_hold["id"], reason="the review is kept elsewhere")
+    today = central.now().date().isoformat()
+    people.call("director", "instrument.record", kind="search_warrant", reference="SW-2026-0101",
+                court="District Court", issued_on=today, received_on=today, description="entrance, 2 s",
+                cameras=["cam-a"], start=iso(start), end=iso(start + timedelta(seconds=2)))
+    people.unseal()
+    [line] = people.call("sam", "footage.timeline", grant=grant["id"])["cameras"]
+    assert line["held"] == []
+    [line] = people.call("director", "footage.timeline", grant=grant["id"])["cameras"]
+    assert line["held"] == [[iso(start), iso(start + timedelta(seconds=2))]]           # hers to see
+
+
 def test_C9_clip_is_a_flipbook_inside_the_grant(central, people, footage, tmp_path):
     people.unseal()
     grant = footage["grant"]["id"]
