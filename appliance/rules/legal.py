@@ -298,8 +298,13 @@ def mark_retrieved(central, caller, args):
         raise Refused(f"{export_id} was already marked retrieved at {when(export['retrieved_at'])}")
     export = central.records.update("exports", export_id, {"retrieved_at": iso(central.now()),
                                                            "retrieved_note": note})
+    # The open breach cases whose copy check listed this copy: the retrieval answers them (C16).
+    cases = [b["id"] for b in central.records.all("breaches")
+             if b["status"] == "open" and any(export_id in check["exports"] for check in b["copy_checks"])]
     refs = ({"export": export_id} | audit_refs(instrument, incident=export.get("incident")) if instrument
             else {"export": export_id, "incident": export.get("incident")})
-    audit_action(central, caller, "export.mark_retrieved", target=export_id, refs=refs,
-           why=note, details={"kind": export["kind"]})
+    if cases:
+        refs["breach"] = cases[0]
+    audit_action(central, caller, "export.mark_retrieved", target=export_id, refs=refs, why=note,
+                 details={"kind": export["kind"]} | ({"breaches": cases} if len(cases) > 1 else {}))
     return {"export": export}

@@ -159,6 +159,15 @@ def test_C16_copies_are_retrieved_before_that_step_is_done(central, people):
     people.call("director", "breach.step", breach=case, step="retrieve_copies", notes="both copies are back")
 
 
+def test_C16_a_retrieval_names_the_breach_case_it_answers(central, people):
+    """The audit log says why a copy was retrieved: the open case whose copy check listed it."""
+    case, first, second = _case_with_two_copies(people, central)
+    people.call("director", "export.mark_retrieved", export=first, note="the sheriff handed it back")
+    people.call("director", "export.mark_retrieved", export=second, note="collected from the detective")
+    entries = central.audit.query(action_prefix="export.mark_retrieved")
+    assert [(e["target"], e["refs"].get("breach")) for e in entries] == [(first, case), (second, case)]
+
+
 def test_C16_steps_may_be_marked_not_applicable_with_a_reason(central, people):
     case = report(people, "sam")["breach"]["id"]
     with pytest.raises(BadRequest):              # a reason is required
