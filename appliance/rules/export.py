@@ -723,10 +723,14 @@ class _Job:
         message = str(error) if isinstance(error, (CustodianError, OSError)) else f"{type(error).__name__}: {error}"
         self.build.state, self.build.error, self.build.finished_at = "failed", message, iso(self.central.now())
         self.build.step = "failed: nothing was left on the medium"
+        # The error may name a camera or a time: under a sealed warrant only the Director reads it, in the
+        # build's status; the audit log, readable by an acting director, says only that it failed (C13).
+        sealed = is_sealed(self.instrument)
         try:
             audit_action(self.central, self.caller, "release.build_failed", target=self.release["id"],
                          refs={"instrument": self.instrument["id"], "export": self.release["export"]},
-                         why=message, details={"build": self.build.id})
+                         why="the build under a sealed warrant failed" if sealed else message,
+                         details={"build": self.build.id} | ({"sealed": True} if sealed else {}))
         except Exception:  # noqa: BLE001  (the audit log itself failing must not hide the build's failure)
             pass
 

@@ -28,6 +28,7 @@ from appliance.rules.registry import iso
 from conftest import DIRECTOR, ROOT, People, ServingCentral, enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
+from test_retention import Camera
 
 pytestmark = pytest.mark.slow
 
@@ -486,6 +487,30 @@ def test_a_failed_build_leaves_nothing_that_looks_complete(world, tmp_path):
     assert len(central.records.get("exports", world["release"]["export"]).get("copies") or []) == copies_before
     failed = central.audit.query(action_prefix="release.build_failed")[-1]
     assert failed["details"]["build"] == status["build"] and "digest" in failed["why"]
+
+
+def test_C13_a_failed_build_under_a_sealed_warrant_keeps_its_scope_out_of_the_audit_log(central, people, tmp_path):
+    """ffmpeg's complaint names the clip it could not make, so the camera: under a sealed warrant the
+    audit entry (readable by an acting director) says only that the build failed; the Director reads
+    the error in release.build_status."""
+    start = (central.now() - timedelta(hours=1)).replace(microsecond=0)
+    Camera(central, "reading-room").record(start)          # signed, but no H.264 ffmpeg can copy
+    today, window = central.now().date().isoformat(), dict(start=iso(start), end=iso(start + timedelta(minutes=1)))
+    warrant = people.call("director", "instrument.record", kind="search_warrant", reference="SW-2026-0123",
+                          court="District Court", issued_on=today, received_on=today, description="reading room",
+                          cameras=["reading-room"], **window)["instrument"]
+    people.call("director", "counsel.record", instrument=warrant["id"], counsel="J. Ortiz", consulted_on=today,
+                summary="Comply.")
+    release = people.call("director", "release.create", instrument=warrant["id"], cameras=["reading-room"],
+                          recipient="Sheriff", **window)["release"]
+    people.unseal()
+    started = people.call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+    status = people.call("director", "release.build_status", build=started["build"]["build"])["build"]
+    status = export_mod.wait_for(central, status["build"])
+    assert status["state"] == "failed" and "reading-room" in status["error"], status
+    [failed] = central.audit.query(action_prefix="release.build_failed")
+    assert failed["refs"] == {"instrument": warrant["id"], "export": release["export"]}
+    assert "reading-room" not in json.dumps(failed) and failed["details"]["sealed"] is True
 
 
 # --------------------------------------------------------------------------- encrypted, labelled, redacted
