@@ -305,6 +305,8 @@ def mark_retrieved(central, caller, args):
             else {"export": export_id, "incident": export.get("incident")})
     if cases:
         refs["breach"] = cases[0]
-    audit_action(central, caller, "export.mark_retrieved", target=export_id, refs=refs, why=note,
+    sealed = bool(instrument) and is_sealed(instrument)   # the note says from whom: the hidden recipient (C13)
+    audit_action(central, caller, "export.mark_retrieved", target=export_id, refs=refs,
+                 why="copy under a sealed warrant retrieved" if sealed else note,
                  details={"kind": export["kind"]} | ({"breaches": cases} if len(cases) > 1 else {}))
     return {"export": export}

@@ -246,6 +246,19 @@ def test_C13_the_incident_a_sealed_warrant_concerns_stays_out_of_the_audit_log(c
     assert entry["target"] == filed["release"]["id"] and entry["refs"]["incident"] == "inc-000001"
 
 
+def test_C13_a_copy_retrieved_under_a_sealed_warrant_keeps_from_whom_out_of_the_audit_log(central, people, court):
+    """export.mark_retrieved's note says how and from whom: under a sealed warrant, the recipient the
+    API hides from an acting director. Its audit entry says only that a copy came back."""
+    ins = court.record(kind="search_warrant", reference="SW-2026-0100")["instrument"]
+    court.counsel(ins["id"])
+    export = court.release(ins["id"])["export"]
+    people.call("director", "export.mark_retrieved", export=export["id"], note="Det. R. Lane brought the USB back")
+    acting(central, people)
+    [entry] = people.call("sue", "audit.query", action_prefix="export.mark_retrieved")["entries"]
+    assert entry["target"] == export["id"] and "Lane" not in str(entry)
+    assert people.call("director", "export.list")["exports"][0]["retrieved_note"].startswith("Det. R. Lane")
+
+
 def test_C13_only_warrants_are_sealed(central, people, court):
     ins = court.record(kind="court_order")["instrument"]
     assert ins["sealed"] is False
