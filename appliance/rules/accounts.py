@@ -145,11 +145,6 @@ def login(central, caller, args):
         # "-", not the text typed: a passphrase typed into the name field must never reach the log.
         audit_login_attempt(central, "-", "session.login_failed", {"reason": "unknown user"})
         raise WrongPassphrase("unknown user or wrong passphrase")
-    if user.get("disabled"):
-        audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "disabled"})
-        if not keys_mod.verify_passphrase(user["pass_hash"], passphrase):
-            raise WrongPassphrase("unknown user or wrong passphrase")   # no hint that the account exists
-        raise Refused("this account is disabled: ask the Director", code="disabled")
     if user.get("locked_until") and parse_iso(user["locked_until"]) > now:
         audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "locked"})
         raise Refused(f"too many failed logins: locked until {when(user['locked_until'])}; "
@@ -167,7 +162,11 @@ def login(central, caller, args):
                                          f"{failures} failed logins")
         central.records.update("users", user["id"], fields)
         audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "wrong passphrase"})
-        raise WrongPassphrase("unknown user or wrong passphrase")
+        raise WrongPassphrase("unknown user or wrong passphrase")   # a disabled account's too: no hint it exists
+    if user.get("disabled"):
+        # Only after the lockout and the passphrase: "disabled" must not answer guesses without end (C8).
+        audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "disabled"})
+        raise Refused("this account is disabled: ask the Director", code="disabled")
     central.records.update("users", user["id"], {"failed_logins": 0, "locked_until": None,
                                                  "last_login": iso(now)})
     token = central.new_session(user)

@@ -115,6 +115,18 @@ def test_C8_a_disabled_account_cannot_log_in(central, people):
     assert code(lambda: login(central, "sam", SAM_PASSPHRASE)) == "disabled"
 
 
+def test_C8_guessing_a_disabled_accounts_passphrase_locks_it_like_any_other(central, people):
+    """A disabled account answers its right passphrase with 'disabled' and a wrong one with
+    'wrong_passphrase': without a lockout, anyone at the console could try passphrases without end
+    and learn the right one (a former colleague's, reused elsewhere, or good again once re-enabled)."""
+    people.login("sam")
+    people.call("director", "user.set_disabled", user="sam", disabled=True)
+    for _ in range(5):
+        assert code(lambda: login(central, "sam", "a-guess-at-sams")) == "wrong_passphrase"
+    assert code(lambda: login(central, "sam", SAM_PASSPHRASE)) == "locked"     # no answer tells it is right
+    assert entries(central, "user.locked")[-1]["actor"] == people.ids["sam"]
+
+
 def test_C22_logout_ends_the_session_and_is_audited(central, people):
     token = people.login("sam")
     assert central.call("session.logout", {}, token) == {}
