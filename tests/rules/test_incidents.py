@@ -527,6 +527,23 @@ def test_C19_incident_owed_within_24_hours_and_director_reviews(central, team):
     assert entry["details"] == {"finding": "not_justified"} and entry["refs"]["incident"] == sams["id"]
 
 
+def test_C19_the_report_owed_after_a_use_is_an_open_incident_not_an_old_closed_one(central, team):
+    """The incident report a use owes is about this danger: an old report, its incident closed (its
+    grants ended), does not pay the debt, nor does it give the closed incident a live grant again."""
+    old = file_incident(team, "sam", hours_ago=48)
+    team.call("director", "incident.record_outcome", incident=old["id"], outcome="no_action", notes="resolved")
+    team.call("director", "incident.close", incident=old["id"])
+    use = team.call("sam", "imminent.invoke", reason="man threatening staff with a bat", cameras=[CAM])["request"]
+    before = state(central)
+    for who in ("sam", "director"):
+        refused("C19", team.call, who, "imminent.link_incident", request=use["id"], incident=old["id"])
+    assert state(central) == before
+    assert central.records.get("grants", use["grant"])["incident"] is None
+    new = file_incident(team, "sam", hours_ago=0)
+    assert team.call("sam", "imminent.link_incident", request=use["id"], incident=new["id"])["request"]["incident"] \
+        == new["id"]
+
+
 async def test_C19_periodic_check_alerts_the_director_while_serving(central, people):
     add_camera(central, CAM)
     use = people.call("sam", "imminent.invoke", reason="man threatening staff with a bat", cameras=[CAM])["request"]
