@@ -177,7 +177,7 @@ def test_C9_still_needs_a_grant_covering_camera_and_time(central, people, footag
 def test_C9_footage_refused_when_sealed(central, people, footage):
     grant = footage["grant"]["id"]
     for op, args in (("footage.still", dict(at=at(footage, 15))), ("footage.segments", {}),
-                     ("footage.clip", dict(start=at(footage, 0), seconds=1))):
+                     ("footage.clip", dict(start=at(footage, 0), seconds=1)), ("footage.timeline", {})):
         with pytest.raises(ArchiveSealed, match="sealed"):
             people.call("sam", op, grant=grant, camera="cam-a", **args)
     assert not audit_actions(central, "footage.")
@@ -189,11 +189,30 @@ def test_C9_footage_refused_when_sealed(central, people, footage):
         people.call("sam", "footage.still", grant=grant, camera="cam-a", at=at(footage, 15))
 
 
+def test_C17_a_grant_revoked_while_its_footage_decodes_hands_nothing_over(central, people, footage, monkeypatch):
+    """A still decodes outside the decision lock (it may take a while): if the Director revokes the grant
+    meanwhile, the picture is not handed over and no use is recorded. The decode itself is the real one;
+    the Director's revocation is slipped in when it has finished."""
+    people.unseal()
+    grant = footage["grant"]["id"]
+    real_decode = media.decode_gray
+
+    def decode_then_revoke(*args, **kwargs):
+        pixels = real_decode(*args, **kwargs)
+        people.call("director", "grant.revoke", grant=grant, reason="the patron was identified another way")
+        return pixels
+    monkeypatch.setattr(media, "decode_gray", decode_then_revoke)
+    with pytest.raises(Refused, match="revoked") as refused:
+        people.call("sam", "footage.still", grant=grant, camera="cam-a", at=at(footage, 15))
+    assert refused.value.clause == "C17"
+    assert not audit_actions(central, "footage.still")
+
+
 def test_C8_it_never_views_footage(central, people, footage):
     people.unseal()
     grant = footage["grant"]["id"]
     for op, args in (("footage.still", dict(at=at(footage, 15))), ("footage.segments", {}),
-                     ("footage.clip", dict(start=at(footage, 0), seconds=1))):
+                     ("footage.clip", dict(start=at(footage, 0), seconds=1)), ("footage.timeline", {})):
         with pytest.raises(Refused) as refused:
             people.call("ivy", op, grant=grant, camera="cam-a", **args)
         assert refused.value.code == "forbidden"

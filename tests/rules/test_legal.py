@@ -259,6 +259,30 @@ def test_C13_a_copy_retrieved_under_a_sealed_warrant_keeps_from_whom_out_of_the_
     assert people.call("director", "export.list")["exports"][0]["retrieved_note"].startswith("Det. R. Lane")
 
 
+def test_C13_an_acting_director_places_no_hold_marks_no_copy_and_reads_no_copy_under_a_sealed_warrant(
+        central, people, court):
+    """Beyond the instrument itself: a hold naming it, its copy in the export register (marking it
+    retrieved, reading it in a breach case's copy check) are the Director's alone until it is filed."""
+    ins = court.record(kind="search_warrant", reference="SW-2026-0111")["instrument"]
+    court.counsel(ins["id"])
+    export = court.release(ins["id"])["export"]
+    acting(central, people)
+    case = people.call("sam", "breach.report", what="a USB stick went missing from the desk drawer",
+                       noticed_at=iso(central.now()), suspected_window_start=iso(central.now() - timedelta(hours=1)),
+                       suspected_window_end=iso(central.now()))["breach"]["id"]
+    before = (central.records.all("holds"), central.records.get("exports", export["id"]))
+    for name, args in (("hold.place", dict(kind="instrument", instrument=ins["id"], cameras=["cam-a"],
+                                           start=iso(court.start), end=iso(court.end), why="keep it")),
+                       ("export.mark_retrieved", dict(export=export["id"], note="back from the sheriff"))):
+        with pytest.raises(Refused) as e:
+            people.call("sue", name, **args)
+        assert e.value.clause == "C13", name
+    assert (central.records.all("holds"), central.records.get("exports", export["id"])) == before
+    [copy] = people.call("sue", "breach.copies", breach=case)["copies"]
+    assert copy["sealed"] and "recipient" not in copy and "cameras" not in copy
+    assert people.call("director", "breach.copies", breach=case)["copies"][0]["recipient"].startswith("Chariton")
+
+
 def test_C13_only_warrants_are_sealed(central, people, court):
     ins = court.record(kind="court_order")["instrument"]
     assert ins["sealed"] is False
