@@ -145,11 +145,6 @@ def login(central, caller, args):
         # "-", not the text typed: a passphrase typed into the name field must never reach the log.
         audit_login_attempt(central, "-", "session.login_failed", {"reason": "unknown user"})
         raise WrongPassphrase("unknown user or wrong passphrase")
-    if user.get("disabled"):
-        audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "disabled"})
-        if not keys_mod.verify_passphrase(user["pass_hash"], passphrase):
-            raise WrongPassphrase("unknown user or wrong passphrase")   # no hint that the account exists
-        raise Refused("this account is disabled: ask the Director", code="disabled")
     if user.get("locked_until") and parse_iso(user["locked_until"]) > now:
         audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "locked"})
         raise Refused(f"too many failed logins: locked until {when(user['locked_until'])}; "
@@ -167,7 +162,11 @@ def login(central, caller, args):
                                          f"{failures} failed logins")
         central.records.update("users", user["id"], fields)
         audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "wrong passphrase"})
-        raise WrongPassphrase("unknown user or wrong passphrase")
+        raise WrongPassphrase("unknown user or wrong passphrase")   # a disabled account's too: no hint it exists
+    if user.get("disabled"):
+        # Only after the lockout and the passphrase: "disabled" must not answer guesses without end (C8).
+        audit_login_attempt(central, user["id"], "session.login_failed", {"reason": "disabled"})
+        raise Refused("this account is disabled: ask the Director", code="disabled")
     central.records.update("users", user["id"], {"failed_logins": 0, "locked_until": None,
                                                  "last_login": iso(now)})
     token = central.new_session(user)
@@ -248,27 +247,26 @@ def create_user(central, caller, args):
 
 # Which accounts a manager may act on (the people rule of user.reset_passphrase, user.unlock and
 # user.set_disabled, as their rules state it; _may_manage applies it to the account named).
-MANAGES = ("never your own or the Director's account; IT staff: staff accounts only (not a designated "
-           "acting director's); an acting director: staff accounts only")
+MANAGES = ("never your own or the Director's account; IT staff and an acting director: staff accounts "
+           "only (not a designated acting director's)")
 
 
 def _may_manage(central, caller, target: dict) -> None:
-    """Director: any other account. IT: staff accounts only (never the Director's, C2)."""
+    """Director: any other account. IT and an acting director: staff accounts only, never one designated
+    acting director (whoever set its passphrase could act as Director in its period, C2)."""
     if target["id"] == caller.user_id:
         raise Refused("use user.change_passphrase for your own account")
     if target["role"] == "director":
         raise Refused("nobody may reset or manage the Director's account through the system; "
                       "the Director uses her recovery code", clause="C2")
-    if caller.is_director and caller.role != "it":
-        if caller.role != "director" and target["role"] != "staff":
-            raise Refused("an acting director manages staff accounts only")
+    if caller.role == "director":
         return
-    if caller.role == "it" and target["role"] == "staff":
-        if has_acting_period(central, target):
-            raise Refused("this staff member is or will be acting director: only the Director may reset "
-                          "her account", clause="C2")
-        return
-    raise Refused(f"{role_name('it')} may manage staff accounts only")
+    if target["role"] != "staff":
+        raise Refused("an acting director manages staff accounts only" if caller.acting_director
+                      else f"{role_name('it')} may manage staff accounts only")
+    if has_acting_period(central, target):
+        raise Refused("this staff member is or will be acting director: only the Director may reset "
+                      "her account", clause="C2")
 
 
 @op("user.reset_passphrase", DIRECTOR_OR_IT.noting(MANAGES),

@@ -151,12 +151,25 @@ def get_breach(central, caller, args):
 # --------------------------------------------------------------------------- the response (C16)
 
 
-def _evidence_missing(breach: dict, step: str) -> str | None:
+def _not_retrieved(central, check: dict) -> list[str]:
+    """The copies a copy check found, and any made in its window since, not yet marked retrieved."""
+    since, until = parse_iso(check["since"]), parse_iso(check["until"])
+    return [e["id"] for e in central.records.all("exports")
+            if (e["id"] in check["exports"] or since <= parse_iso(e["created_at"]) < until)
+            and not e.get("retrieved_at")]
+
+
+def _evidence_missing(central, breach: dict, step: str) -> str | None:
     """Why `step` cannot be marked done yet, for the steps the system holds evidence of."""
     if step == "check_unauthorised_access" and not breach["access_queries"]:
         return "run breach.access_query over the window first"
-    if step == "retrieve_copies" and not breach["copy_checks"]:
-        return "check the export register with breach.copies first"
+    if step == "retrieve_copies":
+        if not breach["copy_checks"]:
+            return "check the export register with breach.copies first"
+        outstanding = _not_retrieved(central, breach["copy_checks"][-1])
+        if outstanding:
+            return (f"{', '.join(outstanding)} not retrieved yet: record each with export.mark_retrieved "
+                    "once it is back")
     if step == "notify_individuals" and not breach["notifications"]:
         return "record each notification with breach.notification first"
     if step == "resolve_complaints":
@@ -178,7 +191,7 @@ def record_step(central, caller, args):
     args.done()
     breach = _open_case(central, breach_id)
     if not not_applicable:
-        missing = _evidence_missing(breach, step)
+        missing = _evidence_missing(central, breach, step)
         if missing:
             raise Refused(f"{step} cannot be marked done: {missing} (or mark it not_applicable with the reason)",
                           clause="C16")

@@ -49,7 +49,7 @@ from appliance.rules.footage import EPOCH, _keyframe_before, _nearest, enrolled,
 from appliance.rules.footage import _time as _from_us
 from appliance.custody.keys import ed25519_public_pem
 from appliance.rules.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden
-from appliance.rules.warrants import instrument_view, is_sealed
+from appliance.rules.warrants import audit_refs, instrument_view, is_sealed
 from appliance.errors import BadRequest, NotFound, Refused
 from appliance.rules.auditing import audit_action
 from appliance.rules.registry import DIRECTOR, iso, op, parse_iso
@@ -395,7 +395,7 @@ def start_build(central, caller, args):
     build = Build(id=f"bld-{secrets.token_hex(6)}", release=release_id, started_by=caller.user_id,
                   started_at=iso(now), total=total)
     passphrase = new_passphrase() if options.encrypt else None
-    refs = {"instrument": instrument["id"], "incident": release.get("incident"), "export": release["export"]}
+    refs = audit_refs(instrument, incident=release.get("incident"), export=release["export"])
     sealed = is_sealed(instrument)
     audit_action(central, caller, "release.build", target=release_id, refs=refs,
                  why=f"package for {release['recipient']}" if not sealed else "package under a sealed warrant",
@@ -706,8 +706,7 @@ class _Job:
             central.records.update("releases", release["id"], {"package": package})
             sealed = is_sealed(self.instrument)
             audit_action(central, self.caller, "release.built", target=release["id"],
-                         refs={"instrument": self.instrument["id"], "incident": release.get("incident"),
-                               "export": release["export"]},
+                         refs=audit_refs(self.instrument, incident=release.get("incident"), export=release["export"]),
                          details={"build": self.build.id, "manifest_sha256": manifest_digest, "bytes": size,
                                   "segments": segments, "stills": len(stills)}
                          | ({} if sealed else {"package": str(final), "medium": self.medium,
@@ -724,10 +723,14 @@ class _Job:
         message = str(error) if isinstance(error, (CustodianError, OSError)) else f"{type(error).__name__}: {error}"
         self.build.state, self.build.error, self.build.finished_at = "failed", message, iso(self.central.now())
         self.build.step = "failed: nothing was left on the medium"
+        # The error may name a camera or a time: under a sealed warrant only the Director reads it, in the
+        # build's status; the audit log, readable by an acting director, says only that it failed (C13).
+        sealed = is_sealed(self.instrument)
         try:
             audit_action(self.central, self.caller, "release.build_failed", target=self.release["id"],
                          refs={"instrument": self.instrument["id"], "export": self.release["export"]},
-                         why=message, details={"build": self.build.id})
+                         why="the build under a sealed warrant failed" if sealed else message,
+                         details={"build": self.build.id} | ({"sealed": True} if sealed else {}))
         except Exception:  # noqa: BLE001  (the audit log itself failing must not hide the build's failure)
             pass
 

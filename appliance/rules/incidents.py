@@ -543,6 +543,9 @@ def link_incident(central, caller, args):
     incident = _get(central, "incidents", incident_id, "incident")
     if not caller.is_director and incident["filed_by"] != caller.user_id:
         raise Refused(f"incident {incident_id} was not filed by you: file your own report", clause="C19")
+    if incident["status"] != "open":
+        raise Refused(f"incident {incident_id} is closed: the report owed is about this danger; file it with "
+                      "incident.create and link that", clause="C19")
     if use["incident"]:
         raise Refused(f"{use_id} is already linked to incident {use['incident']}", clause="C19")
     updated = central.records.update("requests", use_id, {"incident": incident_id})

@@ -25,7 +25,7 @@ from datetime import date
 from appliance.errors import BadRequest, NotFound, Refused
 from appliance.rules.auditing import audit_action
 from appliance.rules.registry import DIRECTOR, iso, op, parse_iso
-from appliance.rules.warrants import SEALED_NOTE, hidden_from, instrument_view, is_sealed
+from appliance.rules.warrants import SEALED_NOTE, audit_refs, hidden_from, instrument_view, is_sealed
 from appliance.rules.retention import check_cameras, check_window, place_hold, segment_spans
 from appliance.wording import when
 
@@ -116,6 +116,7 @@ def record_instrument(central, caller, args):
     instrument["id"] = central.records.insert("instruments", instrument)
     refs = {"instrument": instrument["id"], "incident": incident}
     sealed = is_sealed(instrument)
+    logged = audit_refs(instrument, incident=incident)
     # Audit entries are readable by an acting director: a sealed warrant's details stay out of them.
     named = "a sealed search warrant" if sealed else f"{KIND_NAMES[kind]} {reference}"
     hold = place_hold(central, kind="instrument", cameras=cameras, start=instrument["start"],
@@ -123,10 +124,10 @@ def record_instrument(central, caller, args):
                       placed_by=caller.user_id)
     instrument = central.records.update("instruments", instrument["id"], {"hold": hold["id"]})
     scope = {"cameras": cameras, "start": instrument["start"], "end": instrument["end"]}
-    audit_action(central, caller, "instrument.record", target=instrument["id"], refs=refs, why=f"received {named}",
+    audit_action(central, caller, "instrument.record", target=instrument["id"], refs=logged, why=f"received {named}",
            details={"kind": kind, "sealed": True} if sealed else
            {"kind": kind, "reference": reference, "court": court, "received_on": instrument["received_on"]} | scope)
-    audit_action(central, caller, "hold.place", target=hold["id"], refs=refs, why=hold["why"],
+    audit_action(central, caller, "hold.place", target=hold["id"], refs=logged, why=hold["why"],
            details={"kind": "instrument", "automatic": True} | ({} if sealed else scope))
     return {"instrument": instrument_view(caller, instrument), "hold": hold["id"]}
 
@@ -200,7 +201,7 @@ def record_counsel(central, caller, args):
     # The summary is legal advice: it stays in the record, out of the audit log.
     # The audit log is readable by an acting director: a sealed warrant's particulars stay out (C13).
     audit_action(central, caller, "counsel.record", target=doc["id"],
-           refs={"instrument": instrument["id"], "incident": instrument["incident"]},
+           refs=audit_refs(instrument, incident=instrument["incident"]),
            details={"sealed": True} if is_sealed(instrument)
            else {"counsel": counsel, "consulted_on": doc["consulted_on"]})
     return {"counsel": doc}
@@ -250,7 +251,7 @@ def create_release(central, caller, args):
     release["id"] = central.records.insert("releases", release)
     sealed = is_sealed(instrument)
     audit_action(central, caller, "release.create", target=release["id"],
-           refs={"instrument": instrument["id"], "incident": instrument["incident"], "export": export["id"]},
+           refs=audit_refs(instrument, incident=instrument["incident"], export=export["id"]),
            why=f"release under a sealed warrant {instrument['id']}" if sealed
            else notes or f"release under {KIND_NAMES[instrument['kind']]} {instrument['id']}",
            details={"sealed": True} if sealed else {
@@ -297,7 +298,15 @@ def mark_retrieved(central, caller, args):
         raise Refused(f"{export_id} was already marked retrieved at {when(export['retrieved_at'])}")
     export = central.records.update("exports", export_id, {"retrieved_at": iso(central.now()),
                                                            "retrieved_note": note})
-    audit_action(central, caller, "export.mark_retrieved", target=export_id,
-           refs={"export": export_id, "instrument": export.get("instrument"), "incident": export.get("incident")},
-           why=note, details={"kind": export["kind"]})
+    # The open breach cases whose copy check listed this copy: the retrieval answers them (C16).
+    cases = [b["id"] for b in central.records.all("breaches")
+             if b["status"] == "open" and any(export_id in check["exports"] for check in b["copy_checks"])]
+    refs = ({"export": export_id} | audit_refs(instrument, incident=export.get("incident")) if instrument
+            else {"export": export_id, "incident": export.get("incident")})
+    if cases:
+        refs["breach"] = cases[0]
+    sealed = bool(instrument) and is_sealed(instrument)   # the note says from whom: the hidden recipient (C13)
+    audit_action(central, caller, "export.mark_retrieved", target=export_id, refs=refs,
+                 why="copy under a sealed warrant retrieved" if sealed else note,
+                 details={"kind": export["kind"]} | ({"breaches": cases} if len(cases) > 1 else {}))
     return {"export": export}

@@ -32,7 +32,7 @@ from appliance.background import every
 from appliance.custody.archive import StoredSegment
 from appliance.errors import ConfigError, SegmentError
 from appliance.fsutil import sha256_file
-from appliance.rules.warrants import instrument_hidden_from
+from appliance.rules.warrants import instrument_hidden_from, is_sealed
 from appliance.errors import BadRequest, NotFound, Refused
 from appliance.rules.auditing import audit_action
 from appliance.rules.registry import DIRECTOR, DIRECTOR_OR_IT, iso, op, parse_iso
@@ -94,15 +94,28 @@ def _held(holds: list[dict], stored: StoredSegment, end: datetime) -> bool:
     return any(hold_covers(h, stored.camera, stored.start, end) for h in holds)
 
 
-def _hidden(central, caller, hold: dict) -> bool:
+def hold_hidden_from(central, caller, hold: dict) -> bool:
     """A hold placed for a sealed search warrant shows nothing but its existence (C13)."""
     instrument = hold.get("refs", {}).get("instrument")
     return bool(instrument) and instrument_hidden_from(central, caller, instrument)
 
 
+def _under_sealed_warrant(central, hold: dict) -> bool:
+    """Whether a hold keeps a sealed warrant's footage: its audit entries then say only that (C13),
+    since the audit log is readable by an acting director."""
+    instrument = hold.get("refs", {}).get("instrument")
+    record = instrument and central.records.get("instruments", instrument)
+    return bool(record) and is_sealed(record)
+
+
+def _logged_refs(hold: dict, sealed: bool) -> dict:
+    """A hold's refs as its audit entries name them: not the incident of a sealed warrant (C13)."""
+    return {k: v for k, v in hold["refs"].items() if not (sealed and k == "incident")}
+
+
 def hold_view(central, caller, hold: dict) -> dict:
     active = hold["released_at"] is None
-    if _hidden(central, caller, hold):
+    if hold_hidden_from(central, caller, hold):
         return {"id": hold["id"], "kind": hold["kind"], "active": active, "sealed": True,
                 "placed_at": hold["placed_at"]}
     return hold | {"active": active}
@@ -110,7 +123,7 @@ def hold_view(central, caller, hold: dict) -> dict:
 
 def window_view(central, caller, hold: dict) -> dict:
     """What IT may see of a hold in the status: its window, never its reasons."""
-    if _hidden(central, caller, hold):
+    if hold_hidden_from(central, caller, hold):
         return {"id": hold["id"], "kind": hold["kind"], "sealed": True}
     return {k: hold[k] for k in ("id", "kind", "cameras", "start", "end", "placed_at")}
 
@@ -407,8 +420,11 @@ def place(central, caller, args):
             raise Refused("that search warrant is sealed until filed: only the Director acts on it", clause="C13")
     hold = place_hold(central, kind=kind, cameras=cameras, start=iso(start), end=iso(end),
                       refs={"incident": incident, "instrument": instrument}, why=why, placed_by=caller.user_id)
-    audit_action(central, caller, "hold.place", target=hold["id"], refs=hold["refs"], why=why,
-                 details={"kind": kind, "cameras": cameras, "start": hold["start"], "end": hold["end"]})
+    sealed = _under_sealed_warrant(central, hold)
+    audit_action(central, caller, "hold.place", target=hold["id"], refs=_logged_refs(hold, sealed),
+                 why="hold under a sealed warrant" if sealed else why,
+                 details={"kind": kind, "sealed": True} if sealed else
+                 {"kind": kind, "cameras": cameras, "start": hold["start"], "end": hold["end"]})
     return {"hold": hold_view(central, caller, hold)}
 
 
@@ -432,7 +448,7 @@ def release(central, caller, args):
     args.done()
     if hold["released_at"] is not None:
         raise Refused(f"hold {hold['id']} was already released at {when(hold['released_at'])}")
-    if _hidden(central, caller, hold):
+    if hold_hidden_from(central, caller, hold):
         raise Refused("that hold keeps a sealed search warrant's footage: only the Director releases it",
                       clause="C13")
     kept_for = held_by_release(central, hold)
@@ -442,9 +458,11 @@ def release(central, caller, args):
     now = iso(central.now())
     hold = central.records.update("holds", hold["id"], {"released_at": now, "released_by": caller.user_id,
                                                          "release_reason": reason})
-    audit_action(central, caller, "hold.release", target=hold["id"], refs=hold["refs"], why=reason,
-                 details={"kind": hold["kind"]} | ({"override_reason": override, "kept_for": kept_for}
-                                                   if kept_for else {}))
+    sealed = _under_sealed_warrant(central, hold)
+    audit_action(central, caller, "hold.release", target=hold["id"], refs=_logged_refs(hold, sealed),
+                 why="release of a hold under a sealed warrant" if sealed else reason,
+                 details={"kind": hold["kind"], "sealed": True} if sealed else {"kind": hold["kind"]} | (
+                     {"override_reason": override, "kept_for": kept_for} if kept_for else {}))
     return {"hold": hold_view(central, caller, hold)}
 
 

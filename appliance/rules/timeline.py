@@ -78,9 +78,9 @@ def _clip(spans, lo: datetime, hi: datetime) -> list[list[str]]:
     return [[iso(max(s, lo)), iso(min(e, hi))] for s, e in spans if e > lo and s < hi]
 
 
-def camera_timeline(central, camera: str, start: datetime, end: datetime) -> dict:
+def camera_timeline(central, caller, camera: str, start: datetime, end: datetime) -> dict:
     from appliance.rules.footage import enrolled
-    from appliance.rules.retention import active_holds, hold_covers
+    from appliance.rules.retention import active_holds, hold_covers, hold_hidden_from
 
     enrolled(central, camera)   # not found for an unknown camera
     verify_key = nacl.signing.VerifyKey(bytes.fromhex(central.records.get("cameras", camera)["key"]))
@@ -95,8 +95,9 @@ def camera_timeline(central, camera: str, start: datetime, end: datetime) -> dic
         cursor = max(cursor, e)
     if cursor < end:
         missing.append((cursor, end))
+    # A sealed warrant's hold is not shown but to the Director: it would tell its cameras and hours (C13).
     held = _merge([(parse_iso(h["start"]), parse_iso(h["end"])) for h in active_holds(central)
-                   if hold_covers(h, camera, start, end)])
+                   if hold_covers(h, camera, start, end) and not hold_hidden_from(central, caller, h)])
     return {"camera": camera, "recorded": _clip(recorded, start, end), "not_recorded": _clip(missing, start, end),
             "held": _clip(held, start, end)}
 
@@ -113,7 +114,7 @@ def timeline(central, caller, args):
         grant = _granted(central, caller, grant_id, c)   # C9, C17; refused attempts are audited
     require_unsealed(central)
     start, end = parse_iso(grant["start"]), parse_iso(grant["end"])
-    result = [camera_timeline(central, c, start, end) for c in cameras]
+    result = [camera_timeline(central, caller, c, start, end) for c in cameras]
     with central.decision_lock:
         _audit_use(central, caller, "footage.timeline", grant, ",".join(cameras),
                    {"start": grant["start"], "end": grant["end"], "cameras": cameras})

@@ -32,3 +32,12 @@ def instrument_view(caller, instrument: dict) -> dict:
     if hidden_from(caller, instrument):
         return {k: instrument[k] for k in ("id", "kind", "recorded_at")} | {"sealed": True, "note": SEALED_NOTE}
     return instrument | {"sealed": is_sealed(instrument)}
+
+
+def audit_refs(instrument: dict, **refs) -> dict:
+    """The refs of an audit entry about an instrument. The audit log is readable by an acting
+    director, to whom the API shows only that a sealed warrant exists: the incident it concerns stays
+    out until it is filed."""
+    if is_sealed(instrument):
+        refs.pop("incident", None)
+    return {"instrument": instrument["id"], **refs}

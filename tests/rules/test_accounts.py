@@ -115,6 +115,18 @@ def test_C8_a_disabled_account_cannot_log_in(central, people):
     assert code(lambda: login(central, "sam", SAM_PASSPHRASE)) == "disabled"
 
 
+def test_C8_guessing_a_disabled_accounts_passphrase_locks_it_like_any_other(central, people):
+    """A disabled account answers its right passphrase with 'disabled' and a wrong one with
+    'wrong_passphrase': without a lockout, anyone at the console could try passphrases without end
+    and learn the right one (a former colleague's, reused elsewhere, or good again once re-enabled)."""
+    people.login("sam")
+    people.call("director", "user.set_disabled", user="sam", disabled=True)
+    for _ in range(5):
+        assert code(lambda: login(central, "sam", "a-guess-at-sams")) == "wrong_passphrase"
+    assert code(lambda: login(central, "sam", SAM_PASSPHRASE)) == "locked"     # no answer tells it is right
+    assert entries(central, "user.locked")[-1]["actor"] == people.ids["sam"]
+
+
 def test_C22_logout_ends_the_session_and_is_audited(central, people):
     token = people.login("sam")
     assert central.call("session.logout", {}, token) == {}
@@ -226,6 +238,22 @@ def test_C2_it_manages_staff_accounts_only_and_not_a_future_acting_director(cent
                                     passphrase="sam-set-this-1")) == "forbidden"        # not acting yet
     assert code(lambda: people.call("director", "user.reset_passphrase", user="sam",
                                     passphrase="director-set-1")) == "ok"
+
+
+def test_C2_an_acting_director_cannot_take_over_another_acting_directors_account(central, people):
+    """Sue is acting director this week; Sam is designated for next month. Had she set Sam's passphrase,
+    she would log in as him then and act as Director after her own period, a period only the Director
+    gives. Like IT, she manages plain staff accounts only: a designated acting director's is the Director's."""
+    designate(people, central, "sue")
+    designate(people, central, "sam", start=timedelta(days=30), end=timedelta(days=37))
+    for op, args in (("user.reset_passphrase", {"passphrase": "sue-set-this-1"}), ("user.unlock", {}),
+                     ("user.set_disabled", {"disabled": True})):
+        assert refusal(lambda: people.call("sue", op, user="sam", **args)) == ("refused", "C2"), op
+    assert code(lambda: login(central, "sam", SAM_PASSPHRASE)) == "ok"               # nothing changed
+    assert entries(central, "user.reset_passphrase") == [] and entries(central, "user.disable") == []
+    create(people, "director", name="tom", role="staff", passphrase="temporary-tom-1")
+    assert code(lambda: people.call("sue", "user.reset_passphrase", user="tom",
+                                    passphrase="sue-set-this-1")) == "ok"               # a plain staff account
 
 
 def test_C8_a_locked_account_is_unlocked_by_it_at_once(central, people):

@@ -122,6 +122,34 @@ def test_C17_attention_shows_the_director_what_waits_for_her(central, people, al
     assert not {"pending_requests", "open_breaches", "incident_owed", "my_grants"} & set(ivy)
 
 
+def test_C9_C17_the_attention_summary_shows_staff_their_own_requests_grants_and_live_views_only(central, people,
+                                                                                             alerts):
+    """Sue's pending request, her grant and her live view count in her summary, never in Sam's; and an
+    acting director is not asked to decide her own request (the Director does, C17)."""
+    now = central.now()
+    incident = people.call("sue", "incident.create", grounds="conduct_violation", occurred_at=iso(now - timedelta(hours=1)),
+                           location="desk", description="a patron shouted at staff and threw a book",
+                           attestation=True)["incident"]
+    review = dict(incident=incident["id"], kind="review", cameras=["entrance"], start=iso(now - timedelta(hours=2)),
+                  end=iso(now - timedelta(minutes=30)), reason="see what happened at the desk")
+    pending = people.call("sue", "request.create", **review)["request"]
+    decided = people.call("sue", "request.create", **review)["request"]
+    grant = people.call("director", "request.decide", request=decided["id"], decision="approve",
+                        reason="a specific incident")["grant"]
+    view = people.call("sue", "live.open", camera="entrance", purpose="the desk after the incident")["view"]
+    sams_grants = [g["id"] for g in people.call("sam", "grant.list")["grants"]]     # his imminent-danger grant
+    sam = items(people, "sam")
+    assert "my_pending_requests" not in sam and "my_live_views" not in sam
+    assert sam["my_grants"]["ids"] == sams_grants and grant["id"] not in sams_grants
+    sue = items(people, "sue")
+    assert (sue["my_pending_requests"]["ids"], sue["my_grants"]["ids"], sue["my_live_views"]["ids"]) == (
+        [pending["id"]], [grant["id"]], [view["id"]])
+    assert items(people, "director")["pending_requests"]["ids"] == [pending["id"]]
+    people.call("director", "director.designate_acting", user="sue", start=iso(now - timedelta(minutes=1)),
+                end=iso(now + timedelta(days=1)), why="Director on leave")
+    assert "pending_requests" not in items(people, "sue")      # hers: the Director decides it
+
+
 # --------------------------------------------------------------------------- the idle rule (C8)
 
 

@@ -10,6 +10,7 @@ import pytest
 from appliance.rules.breaches import STEPS
 from appliance.errors import BadRequest, NotFound, Refused
 from appliance.rules.registry import iso
+from conftest import enrol_camera_record
 from test_footage import record, recording_start, review_grant
 
 WHAT = "a printout of a camera still was left on the public photocopier"
@@ -131,6 +132,40 @@ def test_C16_breach_steps_and_access_query(central, people, h264_footage):
         assert central.audit.query(action_prefix=action), action
     with pytest.raises(Refused, match="closed"):
         people.call("director", "breach.step", breach=case, step="contain", notes="again")
+
+
+def _case_with_two_copies(people, central) -> tuple[str, str, str]:
+    """Two releases in the export register, then a breach case whose window holds both."""
+    enrol_camera_record(central, "cam-a", "66" * 32)
+    now = central.now()
+    first = _release(people, central, now - timedelta(days=2), now - timedelta(days=1))
+    second = _release(people, central, now - timedelta(days=2), now - timedelta(days=1))
+    case = report(people, "sam", suspected_window_start=iso(now - timedelta(minutes=1)),
+                  suspected_window_end=iso(now + timedelta(minutes=1)))["breach"]["id"]
+    assert people.call("director", "breach.copies", breach=case)["outstanding"] == [first, second]
+    return case, first, second
+
+
+def test_C16_copies_are_retrieved_before_that_step_is_done(central, people):
+    """'retrieve copies of recorded information': the step is done when the copies the register lists
+    in the window are back, not once someone has looked at the list."""
+    case, first, second = _case_with_two_copies(people, central)
+    people.call("director", "export.mark_retrieved", export=first, note="the sheriff handed it back")
+    with pytest.raises(Refused, match=second) as refused:
+        people.call("director", "breach.step", breach=case, step="retrieve_copies", notes="got them back")
+    assert refused.value.clause == "C16"
+    assert people.call("director", "breach.get", breach=case)["breach"]["steps"]["retrieve_copies"] is None
+    people.call("director", "export.mark_retrieved", export=second, note="collected from the detective")
+    people.call("director", "breach.step", breach=case, step="retrieve_copies", notes="both copies are back")
+
+
+def test_C16_a_retrieval_names_the_breach_case_it_answers(central, people):
+    """The audit log says why a copy was retrieved: the open case whose copy check listed it."""
+    case, first, second = _case_with_two_copies(people, central)
+    people.call("director", "export.mark_retrieved", export=first, note="the sheriff handed it back")
+    people.call("director", "export.mark_retrieved", export=second, note="collected from the detective")
+    entries = central.audit.query(action_prefix="export.mark_retrieved")
+    assert [(e["target"], e["refs"].get("breach")) for e in entries] == [(first, case), (second, case)]
 
 
 def test_C16_steps_may_be_marked_not_applicable_with_a_reason(central, people):

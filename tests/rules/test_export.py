@@ -28,6 +28,7 @@ from appliance.rules.registry import iso
 from conftest import DIRECTOR, ROOT, People, ServingCentral, enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
+from test_retention import Camera
 
 pytestmark = pytest.mark.slow
 
@@ -486,6 +487,73 @@ def test_a_failed_build_leaves_nothing_that_looks_complete(world, tmp_path):
     assert len(central.records.get("exports", world["release"]["export"]).get("copies") or []) == copies_before
     failed = central.audit.query(action_prefix="release.build_failed")[-1]
     assert failed["details"]["build"] == status["build"] and "digest" in failed["why"]
+
+
+def _release_of_unplayable_footage(central, people, kind: str, camera: str = "reading-room") -> tuple[dict, dict]:
+    """A minute of a camera's signed segments holding no H.264 ffmpeg can copy, an instrument over it,
+    counsel and a release: (instrument, release). Its build starts, then fails at ffmpeg."""
+    start = (central.now() - timedelta(hours=1)).replace(microsecond=0)
+    Camera(central, camera).record(start)
+    today, window = central.now().date().isoformat(), dict(start=iso(start), end=iso(start + timedelta(minutes=1)))
+    instrument = people.call("director", "instrument.record", kind=kind, reference="SW-2026-0123",
+                             court="District Court", issued_on=today, received_on=today, description="reading room",
+                             cameras=[camera], **window)["instrument"]
+    people.call("director", "counsel.record", instrument=instrument["id"], counsel="J. Ortiz", consulted_on=today,
+                summary="Comply.")
+    release = people.call("director", "release.create", instrument=instrument["id"], cameras=[camera],
+                          recipient="Sheriff", **window)["release"]
+    return instrument, release
+
+
+def test_C13_a_failed_build_under_a_sealed_warrant_keeps_its_scope_out_of_the_audit_log(central, people, tmp_path):
+    """ffmpeg's complaint names the clip it could not make, so the camera: under a sealed warrant the
+    audit entry (readable by an acting director) says only that the build failed; the Director reads
+    the error in release.build_status."""
+    warrant, release = _release_of_unplayable_footage(central, people, "search_warrant")
+    people.unseal()
+    started = people.call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)
+    status = people.call("director", "release.build_status", build=started["build"]["build"])["build"]
+    status = export_mod.wait_for(central, status["build"])
+    assert status["state"] == "failed" and "reading-room" in status["error"], status
+    [failed] = central.audit.query(action_prefix="release.build_failed")
+    assert failed["refs"] == {"instrument": warrant["id"], "export": release["export"]}
+    assert "reading-room" not in json.dumps(failed) and failed["details"]["sealed"] is True
+
+
+def test_C13_an_acting_director_does_not_follow_a_sealed_warrants_build(central, people, tmp_path):
+    """A build's status names its cameras, segments and package: under a sealed warrant, the Director's."""
+    _warrant, release = _release_of_unplayable_footage(central, people, "search_warrant")
+    people.unseal()
+    build = people.call("director", "release.build", release=release["id"], to=str(tmp_path), **TAKEN)["build"]
+    export_mod.wait_for(central, build["build"])
+    people.call("director", "director.designate_acting", user="sam",
+                start=iso(central.now() - timedelta(minutes=1)), end=iso(central.now() + timedelta(hours=1)),
+                why="Director away this afternoon")
+    with pytest.raises(Refused) as e:
+        people.call("sam", "release.build_status", build=build["build"])
+    assert e.value.clause == "C13"
+
+
+def test_C3_C4_a_build_stays_inside_the_instrument_and_off_the_data_disk(central, people, tmp_path):
+    """release.build checks again what release.create checked (a release record altered since, or written
+    by an older version, reaching past its instrument: C3), and never writes into the central's data
+    directory, which is not a medium that leaves with the recipient (C4)."""
+    _order, release = _release_of_unplayable_footage(central, people, "court_order")
+    Camera(central, "side-door")
+    people.unseal()
+    wider = dict(release, cameras=["reading-room", "side-door"])
+    wider.pop("id")
+    wider_id = central.records.insert("releases", wider)
+    medium, inside = tmp_path / "usb", central.paths.data / "usb"
+    medium.mkdir(), inside.mkdir()
+    with pytest.raises(Refused) as e:
+        people.call("director", "release.build", release=wider_id, to=str(medium), **TAKEN)
+    assert e.value.clause == "C3"
+    with pytest.raises(Refused) as e:
+        people.call("director", "release.build", release=release["id"], to=str(inside), **TAKEN)
+    assert e.value.clause == "C4"
+    assert list(medium.iterdir()) == [] and list(inside.iterdir()) == []
+    assert central.audit.query(action_prefix="release.build") == []
 
 
 # --------------------------------------------------------------------------- encrypted, labelled, redacted

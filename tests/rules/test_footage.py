@@ -177,7 +177,7 @@ def test_C9_still_needs_a_grant_covering_camera_and_time(central, people, footag
 def test_C9_footage_refused_when_sealed(central, people, footage):
     grant = footage["grant"]["id"]
     for op, args in (("footage.still", dict(at=at(footage, 15))), ("footage.segments", {}),
-                     ("footage.clip", dict(start=at(footage, 0), seconds=1))):
+                     ("footage.clip", dict(start=at(footage, 0), seconds=1)), ("footage.timeline", {})):
         with pytest.raises(ArchiveSealed, match="sealed"):
             people.call("sam", op, grant=grant, camera="cam-a", **args)
     assert not audit_actions(central, "footage.")
@@ -189,11 +189,30 @@ def test_C9_footage_refused_when_sealed(central, people, footage):
         people.call("sam", "footage.still", grant=grant, camera="cam-a", at=at(footage, 15))
 
 
+def test_C17_a_grant_revoked_while_its_footage_decodes_hands_nothing_over(central, people, footage, monkeypatch):
+    """A still decodes outside the decision lock (it may take a while): if the Director revokes the grant
+    meanwhile, the picture is not handed over and no use is recorded. The decode itself is the real one;
+    the Director's revocation is slipped in when it has finished."""
+    people.unseal()
+    grant = footage["grant"]["id"]
+    real_decode = media.decode_gray
+
+    def decode_then_revoke(*args, **kwargs):
+        pixels = real_decode(*args, **kwargs)
+        people.call("director", "grant.revoke", grant=grant, reason="the patron was identified another way")
+        return pixels
+    monkeypatch.setattr(media, "decode_gray", decode_then_revoke)
+    with pytest.raises(Refused, match="revoked") as refused:
+        people.call("sam", "footage.still", grant=grant, camera="cam-a", at=at(footage, 15))
+    assert refused.value.clause == "C17"
+    assert not audit_actions(central, "footage.still")
+
+
 def test_C8_it_never_views_footage(central, people, footage):
     people.unseal()
     grant = footage["grant"]["id"]
     for op, args in (("footage.still", dict(at=at(footage, 15))), ("footage.segments", {}),
-                     ("footage.clip", dict(start=at(footage, 0), seconds=1))):
+                     ("footage.clip", dict(start=at(footage, 0), seconds=1)), ("footage.timeline", {})):
         with pytest.raises(Refused) as refused:
             people.call("ivy", op, grant=grant, camera="cam-a", **args)
         assert refused.value.code == "forbidden"
@@ -208,6 +227,23 @@ def test_C9_segments_lists_the_grant_window_without_content(central, people, foo
     assert all(s["size"] > 1000 and set(s) == {"seq", "start", "size"} for s in listed["segments"])
     [entry] = audit_actions(central, "footage.segments")
     assert entry["refs"]["grant"] == footage["grant"]["id"] and entry["details"]["count"] == 2
+
+
+def test_C13_the_timeline_shows_no_hold_of_a_sealed_warrant(central, people, footage):
+    """A timeline marks what holds keep. A sealed warrant's hold would tell the grant's holder which
+    cameras and hours a warrant nobody may know of covers: it is the Director's alone until filed."""
+    grant, start = footage["grant"], footage["start"]
+    [incident_hold] = people.call("director", "hold.list")["holds"]
+    people.call("director", "hold.release", hold=incident_hold["id"], reason="the review is kept elsewhere")
+    today = central.now().date().isoformat()
+    people.call("director", "instrument.record", kind="search_warrant", reference="SW-2026-0101",
+                court="District Court", issued_on=today, received_on=today, description="entrance, 2 s",
+                cameras=["cam-a"], start=iso(start), end=iso(start + timedelta(seconds=2)))
+    people.unseal()
+    [line] = people.call("sam", "footage.timeline", grant=grant["id"])["cameras"]
+    assert line["held"] == []
+    [line] = people.call("director", "footage.timeline", grant=grant["id"])["cameras"]
+    assert line["held"] == [[iso(start), iso(start + timedelta(seconds=2))]]           # hers to see
 
 
 def test_C9_clip_is_a_flipbook_inside_the_grant(central, people, footage, tmp_path):

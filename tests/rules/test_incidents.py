@@ -166,6 +166,8 @@ def test_C9_incident_visibility_director_all_staff_own_it_none(central, team):
 
 def test_C9_staff_see_an_incident_they_hold_a_grant_for(central, team):
     sams = file_incident(team, "sam")
+    approve(team, request_review(team, sams))              # sam's own request and grant: not sue's to see
+    request_review(team, sams)
     use = team.call("sue", "imminent.invoke", reason="man threatening staff with a bat", cameras=[CAM])["request"]
     assert sams["id"] not in {i["id"] for i in team.call("sue", "incident.list")["incidents"]}
     team.call("director", "imminent.link_incident", request=use["id"], incident=sams["id"])
@@ -384,6 +386,24 @@ def test_C2_acting_director_decides_others_requests_only_inside_her_period(centr
     assert approve(team, sues)["grant"]["holders"] == [team.ids["sue"]]  # the Director decides hers
 
 
+def test_C18_C19_an_acting_director_neither_judges_her_own_incident_nor_reviews_her_own_imminent_use(central, team):
+    """She stands in for the Director on other people's matters: the outcome of an incident she filed and
+    the review of her own break-glass use are the Director's (C18, C19)."""
+    now = central.now()
+    team.call("director", "director.designate_acting", user=team.ids["sue"], start=iso(now - timedelta(hours=1)),
+              end=iso(now + timedelta(hours=2)), why="Director on leave")
+    sues = file_incident(team, "sue")
+    use = team.call("sue", "imminent.invoke", reason="man threatening staff with a bat", cameras=[CAM])["request"]
+    before = state(central)
+    refused("C18", team.call, "sue", "incident.record_outcome", incident=sues["id"], outcome="no_action",
+            notes="nothing to do")
+    refused("C19", team.call, "sue", "imminent.review", request=use["id"], finding="justified", notes="it was")
+    assert state(central) == before
+    sams = file_incident(team, "sam")                       # someone else's: hers to judge
+    team.call("sue", "incident.record_outcome", incident=sams["id"], outcome="no_action", notes="nothing to do")
+    team.call("director", "imminent.review", request=use["id"], finding="justified", notes="a real threat")
+
+
 # --------------------------------------------------------------------------- outcomes (C18)
 
 
@@ -525,6 +545,23 @@ def test_C19_incident_owed_within_24_hours_and_director_reviews(central, team):
     refused("C19", team.call, "director", "imminent.review", request=use["id"], finding="justified", notes="again")
     [entry] = entries(central, "imminent.review")
     assert entry["details"] == {"finding": "not_justified"} and entry["refs"]["incident"] == sams["id"]
+
+
+def test_C19_the_report_owed_after_a_use_is_an_open_incident_not_an_old_closed_one(central, team):
+    """The incident report a use owes is about this danger: an old report, its incident closed (its
+    grants ended), does not pay the debt, nor does it give the closed incident a live grant again."""
+    old = file_incident(team, "sam", hours_ago=48)
+    team.call("director", "incident.record_outcome", incident=old["id"], outcome="no_action", notes="resolved")
+    team.call("director", "incident.close", incident=old["id"])
+    use = team.call("sam", "imminent.invoke", reason="man threatening staff with a bat", cameras=[CAM])["request"]
+    before = state(central)
+    for who in ("sam", "director"):
+        refused("C19", team.call, who, "imminent.link_incident", request=use["id"], incident=old["id"])
+    assert state(central) == before
+    assert central.records.get("grants", use["grant"])["incident"] is None
+    new = file_incident(team, "sam", hours_ago=0)
+    assert team.call("sam", "imminent.link_incident", request=use["id"], incident=new["id"])["request"]["incident"] \
+        == new["id"]
 
 
 async def test_C19_periodic_check_alerts_the_director_while_serving(central, people):

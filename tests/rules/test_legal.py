@@ -222,6 +222,67 @@ def test_C13_warrant_details_director_only_until_filed(central, people, court):
         people.call("director", "instrument.mark_filed", instrument=ins["id"], filed_on=central.now().date().isoformat())
 
 
+def test_C13_the_incident_a_sealed_warrant_concerns_stays_out_of_the_audit_log(central, people, court):
+    """The API shows an acting director only that a sealed warrant exists, not the incident it concerns;
+    the audit log she reads (audit.query) may say no more. Once filed, entries name the incident again."""
+    ins = court.record(kind="search_warrant", reference="SW-2026-0099")["instrument"]   # for inc-000001
+    court.counsel(ins["id"])
+    export = court.release(ins["id"])["export"]
+    people.call("director", "hold.place", kind="instrument", instrument=ins["id"], incident="inc-000001",
+                cameras=["cam-a"], start=iso(court.start), end=iso(court.end), why="keep the entrance too")
+    people.call("director", "export.mark_retrieved", export=export["id"], note="the copy came back")
+    acting(central, people)
+    assert set(people.call("sue", "instrument.get", instrument=ins["id"])["instrument"]) == {
+        "id", "kind", "recorded_at", "sealed", "note"}
+    entries = people.call("sue", "audit.query")["entries"]
+    under = [e for e in entries if e["refs"].get("instrument") == ins["id"]]
+    assert {e["action"] for e in under} == {"instrument.record", "hold.place", "counsel.record", "release.create",
+                                            "export.mark_retrieved"}
+    assert "inc-000001" not in str(entries)
+
+    people.call("director", "instrument.mark_filed", instrument=ins["id"], filed_on=central.now().date().isoformat())
+    filed = court.release(ins["id"])
+    entry = central.audit.query(action_prefix="release.create")[-1]
+    assert entry["target"] == filed["release"]["id"] and entry["refs"]["incident"] == "inc-000001"
+
+
+def test_C13_a_copy_retrieved_under_a_sealed_warrant_keeps_from_whom_out_of_the_audit_log(central, people, court):
+    """export.mark_retrieved's note says how and from whom: under a sealed warrant, the recipient the
+    API hides from an acting director. Its audit entry says only that a copy came back."""
+    ins = court.record(kind="search_warrant", reference="SW-2026-0100")["instrument"]
+    court.counsel(ins["id"])
+    export = court.release(ins["id"])["export"]
+    people.call("director", "export.mark_retrieved", export=export["id"], note="Det. R. Lane brought the USB back")
+    acting(central, people)
+    [entry] = people.call("sue", "audit.query", action_prefix="export.mark_retrieved")["entries"]
+    assert entry["target"] == export["id"] and "Lane" not in str(entry)
+    assert people.call("director", "export.list")["exports"][0]["retrieved_note"].startswith("Det. R. Lane")
+
+
+def test_C13_an_acting_director_places_no_hold_marks_no_copy_and_reads_no_copy_under_a_sealed_warrant(
+        central, people, court):
+    """Beyond the instrument itself: a hold naming it, its copy in the export register (marking it
+    retrieved, reading it in a breach case's copy check) are the Director's alone until it is filed."""
+    ins = court.record(kind="search_warrant", reference="SW-2026-0111")["instrument"]
+    court.counsel(ins["id"])
+    export = court.release(ins["id"])["export"]
+    acting(central, people)
+    case = people.call("sam", "breach.report", what="a USB stick went missing from the desk drawer",
+                       noticed_at=iso(central.now()), suspected_window_start=iso(central.now() - timedelta(hours=1)),
+                       suspected_window_end=iso(central.now()))["breach"]["id"]
+    before = (central.records.all("holds"), central.records.get("exports", export["id"]))
+    for name, args in (("hold.place", dict(kind="instrument", instrument=ins["id"], cameras=["cam-a"],
+                                           start=iso(court.start), end=iso(court.end), why="keep it")),
+                       ("export.mark_retrieved", dict(export=export["id"], note="back from the sheriff"))):
+        with pytest.raises(Refused) as e:
+            people.call("sue", name, **args)
+        assert e.value.clause == "C13", name
+    assert (central.records.all("holds"), central.records.get("exports", export["id"])) == before
+    [copy] = people.call("sue", "breach.copies", breach=case)["copies"]
+    assert copy["sealed"] and "recipient" not in copy and "cameras" not in copy
+    assert people.call("director", "breach.copies", breach=case)["copies"][0]["recipient"].startswith("Chariton")
+
+
 def test_C13_only_warrants_are_sealed(central, people, court):
     ins = court.record(kind="court_order")["instrument"]
     assert ins["sealed"] is False

@@ -9,7 +9,8 @@ import pytest
 from appliance.rules import live as live_mod
 from appliance.node.control import ControlClient, gray_image
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import parse_iso
+from appliance.rules.registry import iso, parse_iso
+from conftest import enrol_camera_record
 from test_node_control import (  # noqa: F401  (server is a fixture)
     approved_camera,
     audit_actions,
@@ -121,6 +122,32 @@ def test_C8_closing_a_live_view_is_logged_and_stops_the_frames(tmp_path, central
     other = people.call("sam", "live.open", camera="cam-a", purpose="lobby")["view"]
     people.call("director", "live.close", view=other["id"], reason="not needed now")
     assert central.records.get("live_views", other["id"])["closed_at"] is not None
+
+
+def test_C17_a_monitoring_grant_opens_live_view_inside_its_window_only_and_ends_with_it(central, people):
+    """The Director approved monitoring from 10:00 to 10:10: a live view under it opens neither before
+    10:00 nor after 10:10, and one opened at 10:06 ends at 10:10, not 15 minutes later."""
+    enrol_camera_record(central, "cam-a", "77" * 32)
+    now = central.now()
+    incident = people.call("sam", "incident.create", grounds="conduct_violation", occurred_at=iso(now),
+                           location="desk", description="a patron keeps coming back to shout at staff",
+                           attestation=True)["incident"]
+    start, end = now + timedelta(hours=1), now + timedelta(hours=1, minutes=10)
+    request = people.call("sam", "request.create", incident=incident["id"], kind="monitor", cameras=["cam-a"],
+                          start=iso(start), end=iso(end), reason="watch for the patron at opening")["request"]
+    grant = people.call("director", "request.decide", request=request["id"], decision="approve",
+                        reason="specific and short")["grant"]
+    with pytest.raises(Refused) as early:
+        people.call("sam", "live.open", camera="cam-a", purpose="the patron", grant=grant["id"])
+    assert early.value.clause == "C17"
+    central.clock.offset += timedelta(hours=1, minutes=6)
+    view = people.call("sam", "live.open", camera="cam-a", purpose="the patron", grant=grant["id"])["view"]
+    assert parse_iso(view["until"]) == end
+    people.call("sam", "live.close", view=view["id"])
+    central.clock.offset += timedelta(minutes=5)
+    with pytest.raises(Refused) as late:
+        people.call("sam", "live.open", camera="cam-a", purpose="the patron", grant=grant["id"])
+    assert late.value.clause == "C17"
 
 
 def test_C19_imminent_danger_grant_opens_live_view_bounded_by_the_grant(tmp_path, central, people, server):

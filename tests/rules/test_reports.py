@@ -132,6 +132,22 @@ def test_C13_transparency_counts_only_with_unfiled_warrants_withheld(central, pe
     assert central.audit.next_seq == before
 
 
+def test_C13_a_release_under_a_sealed_warrant_is_not_counted_until_it_is_filed(central, people):
+    """Counted, a release under an unfiled warrant would tell every staff member and IT that the
+    library complied with a warrant (and on which days): it joins the count once the warrant is filed."""
+    add_camera(central, CAM)
+    warrant = _instrument(people, "search_warrant")
+    today = central.now().date().isoformat()
+    people.call("director", "counsel.record", instrument=warrant["id"], counsel="A. Counsel", consulted_on=today,
+                summary="comply, quietly")
+    people.call("director", "release.create", instrument=warrant["id"], cameras=[CAM], start=warrant["start"],
+                end=warrant["end"], recipient="State police")
+    day = {"since": today, "until": today}
+    assert people.call("sam", "report.transparency", **day)["releases"] == 0
+    people.call("director", "instrument.mark_filed", instrument=warrant["id"], filed_on=today)
+    assert people.call("sam", "report.transparency", **day)["releases"] == 1
+
+
 def test_audit_query_for_the_director_only_with_filters(central, people, history):
     sam = people.ids["sam"]
     found = people.call("director", "audit.query", action_prefix="request.", actor=sam)

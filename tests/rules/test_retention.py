@@ -261,6 +261,33 @@ def test_C20_only_director_releases_holds(central, people):
     assert people.call("director", "hold.list", active_only=True)["holds"] == []
 
 
+def test_C13_a_hold_the_director_places_for_a_sealed_warrant_keeps_its_scope_out_of_the_audit_log(central,
+                                                                                                   people):
+    """The audit log is readable by an acting director (audit.query); a sealed warrant's particulars are
+    not. A hold the Director places or releases under one shows there only that it exists."""
+    Camera(central, "cam-a"), Camera(central, "cam-b")
+    now, today = central.now(), central.now().date().isoformat()
+    warrant = people.call("director", "instrument.record", kind="search_warrant", reference="SW-2026-0077",
+                          court="District Court", issued_on=today, received_on=today,
+                          description="the reading room", cameras=["cam-a"], start=iso(now - timedelta(days=3)),
+                          end=iso(now - timedelta(days=2)))["instrument"]
+    hold = people.call("director", "hold.place", kind="instrument", instrument=warrant["id"], cameras=["cam-b"],
+                       start="2026-01-05T10:00:00Z", end="2026-01-05T11:00:00Z",
+                       why="SW-2026-0077 also names the side door")["hold"]
+    people.call("director", "hold.release", hold=hold["id"], reason="SW-2026-0077: the side door is not needed")
+    people.login("sue")
+    people.call("director", "director.designate_acting", user="sue", start=iso(now - timedelta(minutes=1)),
+                end=iso(now + timedelta(days=1)), why="Director on leave")
+    entries = people.call("sue", "audit.query", action_prefix="hold.")["entries"]
+    placed = [e for e in entries if e["target"] == hold["id"]]
+    assert [e["action"] for e in placed] == ["hold.place", "hold.release"]
+    assert all(e["refs"] == {"instrument": warrant["id"]} for e in placed)
+    for secret in ("cam-b", "2026-01-05", "SW-2026-0077", "side door"):
+        assert secret not in str(placed), secret
+    [kept] = [h for h in people.call("director", "hold.list")["holds"] if h["id"] == hold["id"]]
+    assert kept["why"] == "SW-2026-0077 also names the side door" and kept["cameras"] == ["cam-b"]  # hers to see
+
+
 def test_C12_hold_format_is_the_shared_one(central, people):
     Camera(central, "cam-a")
     central.records.insert("incidents", {"grounds": "criminal_activity", "summary": "window broken"},
