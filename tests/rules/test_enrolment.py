@@ -217,3 +217,17 @@ def test_camera_invite_from_the_command_line(serving, central, people):
     refused = cli("camera", "invite", "loo", "--category", "restroom", "--location", "Ground floor", "--socket",
                   sock, env=env)
     assert refused.returncode == 2 and "C6" in refused.stderr
+
+
+def test_a_deeply_nested_request_is_refused_audited_and_counted(tmp_path, central, people, server, caplog):
+    # The live key is public (GET /v1/enrol/keys): anyone can seal a body to it. Before, json's
+    # RecursionError escaped as a 500 with a traceback, unaudited and outside the rate limit.
+    invite(people)
+    node = nacl.signing.SigningKey.generate()
+    nested = b"[" * 1900 + b"]" * 1900
+    sealed = bytes(nacl.public.SealedBox(central.keys.live_public_key()).encrypt(node.sign(nested)))
+    status, body = raw_request(server.url, "POST", "/v1/enrol/entrance", {}, sealed)
+    assert status == 400 and body["kind"] == "forged", (status, body)
+    assert [e["details"]["kind"] for e in refusals(central)] == ["forged"]
+    assert len(central.enrolment_guard.failures[next(iter(central.enrolment_guard.failures))]) == 1
+    assert not [r for r in caplog.records if r.exc_info]
