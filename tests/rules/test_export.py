@@ -222,6 +222,7 @@ def test_register_and_audit_record_the_copy(world, package):
     assert (copy["manifest_sha256"], copy["medium"], copy["taken_by"]) == (manifest_digest, TAKEN["medium"],
                                                                            TAKEN["taken_by"])
     assert copy["built_by"] == world["people"].ids["director"]
+    assert copy["state"] == "complete" and copy["bytes"] > 0
     release = central.records.get("releases", world["release"]["id"])
     assert release["package"]["status"] == "built" and release["package"]["manifest_sha256"]
     built = [e for e in central.audit.query(action_prefix="release.built") if e["details"]["build"] == status["build"]]
