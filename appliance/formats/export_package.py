@@ -157,7 +157,7 @@ class DirectorySource(PackageSource):
         return sorted(found)
 
     def open(self, name: str) -> BinaryIO:
-        if not SAFE_PATH.match(name):       # a name from the manifest must stay inside the package
+        if not isinstance(name, str) or not SAFE_PATH.match(name):   # a manifest's name stays inside the package
             raise PackageFault(f"{name!r} is not a path inside the package")
         return open(self.root / name, "rb")
 
@@ -171,12 +171,13 @@ class ZipSource(PackageSource):
         self.label = str(path)
         try:
             self.zip = pyzipper.AESZipFile(path)
-        except (OSError, zipfile.BadZipFile) as e:
+        except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile, pyzipper.BadZipFile) as e:
             raise PackageFault(f"{path} is not a readable ZIP file ({e})") from None
         self.zip.setpassword(passphrase.encode("utf-8"))
-        tops = {PurePosixPath(n).parts[0] for n in self.zip.namelist()}
-        if len(tops) != 1:
-            raise PackageFault(f"{path} must hold exactly one package folder, not {len(tops)}")
+        tops = {(PurePosixPath(n).parts or ("",))[0] for n in self.zip.namelist()}
+        if len(tops) != 1 or not SAFE_PATH.match(next(iter(tops))):
+            self.zip.close()
+            raise PackageFault(f"{path} must hold exactly one package folder, not {sorted(tops)[:5]}")
         self.top = tops.pop()
 
     def names(self) -> list[str]:
@@ -184,6 +185,8 @@ class ZipSource(PackageSource):
         return sorted(n[len(prefix):] for n in self.zip.namelist() if n.startswith(prefix) and not n.endswith("/"))
 
     def open(self, name: str) -> BinaryIO:
+        if not isinstance(name, str) or not SAFE_PATH.match(name):
+            raise PackageFault(f"{name!r} is not a path inside the package")
         try:
             return self.zip.open(f"{self.top}/{name}")
         except RuntimeError as e:       # pyzipper: bad password
@@ -248,13 +251,20 @@ def verify_package(path: Path, *, passphrase: str | None = None, pinned_key: byt
     source = open_package(path, passphrase)
     try:
         return _verify(source, pinned_key, say)
-    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError, binascii.Error) as e:
         # Only a manifest signed by the key in the package gets this far: malformed, not forged.
         raise PackageFault(f"manifest.json is signed but malformed ({type(e).__name__}: {e})") from None
-    except OSError as e:
+    except (OSError, EOFError, NotImplementedError, zipfile.BadZipFile, _pyzipper_bad_zip()) as e:
+        # A file of the package cannot be read (a ZIP entry failing its CRC, an unknown compression).
         raise PackageFault(f"cannot read the package: {e}") from None
     finally:
         source.close()
+
+
+def _pyzipper_bad_zip() -> type:
+    import pyzipper
+
+    return pyzipper.BadZipFile
 
 
 def _verify(source: PackageSource, pinned_key: bytes | None, say) -> Report:
@@ -314,8 +324,8 @@ def _verify(source: PackageSource, pinned_key: bytes | None, say) -> Report:
 def _manifest(data: bytes) -> dict:
     try:
         manifest = json.loads(data)
-    except ValueError as e:
-        raise PackageFault(f"manifest.json is not JSON ({e})") from None
+    except (ValueError, RecursionError) as e:
+        raise PackageFault(f"manifest.json is not JSON this checker reads ({str(e)[:120]})") from None
     if not isinstance(manifest, dict) or manifest.get("type") != FORMAT:
         raise PackageFault("manifest.json is not a Custodian export manifest")
     if manifest.get("v") != VERSION:
@@ -348,6 +358,8 @@ def _check_segments(source: PackageSource, camera: dict, piece: dict, node_key) 
             header, trailer = parse_canonical(header_bytes), parse_canonical(trailer_bytes)
         except CanonicalError as e:
             raise PackageFault(f"{where}: header or trailer is not canonical JSON ({e})") from None
+        if not (isinstance(header, dict) and isinstance(trailer, dict)):
+            raise PackageFault(f"{where}: the signed header or trailer is not a JSON object")
         if (header.get("type"), trailer.get("type")) != ("cseg-header", "cseg-trailer"):
             raise PackageFault(f"{where}: not a segment header and trailer")
         for doc in (header, trailer):
@@ -432,7 +444,7 @@ class _piped:
             with self.source.open(self.name) as f:
                 while block := f.read(BLOCK):
                     self.proc.stdin.write(block)
-        except (BrokenPipeError, OSError, PackageFault):
+        except Exception:   # noqa: BLE001  (unreadable: the tool then fails on what it got, and says so)
             pass
         finally:
             try:
