@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import errno
 import fcntl
 import hashlib
 import json
@@ -466,11 +467,12 @@ class _Job:
             sink = None
             self._register(final, manifest_digest, cameras, stills)
         except Exception as e:  # noqa: BLE001  (any failure: nothing that looks complete is left)
-            if sink is not None:
+            writing = sink is not None
+            if writing:
                 sink.abort()
                 if registered:
                     self._copy_failed(e)
-            self._failed(e)
+            self._failed(e, writing_the_medium=writing)
 
     # ---------------------------------------------------------------- the files
 
@@ -749,10 +751,18 @@ class _Job:
         self.build.done = self.build.total
         self.build.step, self.build.state, self.build.finished_at = "built", "built", iso(central.now())
 
-    def _failed(self, error: Exception) -> None:
-        if not isinstance(error, CustodianError):
+    def _failed(self, error: Exception, writing_the_medium: bool = False) -> None:
+        full = writing_the_medium and isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full:
+            message = (f"the medium at {self.destination} is full (it had room when the build started: something "
+                       "else took it, or the package grew past the estimate): nothing was left on it; free space "
+                       "or use a larger medium, and build again")
+            log.warning("build %s failed: %s", self.build.id, message)
+        elif not isinstance(error, CustodianError):
             log.error("build %s failed", self.build.id, exc_info=error)
-        message = str(error) if isinstance(error, (CustodianError, OSError)) else f"{type(error).__name__}: {error}"
+        if not full:
+            message = (str(error) if isinstance(error, (CustodianError, OSError))
+                       else f"{type(error).__name__}: {error}")
         self.build.state, self.build.error, self.build.finished_at = "failed", message, iso(self.central.now())
         self.build.step = "failed: nothing was left on the medium"
         try:

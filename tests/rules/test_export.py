@@ -461,6 +461,38 @@ def test_a_destination_too_small_is_refused_before_starting(world, tmp_path):
         subprocess.run(["umount", str(destination)], check=True)
 
 
+def test_a_medium_that_fills_during_the_build_leaves_nothing_and_says_so(world, tmp_path):
+    """The free-space check passed, then something else filled the stick (another copy, a camera's
+    card reader): the build fails with a message that says the medium is full, leaves no part of
+    the package and no copy in the register."""
+    destination = tmp_path / "stick"
+    destination.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(destination)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    central = world["central"]
+    copies_before = len(central.records.get("exports", world["release"]["export"]).get("copies") or [])
+    try:
+        started = world["people"].call("director", "release.build", release=world["release"]["id"],
+                                       to=str(destination), **TAKEN)
+        st = os.statvfs(destination)
+        with open(destination / "someone-elses-file", "wb", buffering=0) as filler:
+            try:
+                filler.write(b"\0" * (st.f_bavail * st.f_frsize))
+            except OSError:
+                pass
+        status = export_mod.wait_for(central, started["build"]["build"])
+        assert status["state"] == "failed", status
+        assert "medium" in status["error"] and "full" in status["error"], status["error"]
+        assert sorted(p.name for p in destination.iterdir()) == ["someone-elses-file"]
+        assert len(central.records.get("exports", world["release"]["export"]).get("copies") or []) == copies_before
+        failed = central.audit.query(action_prefix="release.build_failed")[-1]
+        assert failed["details"]["build"] == status["build"]
+    finally:
+        subprocess.run(["umount", "-l", str(destination)], check=True)
+
+
 def test_a_failed_build_leaves_nothing_that_looks_complete(world, tmp_path):
     """A segment altered in the archive fails the build midway (cam-a's clip already written): the
     half-built package is removed, the register is unchanged, the failure is audited. A .part left by an
