@@ -133,6 +133,13 @@ class PackageSource:
         with self.open(name) as f:
             return f.read()
 
+    def size(self, name: str) -> int:
+        size = 0
+        with self.open(name) as f:
+            while block := f.read(BLOCK):
+                size += len(block)
+        return size
+
     def sha256(self, name: str) -> str:
         digest = hashlib.sha256()
         with self.open(name) as f:
@@ -302,7 +309,17 @@ def _verify(source: PackageSource, pinned_key: bytes | None, say) -> Report:
         if source.sha256(name) != want:
             raise PackageFault(f"{name} does not match its SHA-256 in SHA256SUMS")
     report.files = len(listed)
+    if manifest["files"] != len(listed):
+        raise PackageFault(f"the manifest says SHA256SUMS lists {manifest['files']} files; it lists {len(listed)}")
     ok(f"SHA256SUMS is the one the manifest names; all {len(listed)} files match it")
+    # What the manifest says of a file is what SHA256SUMS (so the file) says of it.
+    described = [(p["file"], p["sha256"], p["bytes"]) for c in manifest["cameras"] for p in c["pieces"]]
+    described += [(s["file"], s["sha256"], None) for s in manifest["stills"] if s.get("file") is not None]
+    for name, sha256, size in described:
+        if listed.get(name) != sha256:
+            raise PackageFault(f"the manifest's SHA-256 for {name} is not its SHA-256 in SHA256SUMS")
+        if size is not None and source.size(name) != size:
+            raise PackageFault(f"the manifest gives {name} a size of {size} bytes; it has {source.size(name)}")
 
     for camera in manifest["cameras"]:
         node_key = pem_public_key(source.read(camera["node_key_pem"]), camera["node_key_pem"])
@@ -382,6 +399,12 @@ def _check_clip(source: PackageSource, piece: dict) -> None:
         return
     # The MP4 back to Annex-B, cut where the manifest says each segment's part ends.
     cuts = [(s["seq"], s["annexb"]["bytes"], s["annexb"]["sha256"]) for s in piece["segments"]]
+    offset = 0
+    for s in piece["segments"]:      # the spec's shell check cuts at annexb.offset: it must be where the part lies
+        if s["annexb"]["offset"] != offset:
+            raise PackageFault(f"{piece['file']}: segment {s['seq']}'s annexb.offset is {s['annexb']['offset']}, "
+                               f"but its part of the clip starts at byte {offset}")
+        offset += s["annexb"]["bytes"]
     whole = hashlib.sha256()
     argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", "pipe:0", "-map", "0:v:0",
             "-c", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "h264", "pipe:1"]

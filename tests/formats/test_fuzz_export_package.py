@@ -49,7 +49,9 @@ def _documents(header_doc=REAL) -> tuple[dict, dict[str, bytes]]:
                "header_signature": base64.b64encode(files[f"{BASE}.header.sig"]).decode(),
                "trailer_signature": base64.b64encode(files[f"{BASE}.trailer.sig"]).decode(),
                "annexb": {"offset": 0, "bytes": 17, "sha256": "0" * 64}}
+    clip = files["video/cam-a-1.mp4"]
     piece = {"file": "video/cam-a-1.mp4", "made": "stream_copy", "filters": [], "frames": 1, "segments": [segment],
+             "sha256": hashlib.sha256(clip).hexdigest(), "bytes": len(clip),
              "annexb": {"sha256": "0" * 64, "bytes": 17}}
     manifest = {"type": "custodian-export", "v": 1, "package": "rel-000001-20260101T000000Z",
                 "release": {"id": "rel-000001"}, "stills": [],
