@@ -32,6 +32,7 @@ HTTP_STATUS = {
     "records_corrupt": 500,
     "records_too_new": 500,
     "records_locked": 500,
+    "disk_full": 507,                    # the central's data disk has no room for the records and audit entry
     "bad_config": 500,
     "internal": 500,
 }
@@ -134,6 +135,12 @@ class RecordsLocked(CustodianError):
     """Another process already has the records database open (one writer only)."""
 
     code = "records_locked"
+
+
+class DiskFull(CustodianError):
+    """The central's data disk cannot hold what an action writes (its records and audit entry)."""
+
+    code = "disk_full"
 
 
 # --- key custody (appliance/custody/keys.py) ----------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hashlib
 import logging
 import os
@@ -30,7 +31,7 @@ from appliance.custody.archive import Archive
 from appliance.custody.audit import AuditLog
 from appliance.config import Config
 from appliance.datalock import CENTRAL_LOCK, lock_data_dir
-from appliance.errors import ConfigError, NotAuthenticated, NotFound, SegmentError
+from appliance.errors import ConfigError, DiskFull, NotAuthenticated, NotFound, SegmentError
 from appliance.custody.keys import ArchiveCustody, KeyStore
 from appliance.central.enrolment import PeerGuard
 from appliance.central.node_channel import NodeHub, seal_for_node
@@ -40,6 +41,8 @@ from appliance.custody.records import open_records
 log = logging.getLogger("custodian.central")
 
 SESSION_IDLE = timedelta(minutes=15)
+KEEP_FREE = 8 * 1024**2             # free bytes ingest leaves for records and audit, beyond two records files
+ACT_MARGIN = 1024**2                # an action needs a records file's size free, and this (audit, checkpoint)
 CHECKPOINT_SECONDS = 300            # a signed checkpoint this often when the audit log grew
 
 
@@ -88,6 +91,7 @@ class Central:
         self._camera_keys: dict[str, nacl.signing.VerifyKey] = {}
         self._refusal: str | None = None
         self._rejections: dict[tuple, tuple[float, float, int]] = {}
+        self._sweeping = threading.Lock()                   # held while a sweep for a full disk runs
         # What the node channel and the rules keep in RAM, each typed:
         self.nodes = NodeHub(self)                          # what the nodes last sent (rules.ports.NodeLink)
         self.enrolment_guard = PeerGuard()                  # refused enrolment attempts, per address
@@ -126,6 +130,20 @@ class Central:
 
     def ingest_refusal(self) -> str | None:
         return self._refusal
+
+    def no_room_for(self, length: int) -> str | None:
+        """Refuse an upload that would leave less free than the records and audit need (a disk
+        that fills between two sweeps): the node keeps it and retries; a sweep starts now."""
+        from appliance.rules.retention import REFUSAL_PREFIX
+
+        free = self.free_bytes()
+        if self._refusal and self._refusal.startswith(REFUSAL_PREFIX) and free >= self.cfg.central.disk_reserve_bytes:
+            self.sweep_soon()   # room again (holds released, space added): resume now, not at the next sweep
+        if free - length >= self.room_to_keep():
+            return None
+        self.sweep_soon()
+        return ("the central's disk is too full for this segment: upload refused, try again later "
+                "(the retention sweep is freeing unheld footage)")
 
     def set_ingest_refusal(self, reason: str | None) -> None:
         self._refusal = reason
@@ -247,14 +265,70 @@ class Central:
         operation = ops_mod.OPS.get(name)
         if operation is None:
             raise NotFound(f"no operation named {name!r}")
-        with self.decision_lock:
-            caller = self.caller_for(token, background)
-            ops_mod.authorize(operation, caller)
-            if caller is not None:
-                operation.rule.check_scope(self, caller, args)    # the record it names is the caller's
-            if not operation.concurrent:
-                return operation.func(self, caller, ops_mod.Args(args, operation.labels))
-        return operation.func(self, caller, ops_mod.Args(args, operation.labels))
+        try:
+            with self.decision_lock:
+                # Before anything is written: an action whose records fit but whose audit entry
+                # does not would take effect unaudited.
+                self.check_room_to_act()
+                caller = self.caller_for(token, background)
+                ops_mod.authorize(operation, caller)
+                if caller is not None:
+                    operation.rule.check_scope(self, caller, args)    # the record it names is the caller's
+                if not operation.concurrent:
+                    return operation.func(self, caller, ops_mod.Args(args, operation.labels))
+            return operation.func(self, caller, ops_mod.Args(args, operation.labels))
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self.disk_full(f"{name}: {e.strerror}") from None
+            raise
+
+    # ------------------------------------------------------------------ a full data disk
+
+    def room_to_keep(self) -> int:
+        """Free bytes an action needs: a whole new records file (it is rewritten each time), an
+        audit entry and a checkpoint, with a margin. Ingest leaves this much free for them."""
+        try:
+            records = self.paths.records.stat().st_size
+        except OSError:
+            records = 0
+        return 2 * records + KEEP_FREE
+
+    def free_bytes(self) -> int:
+        """Free bytes on the data disk, measured as the retention sweep measures them."""
+        from appliance.rules import retention
+
+        return retention._measure_free(self.paths.data)
+
+    def check_room_to_act(self) -> None:
+        """Refuse an action before it writes anything when its records and audit entry cannot fit."""
+        try:
+            needed = self.paths.records.stat().st_size + ACT_MARGIN
+        except FileNotFoundError:
+            needed = ACT_MARGIN
+        if self.free_bytes() < needed:
+            raise self.disk_full("no room for the records and the audit entry")
+
+    def disk_full(self, what: str) -> DiskFull:
+        """The error for a full data disk; starts a retention sweep, which frees unheld footage."""
+        self.sweep_soon()
+        return DiskFull(f"the central's data disk is full ({what}): nothing was changed. The retention sweep "
+                        "is freeing unheld footage; if only held footage is left, release holds no longer needed "
+                        "or give the archive a larger disk")
+
+    def sweep_soon(self) -> None:
+        """Run a retention sweep now, in its own thread, unless one is running (a full disk can't wait 10 min)."""
+        if not self._sweeping.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            from appliance.rules.retention import sweep
+            try:
+                sweep(self)
+            except Exception:   # noqa: BLE001  (the periodic sweep tries again; this one is a head start)
+                log.exception("retention sweep for a full disk failed")
+            finally:
+                self._sweeping.release()
+        threading.Thread(target=run, name="sweep-disk-full", daemon=True).start()
 
     # ------------------------------------------------------------------ serving
 

@@ -20,6 +20,7 @@ always gets through, even past a replay of one of its stored segments.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 from typing import Protocol
@@ -55,6 +56,10 @@ class IngestHost(Protocol):
     def camera_key(self, camera: str) -> nacl.signing.VerifyKey | None: ...
 
     def ingest_refusal(self) -> str | None: ...      # a reason to refuse (disk full of held footage)
+
+    def no_room_for(self, length: int) -> str | None: ...   # a reason to refuse: the data disk would be too full
+
+    def sweep_soon(self) -> None: ...                   # a full disk: free unheld footage now
 
     def segment_stored(self, info, status: str) -> dict: ...   # returns extra fields for the answer
 
@@ -112,7 +117,8 @@ def make_ingest_app(host: IngestHost) -> web.Application:
             if length > host.max_segment_bytes:
                 raise SegmentError(f"segment of {length} bytes exceeds the limit of {host.max_segment_bytes}",
                                    kind="too_large")
-            refusal = host.ingest_refusal()
+            no_room = host.no_room_for(length)                # (which also resumes ingest once there is room)
+            refusal = host.ingest_refusal() or no_room
             if refusal:
                 return _error(507, refusal)
 
@@ -139,6 +145,13 @@ def make_ingest_app(host: IngestHost) -> web.Application:
             why = "replaced by a newer upload" if slot is not None and slots.get(camera) is not slot else str(e)
             log.warning("upload %s/%s from %s cut off: %s", camera, seq_text, peer, why or type(e).__name__)
             return _error(400, "the upload was cut off")
+        except OSError as e:   # after ConnectionError, which is one too
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Nothing was stored (the partial file is gone); the node keeps the segment and retries.
+            log.warning("upload %s/%s from %s refused: the data disk is full (%s)", camera, seq_text, peer, e)
+            host.sweep_soon()
+            return _error(507, "the central's disk is full: upload refused, try again later")
         finally:
             if slot is not None and slots.get(camera) is slot:
                 del slots[camera]

@@ -132,8 +132,8 @@ def open_image(central, body: bytes) -> dict:
         doc = json.loads(nacl.public.SealedBox(central.keys.live_key()).decrypt(body))
     except nacl.exceptions.CryptoError:
         raise NodeRefused(400, "the image is not sealed to this central's live key") from None
-    except ValueError:
-        raise NodeRefused(400, "the sealed image is not JSON") from None
+    except (ValueError, RecursionError):
+        raise NodeRefused(400, "the sealed image is not JSON (or nests too deeply)") from None
     if not isinstance(doc, dict):
         raise NodeRefused(400, "the sealed image is not a JSON object")
     w, h = doc.get("width"), doc.get("height")

@@ -117,7 +117,10 @@ class AtomicJSONStorage(Storage):
             data = json.loads(raw.decode("utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("top level is not an object")
-        except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
+            for name, table in data.items():   # tables of documents, each an object: else TinyDB fails later
+                if not isinstance(table, dict) or not all(isinstance(doc, dict) for doc in table.values()):
+                    raise ValueError(f"table {name!r} is not an object of records")
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError included
             raise RecordsCorrupt(
                 f"records database {self.path} is unreadable ({e}); it has not been "
                 "modified: restore it from a backup"

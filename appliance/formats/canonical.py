@@ -75,10 +75,14 @@ def parse_canonical(data: bytes) -> Any:
             parse_constant=_no_float,
             object_pairs_hook=_no_duplicates,
         )
+        again = canonical_json(obj)
     except CanonicalError:
         raise
     except (UnicodeDecodeError, ValueError) as e:
         raise CanonicalError(f"not JSON: {e}") from None
-    if canonical_json(obj) != data:
+    except RecursionError:
+        # `[[[[...` from anyone on the LAN (a segment header is parsed before it is trusted).
+        raise CanonicalError("not JSON this reader accepts: lists or objects nested too deeply") from None
+    if again != data:
         raise CanonicalError("valid JSON but not in canonical form")
     return obj

@@ -133,6 +133,13 @@ class PackageSource:
         with self.open(name) as f:
             return f.read()
 
+    def size(self, name: str) -> int:
+        size = 0
+        with self.open(name) as f:
+            while block := f.read(BLOCK):
+                size += len(block)
+        return size
+
     def sha256(self, name: str) -> str:
         digest = hashlib.sha256()
         with self.open(name) as f:
@@ -157,7 +164,7 @@ class DirectorySource(PackageSource):
         return sorted(found)
 
     def open(self, name: str) -> BinaryIO:
-        if not SAFE_PATH.match(name):       # a name from the manifest must stay inside the package
+        if not isinstance(name, str) or not SAFE_PATH.match(name):   # a manifest's name stays inside the package
             raise PackageFault(f"{name!r} is not a path inside the package")
         return open(self.root / name, "rb")
 
@@ -171,12 +178,13 @@ class ZipSource(PackageSource):
         self.label = str(path)
         try:
             self.zip = pyzipper.AESZipFile(path)
-        except (OSError, zipfile.BadZipFile) as e:
+        except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile, pyzipper.BadZipFile) as e:
             raise PackageFault(f"{path} is not a readable ZIP file ({e})") from None
         self.zip.setpassword(passphrase.encode("utf-8"))
-        tops = {PurePosixPath(n).parts[0] for n in self.zip.namelist()}
-        if len(tops) != 1:
-            raise PackageFault(f"{path} must hold exactly one package folder, not {len(tops)}")
+        tops = {(PurePosixPath(n).parts or ("",))[0] for n in self.zip.namelist()}
+        if len(tops) != 1 or not SAFE_PATH.match(next(iter(tops))):
+            self.zip.close()
+            raise PackageFault(f"{path} must hold exactly one package folder, not {sorted(tops)[:5]}")
         self.top = tops.pop()
 
     def names(self) -> list[str]:
@@ -184,6 +192,8 @@ class ZipSource(PackageSource):
         return sorted(n[len(prefix):] for n in self.zip.namelist() if n.startswith(prefix) and not n.endswith("/"))
 
     def open(self, name: str) -> BinaryIO:
+        if not isinstance(name, str) or not SAFE_PATH.match(name):
+            raise PackageFault(f"{name!r} is not a path inside the package")
         try:
             return self.zip.open(f"{self.top}/{name}")
         except RuntimeError as e:       # pyzipper: bad password
@@ -248,13 +258,20 @@ def verify_package(path: Path, *, passphrase: str | None = None, pinned_key: byt
     source = open_package(path, passphrase)
     try:
         return _verify(source, pinned_key, say)
-    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError, binascii.Error) as e:
         # Only a manifest signed by the key in the package gets this far: malformed, not forged.
         raise PackageFault(f"manifest.json is signed but malformed ({type(e).__name__}: {e})") from None
-    except OSError as e:
+    except (OSError, EOFError, NotImplementedError, zipfile.BadZipFile, _pyzipper_bad_zip()) as e:
+        # A file of the package cannot be read (a ZIP entry failing its CRC, an unknown compression).
         raise PackageFault(f"cannot read the package: {e}") from None
     finally:
         source.close()
+
+
+def _pyzipper_bad_zip() -> type:
+    import pyzipper
+
+    return pyzipper.BadZipFile
 
 
 def _verify(source: PackageSource, pinned_key: bytes | None, say) -> Report:
@@ -292,7 +309,17 @@ def _verify(source: PackageSource, pinned_key: bytes | None, say) -> Report:
         if source.sha256(name) != want:
             raise PackageFault(f"{name} does not match its SHA-256 in SHA256SUMS")
     report.files = len(listed)
+    if manifest["files"] != len(listed):
+        raise PackageFault(f"the manifest says SHA256SUMS lists {manifest['files']} files; it lists {len(listed)}")
     ok(f"SHA256SUMS is the one the manifest names; all {len(listed)} files match it")
+    # What the manifest says of a file is what SHA256SUMS (so the file) says of it.
+    described = [(p["file"], p["sha256"], p["bytes"]) for c in manifest["cameras"] for p in c["pieces"]]
+    described += [(s["file"], s["sha256"], None) for s in manifest["stills"] if s.get("file") is not None]
+    for name, sha256, size in described:
+        if listed.get(name) != sha256:
+            raise PackageFault(f"the manifest's SHA-256 for {name} is not its SHA-256 in SHA256SUMS")
+        if size is not None and source.size(name) != size:
+            raise PackageFault(f"the manifest gives {name} a size of {size} bytes; it has {source.size(name)}")
 
     for camera in manifest["cameras"]:
         node_key = pem_public_key(source.read(camera["node_key_pem"]), camera["node_key_pem"])
@@ -314,8 +341,8 @@ def _verify(source: PackageSource, pinned_key: bytes | None, say) -> Report:
 def _manifest(data: bytes) -> dict:
     try:
         manifest = json.loads(data)
-    except ValueError as e:
-        raise PackageFault(f"manifest.json is not JSON ({e})") from None
+    except (ValueError, RecursionError) as e:
+        raise PackageFault(f"manifest.json is not JSON this checker reads ({str(e)[:120]})") from None
     if not isinstance(manifest, dict) or manifest.get("type") != FORMAT:
         raise PackageFault("manifest.json is not a Custodian export manifest")
     if manifest.get("v") != VERSION:
@@ -348,6 +375,8 @@ def _check_segments(source: PackageSource, camera: dict, piece: dict, node_key) 
             header, trailer = parse_canonical(header_bytes), parse_canonical(trailer_bytes)
         except CanonicalError as e:
             raise PackageFault(f"{where}: header or trailer is not canonical JSON ({e})") from None
+        if not (isinstance(header, dict) and isinstance(trailer, dict)):
+            raise PackageFault(f"{where}: the signed header or trailer is not a JSON object")
         if (header.get("type"), trailer.get("type")) != ("cseg-header", "cseg-trailer"):
             raise PackageFault(f"{where}: not a segment header and trailer")
         for doc in (header, trailer):
@@ -370,6 +399,12 @@ def _check_clip(source: PackageSource, piece: dict) -> None:
         return
     # The MP4 back to Annex-B, cut where the manifest says each segment's part ends.
     cuts = [(s["seq"], s["annexb"]["bytes"], s["annexb"]["sha256"]) for s in piece["segments"]]
+    offset = 0
+    for s in piece["segments"]:      # the spec's shell check cuts at annexb.offset: it must be where the part lies
+        if s["annexb"]["offset"] != offset:
+            raise PackageFault(f"{piece['file']}: segment {s['seq']}'s annexb.offset is {s['annexb']['offset']}, "
+                               f"but its part of the clip starts at byte {offset}")
+        offset += s["annexb"]["bytes"]
     whole = hashlib.sha256()
     argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-i", "pipe:0", "-map", "0:v:0",
             "-c", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "h264", "pipe:1"]
@@ -432,7 +467,7 @@ class _piped:
             with self.source.open(self.name) as f:
                 while block := f.read(BLOCK):
                     self.proc.stdin.write(block)
-        except (BrokenPipeError, OSError, PackageFault):
+        except Exception:   # noqa: BLE001  (unreadable: the tool then fails on what it got, and says so)
             pass
         finally:
             try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 from appliance.config import Config
+from appliance.datalock import NODE_LOCK, lock_data_dir
 import signal
 from appliance.node.control import (CameraGate, CameraRunner, ControlClient, ControlState, LatestGop, NodeControl,
                                     render_gray, union_masks)
@@ -27,7 +28,7 @@ class NodeService:
     """A camera node: backend -> gate -> recorder -> spool -> uploader, and the control thread."""
 
     def __init__(self, cfg: Config, data_dir: Path, *, on_fatal, boot_id: str = "",
-                 clock_synced=lambda: False, make_backend=None, render=render_gray):
+                 clock_synced=lambda: False, make_backend=None, render=render_gray, dir_lock=None):
         from appliance.node.identity import NodeIdentity, lock_node_dir
         from appliance.node.recorder import Recorder
         from appliance.node.spool import Spool
@@ -37,7 +38,7 @@ class NodeService:
         data_dir = Path(data_dir)
         # Before anything in the directory is touched: a second node here would write the
         # same sequence numbers into this spool and delete what this one is writing.
-        self.dir_lock = lock_node_dir(data_dir)
+        self.dir_lock = dir_lock if dir_lock is not None else lock_node_dir(data_dir)   # (taken before enrolling)
         try:
             self.identity = NodeIdentity.load(data_dir)
             if cfg.node.central_url:   # the config file may move the central (a new address, a new port)
@@ -94,12 +95,21 @@ def run_node(cfg: Config, data_dir: Path | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # SIGHUP: its terminal closed
         signal.signal(sig, lambda *_: stop.set())
     data_dir = Path(data_dir or cfg.node.data_dir)
-    # A flashed card's first boot: enrol with the pairing code (docs/provisioning.md).
-    enrol_if_needed(cfg, data_dir, stop, notifier=SystemdNotifier())
-    if stop.is_set():
-        return 0
-    service = NodeService(cfg, data_dir, on_fatal=lambda: (failed.set(), stop.set()),
-                          boot_id=board.boot_id(), clock_synced=board.clock_synced)
+    dir_lock = None
+    if not (data_dir / "node.json").exists():
+        # A flashed card's first boot: enrol with the pairing code (docs/provisioning.md). The
+        # directory is ours first: a second node here would make and write a key of its own.
+        dir_lock = lock_data_dir(data_dir, NODE_LOCK, "camera node")
+    try:
+        enrol_if_needed(cfg, data_dir, stop, notifier=SystemdNotifier())
+        if stop.is_set():
+            return 0
+        service = NodeService(cfg, data_dir, on_fatal=lambda: (failed.set(), stop.set()),
+                              boot_id=board.boot_id(), clock_synced=board.clock_synced, dir_lock=dir_lock)
+    except BaseException:
+        if dir_lock is not None:
+            dir_lock.release()
+        raise
     service.start()
     while not stop.wait(1.0):
         pass   # a timed wait: the main thread wakes to run a signal handler even if another thread took the signal

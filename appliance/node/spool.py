@@ -25,14 +25,36 @@ log = logging.getLogger("custodian.node.spool")
 
 SEGMENT_GLOB = "*.cseg"
 def append_record(path: Path, entry: dict) -> None:
-    """One JSON line, fsync'd (the node's loss and gap records)."""
+    """One JSON line, fsync'd (the node's loss and gap records).
+
+    A line is written whole or not at all: a write the disk cuts short is cut back, and a
+    torn last line a crash left gets its newline first, so it never swallows this record.
+    A full disk must not stop recording: a record that cannot be written is logged.
+    """
+    line = (json.dumps(entry) + "\n").encode()
     try:
-        with open(path, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:   # a full disk must not stop recording; the log line remains
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
         log.error("cannot write %s: %s", path, e)
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line      # the torn line stays, as its own (unreadable) line
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)    # never half a line for the next record to follow
+            raise
+        if size == 0:
+            fsync_dir(path.parent)    # a new file's name must survive a power cut too
+    except OSError as e:
+        log.error("cannot write %s: %s", path, e)
+    finally:
+        os.close(fd)
 
 
 SPOOL_SHARE_OF_DISK = 0.8   # of the room the spool can have on its filesystem (the rest: the segment being written)

@@ -64,8 +64,12 @@ class Uploader(threading.Thread):
                 delay = 0.5
             except (OSError, http.client.HTTPException, _RetryLater) as e:
                 log.warning("upload of %s failed (%s); retrying in %.1fs", pending[0].name, e, delay)
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.cfg.node.retry_max_seconds)
+            except Exception:   # noqa: BLE001  (a bug must not end the only thread that uploads)
+                log.exception("upload of %s failed unexpectedly; retrying in %.1fs", pending[0].name, delay)
+            else:
+                continue
+            self.stopping.wait(delay)
+            delay = min(delay * 2, self.cfg.node.retry_max_seconds)
 
     def drain(self, timeout: float) -> bool:
         """Try to send everything spooled within `timeout` seconds (used at shutdown)."""
@@ -91,7 +95,9 @@ class Uploader(threading.Thread):
             conn.close()
         try:
             answer = json.loads(payload or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
+            answer = None
+        if not isinstance(answer, dict):   # anything on the LAN can answer: a list, a string, HTML
             answer = {"error": payload[:200].decode(errors="replace")}
         if response.status in (200, 201):
             receipt = self._open_receipt(answer.get("receipt"), seq, body.hexdigest())
@@ -113,7 +119,8 @@ class Uploader(threading.Thread):
         except (nacl.exceptions.CryptoError, ValueError, TypeError) as e:
             raise _RetryLater(f"an acknowledgement without a valid receipt from the central ({e}): "
                               "keeping the segment") from None
-        if (receipt.get("camera"), receipt.get("seq"), receipt.get("digest")) != (self.identity.name, seq, digest):
+        if not isinstance(receipt, dict) or (receipt.get("camera"), receipt.get("seq"),
+                                             receipt.get("digest")) != (self.identity.name, seq, digest):
             raise _RetryLater("the receipt is for another segment: keeping this one")
         return receipt
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import secrets
 from datetime import timedelta
 
@@ -93,9 +94,13 @@ def open_request(central, camera: str, body: bytes) -> dict:
                        camera) from None
     try:
         doc = json.loads(signed[64:])
+        if not isinstance(doc, dict) or not isinstance(doc.get("node_key"), str) \
+                or not re.fullmatch(r"[0-9a-f]{64}", doc["node_key"]):
+            raise ValueError("no node_key of 64 lower-case hex digits")
         node_key = nacl.signing.VerifyKey(bytes.fromhex(doc["node_key"]))
         node_key.verify(signed)
-    except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError):
+    except (ValueError, KeyError, TypeError, RecursionError, nacl.exceptions.CryptoError):
+        # RecursionError: a body nested thousands deep, which anyone can seal to the public live key.
         raise _Refusal(400, "forged", "the enrolment request is not signed by the key it carries", camera) from None
     if doc.get("camera") != camera:
         raise _Refusal(400, "forged", "the enrolment request names another camera than its path", camera)
@@ -162,7 +167,7 @@ def enrol_request(central, camera: str, body: bytes, peer: str) -> dict:
     if not valid_id(camera):
         raise _Refusal(400, "forged", "the path does not name a camera")
     doc = open_request(central, camera, body)
-    node_key = doc["node_key"].lower()
+    node_key = doc["node_key"]
     archive_key, live_key = central_keys(central)
     fingerprint = pairing_fingerprint(bytes.fromhex(node_key), archive_key, live_key)
     cam = central.records.get("cameras", camera)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import errno
 import fcntl
 import hashlib
 import json
@@ -450,19 +451,28 @@ class _Job:
         self.start, self.end = parse_iso(release["start"]), parse_iso(release["end"])
 
     def run(self) -> None:
-        sink = None
+        sink, registered = None, False
         try:
             sink = (ZipSink(self.destination, self.name, self.passphrase) if self.passphrase
                     else DirectorySink(self.destination, self.name))
             manifest_digest, cameras, stills = self._write(sink)
+            # The copy goes into the register before it can look complete on the medium: a
+            # central killed between the rename and the register would otherwise leave a
+            # package nobody could find to retrieve after a breach (C16).
+            self.build.step = "registering the copy"
+            self._register_copy(sink.final, manifest_digest)
+            registered = True
             self.build.step = "renaming into place"
             final = sink.finish()
             sink = None
             self._register(final, manifest_digest, cameras, stills)
         except Exception as e:  # noqa: BLE001  (any failure: nothing that looks complete is left)
-            if sink is not None:
+            writing = sink is not None
+            if writing:
                 sink.abort()
-            self._failed(e)
+                if registered:
+                    self._copy_failed(e)
+            self._failed(e, writing_the_medium=writing)
 
     # ---------------------------------------------------------------- the files
 
@@ -690,19 +700,42 @@ class _Job:
 
     # ---------------------------------------------------------------- the register
 
+    def _register_copy(self, final: Path, manifest_digest: str) -> None:
+        """The copy in the export register, `state: writing`, before the package takes its final name."""
+        central = self.central
+        copy = {"build": self.build.id, "package": final.name, "path": str(final), "manifest_sha256": manifest_digest,
+                "medium": self.medium, "taken_by": self.taken_by, "encrypted": bool(self.passphrase),
+                "built_by": self.caller.user_id, "built_at": iso(central.now()), "bytes": None, "state": "writing"}
+        with central.decision_lock:
+            export = central.records.get("exports", self.release["export"])
+            central.records.update("exports", self.release["export"],
+                                   {"copies": (export.get("copies") or []) + [copy]})
+
+    def _update_copy(self, fields: dict) -> list[dict]:
+        """Change this build's copy in the register (under the decision lock); returns every copy."""
+        def edit(export: dict) -> None:
+            for copy in export.get("copies") or []:
+                if copy.get("build") == self.build.id:
+                    copy.update(fields)
+        return self.central.records.update("exports", self.release["export"], edit).get("copies") or []
+
+    def _copy_failed(self, error: Exception) -> None:
+        try:
+            with self.central.decision_lock:
+                self._update_copy({"state": "failed", "error": str(error)[:300]})
+        except Exception:  # noqa: BLE001  (the records failing must not hide the build's failure)
+            log.exception("build %s: cannot mark its copy failed in the register", self.build.id)
+
     def _register(self, final: Path, manifest_digest: str, cameras: list[dict], stills: list[dict]) -> None:
         central, release = self.central, self.release
         size = final.stat().st_size if final.is_file() else sum(
             p.stat().st_size for p in final.rglob("*") if p.is_file())
-        copy = {"build": self.build.id, "package": final.name, "path": str(final), "manifest_sha256": manifest_digest,
-                "medium": self.medium, "taken_by": self.taken_by, "encrypted": bool(self.passphrase),
-                "built_by": self.caller.user_id, "built_at": iso(central.now()), "bytes": size}
         segments = sum(len(p["segments"]) for c in cameras for p in c["pieces"])
         with central.decision_lock:
-            export = central.records.get("exports", release["export"])
-            central.records.update("exports", release["export"], {"copies": (export.get("copies") or []) + [copy]})
-            package = {"status": "built", "built_at": copy["built_at"], "built_by": self.caller.user_id,
-                       "manifest_sha256": manifest_digest, "copies": len((export.get("copies") or [])) + 1}
+            copies = self._update_copy({"state": "complete", "bytes": size})
+            built = [c for c in copies if c.get("state", "complete") == "complete"]
+            package = {"status": "built", "built_at": iso(central.now()), "built_by": self.caller.user_id,
+                       "manifest_sha256": manifest_digest, "copies": len(built)}
             central.records.update("releases", release["id"], {"package": package})
             sealed = is_sealed(self.instrument)
             audit_action(central, self.caller, "release.built", target=release["id"],
@@ -717,10 +750,18 @@ class _Job:
         self.build.done = self.build.total
         self.build.step, self.build.state, self.build.finished_at = "built", "built", iso(central.now())
 
-    def _failed(self, error: Exception) -> None:
-        if not isinstance(error, CustodianError):
+    def _failed(self, error: Exception, writing_the_medium: bool = False) -> None:
+        full = writing_the_medium and isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full:
+            message = (f"the medium at {self.destination} is full (it had room when the build started: something "
+                       "else took it, or the package grew past the estimate): nothing was left on it; free space "
+                       "or use a larger medium, and build again")
+            log.warning("build %s failed: %s", self.build.id, message)
+        elif not isinstance(error, CustodianError):
             log.error("build %s failed", self.build.id, exc_info=error)
-        message = str(error) if isinstance(error, (CustodianError, OSError)) else f"{type(error).__name__}: {error}"
+        if not full:
+            message = (str(error) if isinstance(error, (CustodianError, OSError))
+                       else f"{type(error).__name__}: {error}")
         self.build.state, self.build.error, self.build.finished_at = "failed", message, iso(self.central.now())
         self.build.step = "failed: nothing was left on the medium"
         # The error may name a camera or a time: under a sealed warrant only the Director reads it, in the

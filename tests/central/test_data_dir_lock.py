@@ -92,3 +92,25 @@ def test_a_data_directory_lock_names_its_holder_and_dies_with_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_second_node_on_a_card_still_enrolling_refuses_at_once(tmp_path):
+    """First boot: the node enrols before it records. Before, it took its data directory's lock only
+    after enrolling, so a second `node run` on the same card (systemd's and one started by hand)
+    enrolled too: started together, each made its own key and the later one overwrote node.key,
+    leaving the enrolled node signing with a key the central does not know."""
+    data = tmp_path / "node"
+    data.mkdir()
+    (data / "invite").write_text("7K3Q-9XWP-2DMF\n")
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\nname = "entrance"\ndata_dir = "{data}"\ncentral_url = "http://127.0.0.1:9"\n')
+    first = subprocess.Popen(CLI + ["--config", str(config), "node", "run"], stdout=subprocess.DEVNULL,
+                             stderr=open(tmp_path / "first.log", "wb"), start_new_session=True)
+    try:
+        wait_for(lambda: b"enrolment:" in (tmp_path / "first.log").read_bytes(), 30, "the first node enrolling")
+        key = (data / "node.key").read_bytes()
+        error = refusal(["--config", str(config), "node", "run"])
+        assert f"{data} is in use by a camera node (pid {first.pid}: " in error, error
+        assert (data / "node.key").read_bytes() == key and (data / "invite").exists()
+    finally:
+        kill_tree(first)

@@ -183,6 +183,17 @@ def test_malformed_bodies_and_paths_get_clear_errors(serving, node):
     assert health(serving.url) == 200
 
 
+def test_a_deeply_nested_header_from_anyone_is_a_clear_400_without_a_traceback(serving, node, caplog):
+    # Nothing authenticates the header's bytes until they have been parsed: anyone on the LAN
+    # can send this. Before, json's RecursionError escaped as a 500 and a traceback per upload.
+    nested = b"[" * 20000 + b"]" * 20000
+    body = seg.PREFIX + struct.pack(">I", len(nested)) + nested + bytes(64) + bytes(4)
+    status, answer = put(serving.url, node.name, 0, body)
+    assert status == 400 and "not canonical JSON" in answer["error"], (status, answer)
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    assert health(serving.url) == 200
+
+
 def test_replayed_older_segment_is_refused(serving, central, node):
     first = node.make()
     assert put(serving.url, node.name, 0, first)[0] == 201

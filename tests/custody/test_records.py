@@ -280,3 +280,103 @@ def test_threads_share_one_records_object(tmp_path):
     # and the file on disk is one whole, parseable version
     json.loads((tmp_path / "records.json").read_text())
     assert os.path.exists(tmp_path / "records.json.lock")
+
+
+# --------------------------------------------------------------------------- kill -9 mid-migration
+
+MIGRATOR = textwrap.dedent(
+    """
+    import sys
+    from appliance.custody.records import open_records
+    print("opening", flush=True)
+    with open_records(sys.argv[1]) as records:
+        print("migrated", records.schema_version, flush=True)
+    """
+)
+
+
+def _big_v1(path: Path, documents: int) -> dict:
+    """A version-1 file (ids only as keys, no counters) holding the tables every migration touches."""
+    pad = "y" * 2000
+    data = {"meta": {"schema_version": {"value": 1}},
+            "incidents": {f"inc-{n:06d}": {"n": n, "pad": pad} for n in range(documents)},
+            "live_sessions": {f"liv-{n:06d}": {"camera": "entrance", "n": n} for n in range(documents // 4)},
+            "sessions": {"ses-000001": {"user": "usr-000001"}}, "approvals": {"apr-000001": {"note": "x"}}}
+    path.write_text(json.dumps(data))
+    return data
+
+
+@pytest.mark.slow
+def test_kill_9_mid_migration_leaves_a_file_the_next_start_reads_at_one_version(tmp_path):
+    """Each migration is one atomic write: a kill at any moment leaves the file at one version,
+    never half migrated, and the next open carries on from there."""
+    path = tmp_path / "records" / "records.json"
+    path.parent.mkdir()
+    rng = random.Random(99)
+    seen_versions = []
+    for round_no in range(10):
+        original = _big_v1(path, 1200)
+        for leftover in path.parent.iterdir():
+            if leftover != path:
+                leftover.unlink()
+        proc = subprocess.Popen([sys.executable, "-c", MIGRATOR, str(path)], stdout=subprocess.PIPE, cwd=REPO)
+        assert proc.stdout.readline() == b"opening\n"
+        time.sleep(rng.uniform(0.0, 1.2))
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        on_disk = json.loads(path.read_text())          # one whole version, whatever the moment
+        version = on_disk["meta"]["schema_version"]["value"]
+        seen_versions.append(version)
+        applied = sorted(k for k in on_disk["meta"] if k.startswith("migration."))
+        assert applied == [f"migration.{n:04d}" for n in range(2, version + 1)], (version, applied)
+        if version >= 2:
+            assert all(doc["id"] == key for key, doc in on_disk["incidents"].items())
+        assert ("live_sessions" in on_disk) == (version < 4) and ("sessions" in on_disk) == (version < 3)
+        with open_records(path) as records:             # the next start: carries on to the current version
+            assert records.schema_version == SCHEMA_VERSION
+            assert len(records.all("incidents")) == len(original["incidents"])
+            assert len(records.all("live_views")) == len(original["live_sessions"])
+            assert records.insert("incidents", {"after": round_no}) == "inc-001200"
+    print(f"versions found after the kills: {seen_versions}")
+    assert len(set(seen_versions)) >= 2        # the kills did land at different moments of the migration
+
+
+# --------------------------------------------------------------------------- a damaged file
+
+
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+                     max_leaves=12)
+_TABLE_NAMES = st.sampled_from(["meta", "users", "incidents", "live_sessions", "cameras"]) | st.text(max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(
+    _JSON,
+    st.dictionaries(_TABLE_NAMES, _JSON, max_size=4),
+    st.dictionaries(_TABLE_NAMES, st.dictionaries(st.text(max_size=8), _JSON, max_size=3), max_size=4),
+    st.fixed_dictionaries({"meta": st.fixed_dictionaries({"schema_version": _JSON | st.fixed_dictionaries(
+        {"value": st.integers(-1, 6) | _JSON})})}, optional={"users": _JSON, "incidents": _JSON})))
+@example(data={"meta": []})
+@example(data={"meta": {"schema_version": 4}})
+@example(data={"meta": {"schema_version": {"value": 4}}, "users": {"usr-000001": 5}})
+@example(data={"meta": {"schema_version": {"value": 4}}, "users": []})
+def test_any_parseable_records_file_opens_or_is_refused_untouched(tmp_path_factory, data):
+    """A file that parses but is not a records database (hand-edited, restored from the wrong
+    place, damaged) is refused as RecordsCorrupt and left as it was; one that opens can be read."""
+    path = tmp_path_factory.mktemp("records") / "records.json"
+    raw = json.dumps(data).encode()
+    path.write_bytes(raw)
+    try:
+        records = open_records(path)
+    except (RecordsCorrupt, RecordsTooNew) as e:
+        assert str(e) and path.read_bytes() == raw
+        return
+    with records:
+        for table in TABLES:
+            assert all(isinstance(doc, dict) for doc in records.all(table))
+        records.insert("incidents", {"ok": True})

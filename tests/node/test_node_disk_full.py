@@ -97,3 +97,43 @@ def test_spool_bound_is_the_smaller_of_the_setting_and_four_fifths_of_the_disks_
     assert sum(p.stat().st_size for p in spool.finished()) <= spool.bound()
     evicted = [json.loads(line)["segment"] for line in spool.losses.read_text().splitlines()]
     assert evicted == [f"{seq:010d}.cseg" for seq in range(4 - len(kept))]
+
+
+def _lines(path: Path) -> list:
+    """Every line of a JSON-lines record, parsed; a line that does not parse is kept as its text."""
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            out.append(line)
+    return out
+
+
+def test_a_record_cut_short_by_a_full_disk_or_a_crash_never_swallows_the_next(small_disk):
+    # loss.jsonl and gaps.jsonl are appended a line at a time. Before, a line cut short (the disk
+    # filled in the middle of it, or the power went) stayed, and the next record was appended
+    # straight after it: the two ran into one line that no reader can parse, so that next record
+    # was lost too.
+    from appliance.node.spool import append_record
+
+    losses = small_disk / "loss.jsonl"
+    losses.write_bytes(b"x" * (4096 - 10))                  # 10 bytes left in the file's last page
+    filler = fill(small_disk, 0)
+    while True:                                             # tmpfs counts pages: take every one left
+        try:
+            with open(small_disk / f"f{os.urandom(4).hex()}", "wb") as f:
+                f.write(b"\0" * 4096)
+        except OSError:
+            break
+    append_record(losses, {"segment": "0000000001.cseg", "why": "the disk was full"})   # a short write, then ENOSPC
+    assert losses.stat().st_size == 4096 - 10               # what could not be written whole was cut back
+    filler.unlink()
+    append_record(losses, {"segment": "0000000002.cseg", "why": "evicted"})
+    # A crash (power cut) in the middle of a line leaves a torn tail.
+    with open(losses, "ab") as f:
+        f.write(b'{"segment": "0000000003.cs')
+    append_record(losses, {"segment": "0000000004.cseg", "why": "evicted"})
+    records = [r for r in _lines(losses) if isinstance(r, dict)]
+    assert [r["segment"] for r in records] == ["0000000002.cseg", "0000000004.cseg"]
+    assert losses.read_text().endswith('"evicted"}\n')

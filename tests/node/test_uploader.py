@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import json
 import os
 import threading
+import time
 
 import nacl.public
 import pytest
@@ -77,3 +79,62 @@ def test_a_receipt_for_another_segment_deletes_nothing(tmp_path, impostor):
     finally:
         Impostor.answer = {"status": "stored"}
     assert len(spool.finished()) == 1
+
+
+class Garbler(http.server.BaseHTTPRequestHandler):
+    """Something on the LAN answering uploads with JSON that is not an object, then, once told, as the central."""
+
+    status, body, receipt_key = 201, b"[]", None
+
+    def do_PUT(self):
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        body, status = Garbler.body, Garbler.status
+        if Garbler.receipt_key is not None:
+            live, node_key = Garbler.receipt_key
+            seq = int(self.path.rsplit("/", 1)[1])
+            receipt = {"camera": "cam-1", "seq": seq, "digest": hashlib.sha256(data).hexdigest(),
+                       "status": "stored", "audit_head": None}
+            body, status = json.dumps({"status": "stored", "receipt": base64.b64encode(bytes(
+                nacl.public.Box(live, node_key).encrypt(json.dumps(receipt).encode()))).decode()}).encode(), 201
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status, body", [(201, b"[]"), (200, b'"stored"'), (403, b"[1]"), (503, b"7")])
+def test_an_answer_that_is_not_a_json_object_keeps_the_segment_and_the_uploader_running(tmp_path, status, body):
+    # Before, `answer.get(...)` on a list or a string raised AttributeError in the uploader's
+    # thread, which ended it: the node recorded on, but never uploaded again until restarted.
+    server = http.server.HTTPServer(("127.0.0.1", 0), Garbler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Garbler.status, Garbler.body, Garbler.receipt_key = status, body, None
+    try:
+        identity, cfg, spool, live = node_with_a_segment(tmp_path, f"http://127.0.0.1:{server.server_port}")
+        cfg.node.retry_max_seconds = 0.5
+        uploader = Uploader(spool, identity, cfg)
+        uploader.start()
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert uploader.is_alive()
+            time.sleep(0.1)
+        if status != 403:
+            assert len(spool.finished()) == 1                  # kept: nothing acknowledged it
+        else:
+            assert len(list((spool.dir / "rejected").iterdir())) == 1   # a refusal: kept aside
+            return
+        Garbler.receipt_key = (live, identity.signing_key.verify_key.to_curve25519_public_key())
+        uploader.wake.set()
+        deadline = time.monotonic() + 10
+        while spool.finished() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not spool.finished() and uploader.uploaded == 1   # still uploading once a real receipt comes
+    finally:
+        Garbler.receipt_key = None
+        server.shutdown()
+        if "uploader" in locals():
+            uploader.stopping.set()
+            uploader.wake.set()

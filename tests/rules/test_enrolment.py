@@ -217,3 +217,47 @@ def test_camera_invite_from_the_command_line(serving, central, people):
     refused = cli("camera", "invite", "loo", "--category", "restroom", "--location", "Ground floor", "--socket",
                   sock, env=env)
     assert refused.returncode == 2 and "C6" in refused.stderr
+
+
+def test_a_deeply_nested_request_is_refused_audited_and_counted(tmp_path, central, people, server, caplog):
+    # The live key is public (GET /v1/enrol/keys): anyone can seal a body to it. Before, json's
+    # RecursionError escaped as a 500 with a traceback, unaudited and outside the rate limit.
+    invite(people)
+    node = nacl.signing.SigningKey.generate()
+    nested = b"[" * 1900 + b"]" * 1900
+    sealed = bytes(nacl.public.SealedBox(central.keys.live_public_key()).encrypt(node.sign(nested)))
+    status, body = raw_request(server.url, "POST", "/v1/enrol/entrance", {}, sealed)
+    assert status == 400 and body["kind"] == "forged", (status, body)
+    assert [e["details"]["kind"] for e in refusals(central)] == ["forged"]
+    assert len(central.enrolment_guard.failures[next(iter(central.enrolment_guard.failures))]) == 1
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_third_party_node_written_from_the_spec_enrols_with_raw_libsodium(tmp_path, central, people, server):
+    """docs/node-protocol.md, "Enrolment", read as an outsider would: libsodium's own calls (no PyNaCl
+    classes, nothing from appliance/), byte layouts as the text gives them, against a real central."""
+    import time
+
+    import nacl.bindings as sodium
+
+    code = invite(people)["code"]
+    status, keys = raw_request(server.url, "GET", "/v1/enrol/keys", {})
+    assert status == 200 and set(keys) == {"archive_key", "live_key"}
+    archive_key, live_key = bytes.fromhex(keys["archive_key"]), bytes.fromhex(keys["live_key"])
+    node_pk, node_sk = sodium.crypto_sign_keypair()
+    digest = hashlib.sha256(b"custodian-pairing-v1" + node_pk + archive_key + live_key).hexdigest()[:16].upper()
+    fingerprint = "-".join(digest[i:i + 4] for i in range(0, 16, 4))
+    request = {"camera": "entrance", "node_key": node_pk.hex(), "code": code, "archive_key": archive_key.hex(),
+               "live_key": live_key.hex(), "time": time.time_ns() // 1000}
+    signed = sodium.crypto_sign(json.dumps(request).encode(), node_sk)        # 64-byte signature, then the JSON
+    assert len(signed) == 64 + len(json.dumps(request).encode())
+    body = sodium.crypto_box_seal(signed, live_key)
+    status, answer = raw_request(server.url, "POST", "/v1/enrol/entrance", {"Content-Length": str(len(body))}, body)
+    assert status == 200, answer
+    sealed = answer["raw"]                                                    # 24-byte nonce, then crypto_box
+    opened = sodium.crypto_box_open(sealed[24:], sealed[:24], live_key,
+                                    sodium.crypto_sign_ed25519_sk_to_curve25519(node_sk))
+    assert json.loads(opened) == {"camera": "entrance", "status": "pending_placement", "fingerprint": fingerprint,
+                                  "time": request["time"]}
+    camera = central.records.get("cameras", "entrance")
+    assert camera["key"] == node_pk.hex() and camera["pairing"]["fingerprint"] == fingerprint

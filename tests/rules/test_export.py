@@ -223,6 +223,7 @@ def test_register_and_audit_record_the_copy(world, package):
     assert (copy["manifest_sha256"], copy["medium"], copy["taken_by"]) == (manifest_digest, TAKEN["medium"],
                                                                            TAKEN["taken_by"])
     assert copy["built_by"] == world["people"].ids["director"]
+    assert copy["state"] == "complete" and copy["bytes"] > 0
     release = central.records.get("releases", world["release"]["id"])
     assert release["package"]["status"] == "built" and release["package"]["manifest_sha256"]
     built = [e for e in central.audit.query(action_prefix="release.built") if e["details"]["build"] == status["build"]]
@@ -334,17 +335,19 @@ def test_any_changed_byte_or_missing_file_fails(package, tmp_path):
         verify_package(extra)
 
 
-def resign(world, package: Path, key=None) -> None:
-    """What only someone holding the appliance key could do: make SHA256SUMS and the signature fit again."""
+def resign(world, package: Path, key=None, fix_pieces: bool = True) -> None:
+    """What only someone holding the appliance key could do: make SHA256SUMS, the clips' sums and sizes in
+    the manifest (unless `fix_pieces` is false) and the signature fit again."""
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(package).as_posix()}"
              for p in sorted(package.rglob("*")) if p.is_file() and p.name not in
              ("manifest.json", "manifest.sig", "SHA256SUMS")]
     (package / "SHA256SUMS").write_text("".join(line + "\n" for line in sorted(lines, key=lambda s: s[66:])))
     manifest = json.loads((package / "manifest.json").read_text())
     manifest["sha256sums"] = hashlib.sha256((package / "SHA256SUMS").read_bytes()).hexdigest()
-    for camera in manifest["cameras"]:
+    for camera in manifest["cameras"] if fix_pieces else []:
         for piece in camera["pieces"]:
             piece["sha256"] = hashlib.sha256((package / piece["file"]).read_bytes()).hexdigest()
+            piece["bytes"] = (package / piece["file"]).stat().st_size
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     (package / "manifest.json").write_bytes(data)
     (package / "manifest.sig").write_bytes((key or world["central"].keys.signing_key()).sign(data).signature)
@@ -379,6 +382,45 @@ def test_a_recut_mp4_fails_even_when_everything_is_signed_again(world, package, 
     assert verify_package(victim2).key_sha256 != verify_package(path).key_sha256
     with pytest.raises(PackageFault, match="not the appliance key you expected"):
         verify_package(victim2, pinned_key=bytes(world["central"].keys.verify_key()))
+
+
+@pytest.mark.parametrize("change, fault", [
+    (lambda m: m["cameras"][0]["pieces"][0].update(sha256="0" * 64), "its SHA-256 in SHA256SUMS"),
+    (lambda m: m["cameras"][0]["pieces"][0].update(bytes=1), "a size of 1 bytes"),
+    (lambda m: m["cameras"][0]["pieces"][0]["segments"][1]["annexb"].update(offset=0), "offset"),
+    (lambda m: m.update(files=m["files"] + 1), "SHA256SUMS lists"),
+    (lambda m: next(s for s in m["stills"] if s["file"]).update(sha256="0" * 64), "its SHA-256 in SHA256SUMS"),
+], ids=["piece-sha256", "piece-bytes", "segment-offset", "files", "still-sha256"])
+def test_a_manifest_that_disagrees_with_the_package_fails_even_signed_again(world, package, tmp_path, change, fault):
+    """docs/export-format.md: a piece's file, sha256 and bytes are the MP4's; each segment's part of the clip's
+    Annex-B lies at its annexb.offset (what the spec's shell check cuts); files is how many SHA256SUMS lists.
+    A checker following the spec uses them: the reference checker must hold the manifest to them too."""
+    path, _status = package
+    victim = copy_of(path, tmp_path / "disagrees")
+    manifest = json.loads((victim / "manifest.json").read_text())
+    change(manifest)
+    (victim / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    resign(world, victim, fix_pieces=False)
+    with pytest.raises(PackageFault, match=fault):
+        verify_package(victim)
+
+
+def test_offsets_cut_the_clip_as_the_spec_shell_check_does(package, tmp_path):
+    """The spec's own words, with stock tools: `tail -c +$((offset + 1)) clip.h264 | head -c $bytes | sha256sum`."""
+    path, _status = package
+    manifest = json.loads((path / "manifest.json").read_text())
+    for camera in manifest["cameras"]:
+        for piece in camera["pieces"]:
+            if piece["made"] != "stream_copy":
+                continue
+            h264 = tmp_path / "clip.h264"
+            done = run("ffmpeg", "-v", "error", "-i", str(path / piece["file"]), "-map", "0:v:0", "-c", "copy",
+                       "-bsf:v", "h264_mp4toannexb", "-f", "h264", "-y", str(h264))
+            assert done.returncode == 0, done.stderr
+            for s in piece["segments"]:
+                a = s["annexb"]
+                cut = run("sh", "-c", f"tail -c +$(({a['offset']} + 1)) {h264} | head -c {a['bytes']} | sha256sum")
+                assert cut.stdout.split()[0] == a["sha256"], (camera["camera"], s["seq"])
 
 
 def test_custodian_export_verify_names_the_first_fault(package, tmp_path):
@@ -459,6 +501,38 @@ def test_a_destination_too_small_is_refused_before_starting(world, tmp_path):
         nothing_built(world, destination)
     finally:
         subprocess.run(["umount", str(destination)], check=True)
+
+
+def test_a_medium_that_fills_during_the_build_leaves_nothing_and_says_so(world, tmp_path):
+    """The free-space check passed, then something else filled the stick (another copy, a camera's
+    card reader): the build fails with a message that says the medium is full, leaves no part of
+    the package and no copy in the register."""
+    destination = tmp_path / "stick"
+    destination.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(destination)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    central = world["central"]
+    copies_before = len(central.records.get("exports", world["release"]["export"]).get("copies") or [])
+    try:
+        started = world["people"].call("director", "release.build", release=world["release"]["id"],
+                                       to=str(destination), **TAKEN)
+        st = os.statvfs(destination)
+        with open(destination / "someone-elses-file", "wb", buffering=0) as filler:
+            try:
+                filler.write(b"\0" * (st.f_bavail * st.f_frsize))
+            except OSError:
+                pass
+        status = export_mod.wait_for(central, started["build"]["build"])
+        assert status["state"] == "failed", status
+        assert "medium" in status["error"] and "full" in status["error"], status["error"]
+        assert sorted(p.name for p in destination.iterdir()) == ["someone-elses-file"]
+        assert len(central.records.get("exports", world["release"]["export"]).get("copies") or []) == copies_before
+        failed = central.audit.query(action_prefix="release.build_failed")[-1]
+        assert failed["details"]["build"] == status["build"]
+    finally:
+        subprocess.run(["umount", "-l", str(destination)], check=True)
 
 
 def test_a_failed_build_leaves_nothing_that_looks_complete(world, tmp_path):

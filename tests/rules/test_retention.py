@@ -174,7 +174,7 @@ def test_C12_automatic_holds_of_other_modules_are_honoured(central):
 # --------------------------------------------------------------------------- disk full (C12)
 
 
-async def test_C12_disk_full_deletes_oldest_unheld_then_refuses_ingest(central, people, tmp_path):
+async def test_C12_disk_full_deletes_oldest_unheld_then_refuses_ingest(central, people, tmp_path, monkeypatch):
     from aiohttp.test_utils import TestClient, TestServer
 
     from appliance.central.ingest import make_ingest_app
@@ -211,9 +211,11 @@ async def test_C12_disk_full_deletes_oldest_unheld_then_refuses_ingest(central, 
     assert any("held footage" in a["message"] for a in alerts)
     body_path = tmp_path / "next.cseg"
     cam.write(body_path)
-    async with TestClient(TestServer(make_ingest_app(central))) as client:
-        answer = await client.put(f"/v1/segments/cam-a/{cam.seq}", data=body_path.read_bytes())
-        assert answer.status == 507 and "held footage" in (await answer.json())["error"]
+    with monkeypatch.context() as simulated:   # ingest measures the same full disk as the sweeps above
+        simulated.setattr(retention, "_measure_free", lambda path: capacity - used())
+        async with TestClient(TestServer(make_ingest_app(central))) as client:
+            answer = await client.put(f"/v1/segments/cam-a/{cam.seq}", data=body_path.read_bytes())
+            assert answer.status == 507 and "held footage" in (await answer.json())["error"]
 
     # A second sweep while still full does not alert again; space coming back resumes ingest.
     count = len(central.records.search("alerts", kind="disk_full"))
