@@ -536,6 +536,10 @@ async def test_live_view_opens_with_its_purpose_and_closes_with_one_key(world):
         screen = await on(pilot, LiveViewScreen)
         view = central.records.get("live_views", screen.view["id"])
         assert view["purpose"] == "watch the entrance at closing" and view["closed_at"] is None
+        await until(pilot, lambda: screen.query_one(Picture)._message, what="the frame, or why there is none")
+        await pilot.pause(0.3)
+        assert "unexpected" not in message(app) and not message(app).strip().startswith("error")
+        assert [key for key, b in app.active_bindings.items() if b.binding.show][-1:] == ["c"]   # close; no "open" here
         await pilot.press("c")
         await on(pilot, LiveScreen)
     assert central.records.get("live_views", view["id"])["closed_at"] is not None
