@@ -31,6 +31,7 @@ from appliance.client import ApiClient, ApiError
 from tui.actions import display, offered
 from tui.profiles import Profile, color_system_for, detect
 from tui.screens.login import LoginScreen
+from tui.serial_output import ScreenDiff
 
 # The Linux console font and serial terminals lack eighth-block glyphs: scrollbar thumbs in colour only.
 ScrollBarRender.VERTICAL_BARS = [" "] * 8
@@ -368,26 +369,30 @@ class CustodianApp(App):
         self.push_screen(HelpScreen(self.screen))
 
     def get_driver_class(self):
-        base = super().get_driver_class()
-        if not self.profile.ascii:
-            return base
-        from tui.serial_output import ScreenDiff
+        """Console and serial: only the characters the terminal's font has (tui/glyphs.py); serial:
+        only the cells that changed (tui/serial_output.py)."""
+        from tui.glyphs import FOLDS
 
-        diff = ScreenDiff()
+        base = super().get_driver_class()
+        fold = FOLDS.get(self.profile.name)
+        if fold is None:
+            return base
+        diff = ScreenDiff() if self.profile.ascii else None
         app = self
 
-        class ChangedCellsOnly(base):
-            """Serial: send only the cells that changed (tui/serial_output.py)."""
-
+        class TerminalFont(base):
             def write(self, data: str) -> None:
-                try:
-                    width, height = app.size
-                except Exception:
-                    width, height = diff.width, diff.height
-                if (width, height) != (diff.width, diff.height):
-                    diff.resize(width, height)
-                super().write(diff.feed(data))
-        return ChangedCellsOnly
+                data = fold(data)
+                if diff is not None:
+                    try:
+                        width, height = app.size
+                    except Exception:
+                        width, height = diff.width, diff.height
+                    if (width, height) != (diff.width, diff.height):
+                        diff.resize(width, height)
+                    data = diff.feed(data)
+                super().write(data)
+        return TerminalFont
 
     def get_key_display(self, binding) -> str:
         return display(binding.key)
