@@ -275,7 +275,10 @@ class CustodianApp(App):
                 self.screen.alert_arrived(newest)
         self.latest_alert = answer["latest"] or self.latest_alert or "alr-000000"
         self.unacknowledged = answer["unacknowledged"]
+        changed = self.sealed is not None and answer["sealed"] != self.sealed
         self.sealed = answer["sealed"]
+        if changed and hasattr(self.screen, "seal_changed"):
+            self.screen.seal_changed(self.sealed)
         self._idle(answer.get("idle_left"))
 
     def _idle(self, idle_left: float | None) -> None:

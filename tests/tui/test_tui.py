@@ -327,6 +327,35 @@ async def test_staff_reviews_moves_the_timeline_and_sees_a_still(world):
     assert asked > world.recorded_at                 # the moment the cursor was moved to
 
 
+async def test_review_waits_for_the_seal_and_goes_on_by_itself_when_the_director_unseals(world):
+    grant = grant_for_sam(world)
+    world.people.call("director", "archive.seal")
+    app = app_for(world, profile="console")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        app.push_screen(ReviewScreen(grant["id"]))
+        review = await on(pilot, ReviewScreen)
+        await until(pilot, lambda: "unseal" in message(app), what="why nothing is shown")
+        assert message(app).startswith("The archive is sealed") and "Archive sealed: the archive" not in message(app)
+        assert "goes on by itself" in " ".join(review.query_one(Picture).render_line(y).text for y in range(4))
+        world.people.unseal()                            # on the Director's terminal
+        await until(pilot, lambda: review.query_one(Picture)._lines, what="the timeline and still, unasked")
+        assert "Left/Right" in message(app)              # how to find the moment
+        assert review.query_one(Timeline).render_line(0).text.startswith("> cam-a ")
+
+
+def test_the_timeline_starts_where_the_recording_starts_and_for_danger_where_it_ends(world):
+    grant = grant_for_sam(world, seconds_after=60)
+    world.people.unseal()
+    answer = world.people.call("sam", "footage.timeline", grant=grant["id"])
+    review, danger = Timeline(), Timeline()
+    review.load(answer)
+    danger.load(answer, latest=True)                     # imminent danger: what just happened
+    assert review.cursor == world.recorded_at
+    assert danger.cursor == world.recorded_at + timedelta(seconds=8 - 2)
+    assert review.label >= len("> cam-a") + 1
+
+
 async def test_imminent_danger_from_a_non_home_screen(world):
     central = world.central
     before = len(central.records.search("requests", kind="imminent_danger"))
