@@ -132,6 +132,12 @@ def status(app) -> str:
         return ""
 
 
+def shown_keys(app) -> list[str]:
+    """The screen's own keys in the footer (after the app's: F1, F2, F9)."""
+    return [key for key, b in app.active_bindings.items()
+            if b.binding.show and not key.startswith("f") and key != "question_mark"]
+
+
 async def log_in(pilot, user: str, passphrase: str):
     await on(pilot, LoginScreen)
     await type_text(pilot, user)
@@ -524,10 +530,17 @@ async def test_the_director_unseals_and_everyone_sees_the_seal_in_the_status_lin
             await log_in(pilot, *DIRECTOR)
             await pilot.press("f8")
             await on(pilot, SealScreen)
+            await until(pilot, lambda: shown_keys(director) == ["u", "k"], what="only the keys that unseal")
+            await pilot.press("u")
+            await type_text(pilot, "not-my-passphrase")
+            await pilot.press("enter")
+            await until(pilot, lambda: "Wrong passphrase" in message(director), what="the refusal")
             await pilot.press("u")
             await type_text(pilot, DIRECTOR[1])
             await pilot.press("enter")
             await until(pilot, lambda: "archive unsealed" in status(director), what="unsealed")
+            await until(pilot, lambda: message(director).startswith("Archive unsealed"), what="what was done")
+            assert shown_keys(director) == ["s"]
         await until(staff_pilot, lambda: "archive unsealed" in status(staff), timeout=5,
                     what="the seal change on another terminal at once")
         staff.watch_wait = 1
