@@ -298,7 +298,7 @@ class CustodianApp(App):
             return "Custodian", False
         role = "acting director" if self.user.get("acting_director") else self.user.get("role", "")
         parts = [f"Custodian | {self.user.get('name')} ({role})"]
-        if self.sealed is not None:
+        if self.sealed is not None and self.central_ok:   # while it does not answer, nobody knows
             parts.append("archive SEALED" if self.sealed else "archive unsealed")
         if self.unacknowledged:
             parts.append(f"{self.unacknowledged} alert{'s' if self.unacknowledged != 1 else ''} (F3)")

@@ -486,6 +486,7 @@ async def test_a_stopped_central_recovers(world):
         await log_in(pilot, "sue", PEOPLE["sue"][1])
         world.serving.stop()
         await until(pilot, lambda: "not answering" in status(app), what="the central's absence shown")
+        assert "archive" not in status(app)               # the seal it last said may no longer be true
         world.central.sessions.clear()                    # a restart forgets every session
         world.people.tokens.clear()                       # (the tests' own sessions too: log in again)
         world.serving = ServingCentral(world.central)
