@@ -187,6 +187,22 @@ def app_for(world, **kwargs) -> CustodianApp:
     return app
 
 
+def test_every_footer_fits_80_columns_for_the_director():
+    """The footer shows a screen's keys in one line: what does not fit is cut off (the Director has the most)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import tui.screens
+    from textual.screen import Screen
+
+    for module in pkgutil.iter_modules(tui.screens.__path__):
+        for name, screen in inspect.getmembers(importlib.import_module(f"tui.screens.{module.name}"), inspect.isclass):
+            shown = {b.action: f" {b.key_display} {b.description} " for b in getattr(screen, "BINDINGS", ())
+                     if issubclass(screen, Screen) and getattr(b, "show", False)}
+            assert sum(len(item) for item in shown.values()) <= 80, f"{name}: {''.join(shown.values())}"
+
+
 # --------------------------------------------------------------------------- the main paths
 
 
@@ -262,6 +278,9 @@ async def test_director_approves_narrower(world):
         queue = await on(pilot, ApprovalsScreen)
         await until(pilot, lambda: any(r["id"] == request["id"] for r in queue.requests), what="the queue")
         queue.query_one("#queue").move_cursor(row=[r["id"] for r in queue.requests].index(request["id"]))
+        await pilot.pause(0.1)
+        asked = str(queue.query_one("#request-text").render())   # in full: the table cuts what does not fit
+        assert "sam asks to review the recordings of cam-a, cam-b" in asked and "car park" in asked
         await pilot.press("n")
         await until(pilot, lambda: pilot.app.screen.query_one("#cameras"))
         field = pilot.app.screen.query_one("#cameras")
