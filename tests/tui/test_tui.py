@@ -27,7 +27,8 @@ from tui.screens.dialogs import Confirm, Fields
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.incidents import OwedReportScreen
-from tui.screens.incidents import IncidentDetailScreen, IncidentFormScreen, IncidentsScreen, RequestFormScreen
+from tui.screens.incidents import (IncidentDetailScreen, IncidentFormScreen, IncidentsScreen, MyRequestsScreen,
+                                   RequestFormScreen)
 from tui.screens.login import LoginScreen
 from tui.screens.live import LiveScreen, LiveViewScreen
 from tui.screens.notices import NoticeFormScreen, NoticesScreen
@@ -306,6 +307,21 @@ async def test_director_approves_narrower(world):
     assert decided["status"] == "approved"
     assert grant["cameras"] == ["cam-a"] and grant["end"] == iso(world.recorded_at + timedelta(minutes=1))
     assert world.central.audit.query(action_prefix="request.decide")[-1]["details"]["narrowed"] is True
+
+
+async def test_staff_see_the_directors_decision_and_her_reason_while_they_wait(world):
+    request = pending_request(world)
+    app = app_for(world, profile=replace(PROFILES["full"], refresh_seconds=0.3))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f5")
+        mine = await on(pilot, MyRequestsScreen)
+        await until(pilot, lambda: mine.requests and mine.requests[0]["id"] == request["id"], what="her request")
+        assert "Waiting for the Director" in str(mine.query_one("#request-text").render())
+        world.people.call("director", "request.decide", request=request["id"], decision="deny",
+                          reason="the car park camera does not reach that far")
+        await until(pilot, lambda: f"denied {request['id']}" in message(app), what="the decision, unasked")
+        assert "does not reach that far" in str(mine.query_one("#request-text").render())
 
 
 def grant_for_sam(world, seconds_before=5, seconds_after=30) -> dict:
