@@ -975,6 +975,9 @@ async def test_an_imminent_danger_use_is_linked_to_an_incident_already_filed(wor
         await pilot.press("y")
         detail = await on(pilot, IncidentDetailScreen)
         assert detail.incident_id == filed["id"]
+        text = detail.query_one("#incident-text")
+        await until(pilot, lambda: "imminent danger" in str(text.render()), what="the use among its requests")
+        assert "_" not in str(text.render())            # words, not the API's values (imminent_danger, self_granted)
     use = central.records.get("requests", owed.use_id)
     assert use["incident"] == filed["id"]
     assert central.records.get("grants", use["grant"])["incident"] == filed["id"]

@@ -22,6 +22,9 @@ OUTCOMES = (("no_action", "No action"), ("corrective_action", "Corrective action
             ("law_enforcement_referral", "Referral to law enforcement"),
             ("insufficient_evidence", "Insufficient evidence"))
 CHECK_DELAY = 0.4   # seconds after the last key before the API checks the form
+STATUS_TEXT = {"pending": "waiting", "approved": "approved", "denied": "DENIED", "cancelled": "cancelled",
+               "self_granted": "granted at once"}
+KIND_TEXT = {"review": "review", "monitor": "monitor live", "imminent_danger": "imminent danger"}
 
 
 class IncidentsScreen(CustodianScreen):
@@ -95,14 +98,15 @@ class IncidentDetailScreen(CustodianScreen):
         lines.append("")
         lines.append("Requests:" if answer["requests"] else "Requests: none (Q asks for one)")
         for r in answer["requests"]:
-            lines.append(f"  {r['id']} {r['kind']} {', '.join(r['cameras'])} {local(r['start'])}-{local(r['end'])}"
-                         f" {r['status']}")
+            lines.append(f"  {r['id']} {KIND_TEXT.get(r['kind'], r['kind'])} {', '.join(r['cameras'])} "
+                         f"{window(r['start'], r['end'])}: {STATUS_TEXT.get(r['status'], r['status'])}")
         lines.append("Grants:" if answer["grants"] else "Grants: none")
         for g in answer["grants"]:
-            lines.append(f"  {g['id']} {g['kind']} {', '.join(g['cameras'])} {local(g['start'])}-{local(g['end'])}"
-                         f" until {local(g['expires_at'])}{' REVOKED' if g.get('revoked_at') else ''}")
+            lines.append(f"  {g['id']} {KIND_TEXT.get(g['kind'], g['kind'])} {', '.join(g['cameras'])} "
+                         f"{window(g['start'], g['end'])}, until {local(g['expires_at'])}"
+                         f"{' (REVOKED)' if g.get('revoked_at') else ''}")
         for h in answer.get("holds", []):
-            lines.append(f"Hold {h['id']}: {local(h['start'])}-{local(h['end'])}"
+            lines.append(f"Hold {h['id']}: {window(h['start'], h['end'])}"
                          f"{' (released)' if h.get('released_at') else ''}")
         if self.director and i["status"] == "open":
             lines += ["", "O records the outcome (C18); C closes the incident once it has one."]
@@ -341,8 +345,6 @@ class RequestFormScreen(FormScreen):
         self.app.notify_line(f"Request {request['id']} sent: it waits for the Director's decision.")
 
 
-STATUS_TEXT = {"pending": "waiting", "approved": "approved", "denied": "DENIED", "cancelled": "cancelled",
-               "self_granted": "danger"}
 
 
 def request_text(r: dict, grant: dict | None) -> str:
@@ -403,8 +405,10 @@ class MyRequestsScreen(CustodianScreen):
         row = table.cursor_row
         table.clear()
         for r in self.requests:
-            table.add_row(r["id"], r["incident"] or "-", r["kind"].replace("_", " ")[:8], ", ".join(r["cameras"])[:16],
-                          window(r["start"], r["end"])[:14], STATUS_TEXT.get(r["status"], r["status"]), key=r["id"])
+            table.add_row(r["id"], r["incident"] or "-", "DANGER" if r["kind"] == "imminent_danger" else r["kind"],
+                          ", ".join(r["cameras"])[:16], window(r["start"], r["end"])[:14],
+                          "granted" if r["status"] == "self_granted" else STATUS_TEXT.get(r["status"], r["status"]),
+                          key=r["id"])
         table.move_cursor(row=min(max(row, 0), max(len(self.requests) - 1, 0)))
         self.on_data_table_row_highlighted(None)
         if decided:
