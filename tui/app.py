@@ -28,7 +28,7 @@ from textual.filter import LineFilter
 from textual.scrollbar import ScrollBarRender
 
 from appliance.client import ApiClient, ApiError
-from tui.actions import display, offered
+from tui.actions import display, key_label, offered
 from tui.profiles import Profile, color_system_for, detect
 from tui.screens.login import LoginScreen
 from tui.serial_output import ScreenDiff
@@ -404,9 +404,10 @@ class CustodianApp(App):
         """The command palette lists the same actions as the help screen (one registry)."""
         for action in offered(screen):
             namespace = self if action.action.startswith("app.") else screen
-            yield SystemCommand(action.label if action.scope != "app" else action.help.split(":")[0],
-                                action.help, partial(self.run_action, action.action.removeprefix("app."),
-                                                     namespace))
+            title, _, more = action.help.partition(": ") if action.scope == "app" else (action.label, "", action.help)
+            key = key_label(action) if action.key else ""   # its key, so that next time it is one press
+            yield SystemCommand(title, " - ".join(t for t in (key, more) if t),
+                                partial(self.run_action, action.action.removeprefix("app."), namespace))
 
 
 def run_tui(socket_path: str, profile: str | None = None, demo_accounts=None) -> int:

@@ -18,6 +18,7 @@ from appliance.client import ApiClient
 from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, PEOPLE, People, ServingCentral
 from test_footage import encode_testsrc2, record
+from tui.actions import ACTIONS
 from tui.app import CustodianApp
 from tui.format import local
 from tui.profiles import PROFILES
@@ -696,9 +697,14 @@ async def test_anyone_reports_a_possible_breach_from_any_screen_in_the_apis_word
         keys = (await on(pilot, HelpScreen)).query_one("#keys")
         assert any(str(keys.get_row_at(n)[0]) == "F12" and "breach" in str(keys.get_row_at(n)[1])
                    for n in range(keys.row_count))
+        for n in range(keys.row_count):                  # each in full: a long one takes two lines, none is cut
+            action = next(a for a in ACTIONS if a.id == keys.coordinate_to_cell_key((n, 0)).row_key.value)
+            assert " ".join(str(keys.get_row_at(n)[1]).split()) == action.help
         await pilot.press("escape")
         await on(pilot, LiveScreen)
-        assert any("privacy breach" in c.title for c in app.get_system_commands(app.screen))
+        commands = list(app.get_system_commands(app.screen))
+        assert any("privacy breach" in c.title and c.help.startswith("F12") for c in commands)
+        assert all(c.title != c.help for c in commands)  # the palette says each thing once, with its key
         await pilot.press("f12")
         dialog = await on(pilot, Fields)
         assert [str(label.render()) for label in dialog.query(".field-label")] == [
