@@ -220,6 +220,8 @@ async def test_staff_files_an_incident_and_requests_review(world):
         form = await on(pilot, IncidentFormScreen)
         await until(pilot, lambda: "I attest" in str(form.query_one("#attestation-text").render()),
                     what="the attestation text from the API")
+        await pilot.pause(0.6)
+        assert message(app) == ""                        # nothing typed yet: no verdict on the form yet
         await pilot.press("end")                         # conduct violation
         await pilot.press("tab")
         occurred = world.recorded_at + timedelta(seconds=3)
@@ -242,6 +244,7 @@ async def test_staff_files_an_incident_and_requests_review(world):
         await on(pilot, RequestFormScreen)
         await pilot.press("home")                        # review recordings
         await pilot.press("tab")
+        await until(pilot, lambda: '"Cameras" must name at least one' in message(app), what="what is missing")
         await type_text(pilot, "cam-a")
         await pilot.press("tab")
         await type_text(pilot, local_text(world.recorded_at - timedelta(minutes=1)))

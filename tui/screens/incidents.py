@@ -164,7 +164,13 @@ class FormScreen(CustodianScreen):
         for field in self.query(Input):
             field.cursor_blink = False
         self._timer: Timer | None = None
+        self.armed = False   # no verdict on a form nobody has touched yet: checks start at the first key
         self.first_field().focus()
+
+    def on_key(self, event) -> None:
+        if not self.armed:
+            self.armed = True
+            self.schedule_check()
 
     def first_field(self):
         return self.query(Input).first()
@@ -185,7 +191,7 @@ class FormScreen(CustodianScreen):
         self.schedule_check()
 
     def schedule_check(self) -> None:
-        if not self.CHECKS:
+        if not self.CHECKS or not self.armed:
             return
         if self._timer is not None:
             self._timer.stop()
@@ -238,12 +244,12 @@ class IncidentFormScreen(FormScreen):
             yield Label("Grounds (the only ones the policy allows):")
             yield OptionList(*(label for _, label in GROUNDS), id="grounds", compact=True)
             with Horizontal(classes="row"):
-                yield Label("When:", classes="field-label")
+                yield Label(f"{self.app.label(self.OP, 'occurred_at', 'When')}:", classes="field-label")
                 yield Input(id="when", placeholder="HH:MM today, or YYYY-MM-DD HH:MM", compact=True)
             with Horizontal(classes="row"):
-                yield Label("Where:", classes="field-label")
+                yield Label(f"{self.app.label(self.OP, 'location', 'Where')}:", classes="field-label")
                 yield Input(id="where", placeholder="e.g. the returns desk", compact=True)
-            yield Label("What happened (the conduct observed):")
+            yield Label(f"{self.app.label(self.OP, 'description', 'What happened')} (the conduct observed):")
             yield TextArea(id="description", compact=True, show_line_numbers=False)
             yield Static("", id="attestation-text")
             yield Checkbox("I attest to the above: no", id="attest", compact=True)
