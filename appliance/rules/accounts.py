@@ -255,7 +255,7 @@ MANAGES = ("never your own or the Director's account; IT staff: staff accounts o
 def _may_manage(central, caller, target: dict) -> None:
     """Director: any other account. IT: staff accounts only (never the Director's, C2)."""
     if target["id"] == caller.user_id:
-        raise Refused("use user.change_passphrase for your own account")
+        raise Refused("this is your own account: change your own passphrase instead (it asks for the current one)")
     if target["role"] == "director":
         raise Refused("nobody may reset or manage the Director's account through the system; "
                       "the Director uses her recovery code", clause="C2")
