@@ -205,6 +205,20 @@ def test_every_footer_fits_80_columns_for_the_director():
             assert sum(len(item) for item in shown.values()) <= 80, f"{name}: {''.join(shown.values())}"
 
 
+def test_every_table_fits_80_columns():
+    """A table's columns (each with a cell of padding either side) fit the screen, and its scrollbar."""
+    import ast
+    from pathlib import Path
+
+    import tui.screens
+
+    for path in Path(tui.screens.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.For) and ast.unparse(node.target) == "(label, width)":
+                widths = [column.elts[1].value for column in node.iter.elts]
+                assert sum(w + 2 for w in widths) <= 79, f"{path.name}:{node.lineno}: {sum(w + 2 for w in widths)}"
+
+
 # --------------------------------------------------------------------------- the main paths
 
 

@@ -32,7 +32,7 @@ class LiveScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("View", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 34)):
+        for label, width in (("View", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 29)):
             table.add_column(label, width=width)
         self.views: list[dict] = []
 
@@ -47,7 +47,7 @@ class LiveScreen(CustodianScreen):
         table.clear()
         for v in self.views:
             table.add_row(v["id"], names.get(v["user"], "you" if v["user"] == self.app.user["id"] else v["user"])[:10],
-                          v["camera"][:12], local(v["until"]), v["purpose"][:34], key=v["id"])
+                          v["camera"][:12], local(v["until"]), v["purpose"][:29], key=v["id"])
         self.say(f"O opens a live view ({', '.join(self.cameras)}); Enter watches yours; C closes.")
 
     def action_open_session(self) -> None:

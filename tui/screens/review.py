@@ -36,7 +36,7 @@ class GrantsScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("Grant", 10), ("Kind", 15), ("Cameras", 18), ("Window", 16), ("Until", 12)):
+        for label, width in (("Grant", 10), ("Kind", 15), ("Cameras", 16), ("Window", 16), ("Until", 12)):
             table.add_column(label, width=width)
         self.grants: list[dict] = []
 
@@ -48,7 +48,7 @@ class GrantsScreen(CustodianScreen):
         table = self.query_one(DataTable)
         table.clear()
         for g in self.grants:
-            table.add_row(g["id"], g["kind"].replace("_", " "), ", ".join(g["cameras"])[:18],
+            table.add_row(g["id"], g["kind"].replace("_", " "), ", ".join(g["cameras"])[:16],
                           window(g["start"], g["end"])[:16], local(g["expires_at"]), key=g["id"])
         self.say("Enter reviews the selected grant." if self.grants else
                  "No grant to review: file an incident and ask the Director (F4).")
