@@ -42,7 +42,7 @@ ACTIONS: tuple[Action, ...] = (
            "Requests: yours, or (the Director) the approvals queue", "app", show=False),
     Action("review", "f6", "app.go('grants')", "Review", "Footage you may review under a grant", "app",
            show=False),
-    Action("live", "f7", "app.go('live')", "Live", "Live view sessions (C8)", "app", show=False),
+    Action("live", "f7", "app.go('live')", "Live", "Live views: open one with its purpose, watch, close (C8)", "app", show=False),
     Action("seal", "f8", "app.go('seal')", "Seal", "The archive's seal: unseal or seal (the Director)", "app",
            show=False),
     Action("danger", "f9", "app.danger", "DANGER", "Imminent danger: recent and live footage at once (C19)", "app"),
@@ -78,7 +78,8 @@ ACTIONS: tuple[Action, ...] = (
            "approvals", director=True),
     Action("deny", "d", "deny", "Deny", "Deny the request, with a reason", "approvals", director=True),
     Action("justified", "j", "review_use(True)", "Justified",
-           "After-action review of an imminent-danger use: justified (C19)", "approvals", director=True),
+           "After-action review of an imminent-danger use: justified (C19)", "approvals", show=False,
+           director=True),
     Action("not-justified", "u", "review_use(False)", "Unjustified",
            "After-action review of an imminent-danger use: not justified (C19)", "approvals", show=False,
            director=True),
@@ -130,7 +131,8 @@ ACTIONS: tuple[Action, ...] = (
            director=True),
     # live
     Action("open-live", "o", "open_session", "Open", "Open a live view with its purpose", "live"),
-    Action("close-live", "c", "close_session", "Close", "Close the selected live session", "live"),
+    Action("close-live", "c", "close_session", "Close", "Close the selected live view", "live"),
+    Action("close-view", "c", "close_session", "Close", "Close this live view", "live-view"),
     # seal
     Action("unseal", "u", "unseal", "Unseal", "Unseal with your passphrase", "seal", director=True),
     Action("unseal-recovery", "k", "unseal_recovery", "Recovery code", "Unseal with the recovery code", "seal",

@@ -28,9 +28,10 @@ from textual.filter import LineFilter
 from textual.scrollbar import ScrollBarRender
 
 from appliance.client import ApiClient, ApiError
-from tui.actions import display, offered
+from tui.actions import display, key_label, offered
 from tui.profiles import Profile, color_system_for, detect
 from tui.screens.login import LoginScreen
+from tui.serial_output import ScreenDiff
 
 # The Linux console font and serial terminals lack eighth-block glyphs: scrollbar thumbs in colour only.
 ScrollBarRender.VERTICAL_BARS = [" "] * 8
@@ -274,7 +275,10 @@ class CustodianApp(App):
                 self.screen.alert_arrived(newest)
         self.latest_alert = answer["latest"] or self.latest_alert or "alr-000000"
         self.unacknowledged = answer["unacknowledged"]
+        changed = self.sealed is not None and answer["sealed"] != self.sealed
         self.sealed = answer["sealed"]
+        if changed and hasattr(self.screen, "seal_changed"):
+            self.screen.seal_changed(self.sealed)
         self._idle(answer.get("idle_left"))
 
     def _idle(self, idle_left: float | None) -> None:
@@ -294,7 +298,7 @@ class CustodianApp(App):
             return "Custodian", False
         role = "acting director" if self.user.get("acting_director") else self.user.get("role", "")
         parts = [f"Custodian | {self.user.get('name')} ({role})"]
-        if self.sealed is not None:
+        if self.sealed is not None and self.central_ok:   # while it does not answer, nobody knows
             parts.append("archive SEALED" if self.sealed else "archive unsealed")
         if self.unacknowledged:
             parts.append(f"{self.unacknowledged} alert{'s' if self.unacknowledged != 1 else ''} (F3)")
@@ -368,26 +372,30 @@ class CustodianApp(App):
         self.push_screen(HelpScreen(self.screen))
 
     def get_driver_class(self):
-        base = super().get_driver_class()
-        if not self.profile.ascii:
-            return base
-        from tui.serial_output import ScreenDiff
+        """Console and serial: only the characters the terminal's font has (tui/glyphs.py); serial:
+        only the cells that changed (tui/serial_output.py)."""
+        from tui.glyphs import FOLDS
 
-        diff = ScreenDiff()
+        base = super().get_driver_class()
+        fold = FOLDS.get(self.profile.name)
+        if fold is None:
+            return base
+        diff = ScreenDiff() if self.profile.ascii else None
         app = self
 
-        class ChangedCellsOnly(base):
-            """Serial: send only the cells that changed (tui/serial_output.py)."""
-
+        class TerminalFont(base):
             def write(self, data: str) -> None:
-                try:
-                    width, height = app.size
-                except Exception:
-                    width, height = diff.width, diff.height
-                if (width, height) != (diff.width, diff.height):
-                    diff.resize(width, height)
-                super().write(diff.feed(data))
-        return ChangedCellsOnly
+                data = fold(data)
+                if diff is not None:
+                    try:
+                        width, height = app.size
+                    except Exception:
+                        width, height = diff.width, diff.height
+                    if (width, height) != (diff.width, diff.height):
+                        diff.resize(width, height)
+                    data = diff.feed(data)
+                super().write(data)
+        return TerminalFont
 
     def get_key_display(self, binding) -> str:
         return display(binding.key)
@@ -396,9 +404,10 @@ class CustodianApp(App):
         """The command palette lists the same actions as the help screen (one registry)."""
         for action in offered(screen):
             namespace = self if action.action.startswith("app.") else screen
-            yield SystemCommand(action.label if action.scope != "app" else action.help.split(":")[0],
-                                action.help, partial(self.run_action, action.action.removeprefix("app."),
-                                                     namespace))
+            title, _, more = action.help.partition(": ") if action.scope == "app" else (action.label, "", action.help)
+            key = key_label(action) if action.key else ""   # its key, so that next time it is one press
+            yield SystemCommand(title, " - ".join(t for t in (key, more) if t),
+                                partial(self.run_action, action.action.removeprefix("app."), namespace))
 
 
 def run_tui(socket_path: str, profile: str | None = None, demo_accounts=None) -> int:

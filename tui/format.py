@@ -62,6 +62,4 @@ def refusal(e: ApiError) -> str:
         return f"Refused ({e.clause}): {e.message}"
     if e.code == "forbidden":
         return f"Not for your role: {e.message}"
-    if e.code == "sealed":
-        return f"Archive sealed: {e.message}"
-    return e.message
+    return e.message[:1].upper() + e.message[1:]

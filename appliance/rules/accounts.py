@@ -255,7 +255,7 @@ def _may_manage(central, caller, target: dict) -> None:
     """Director: any other account. IT and an acting director: staff accounts only, never one designated
     acting director (whoever set its passphrase could act as Director in its period, C2)."""
     if target["id"] == caller.user_id:
-        raise Refused("use user.change_passphrase for your own account")
+        raise Refused("this is your own account: change your own passphrase instead (it asks for the current one)")
     if target["role"] == "director":
         raise Refused("nobody may reset or manage the Director's account through the system; "
                       "the Director uses her recovery code", clause="C2")

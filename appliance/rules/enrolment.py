@@ -51,7 +51,9 @@ def new_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
-@op("camera.invite", DIRECTOR_OR_IT)
+@op("camera.invite", DIRECTOR_OR_IT,
+    labels={"camera": "Camera name", "category": "Kind of place", "location": "Location",
+            "reading_position": "Shows what people read"})
 def invite(central, caller, args):
     """Invite a camera: a one-time pairing code, valid 24 hours, for flash.sh --invite (C6 checks first)."""
     camera = _camera_id(args)

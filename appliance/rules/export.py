@@ -321,17 +321,18 @@ def _check_release(central, caller, release_id: str) -> tuple[dict, dict]:
     counsel = [central.records.get("counsel", c) for c in release.get("counsel", [])]
     if not counsel or None in counsel or any(c["instrument"] != instrument["id"] for c in counsel):
         clause = "C13" if instrument["kind"] == "search_warrant" else "C14"
-        raise Refused(f"no counsel consultation is recorded for {instrument['id']}: record it (counsel.record) "
-                      "before footage leaves under it", clause=clause)
+        raise Refused(f"no counsel consultation is recorded for {instrument['id']}: record it before footage "
+                      "leaves under it", clause=clause)
     return release, instrument
 
 
 def _check_destination(central, raw: str) -> Path:
     destination = Path(raw)
     if not destination.is_absolute():
-        raise BadRequest(f"to must be an absolute path on the appliance (e.g. /media/usb), not {raw!r}")
+        raise BadRequest(f'"Destination" must be a folder on the appliance from / (e.g. /media/usb), not {raw!r}',
+                         field="to")
     if not destination.is_dir():
-        raise BadRequest(f"{raw} is not a directory: mount the medium there first")
+        raise BadRequest(f"{raw} is not a folder: mount the medium there first", field="to")
     resolved = destination.resolve()
     data = central.paths.data.resolve()
     if resolved == data or data in resolved.parents:
@@ -362,7 +363,8 @@ def _room_needed(plan, options: Options) -> tuple[int, int]:
     return total, needed + needed // 50 + stills * STILL_ROOM + FIXED_ROOM
 
 
-@op("release.build", DIRECTOR)
+@op("release.build", DIRECTOR,
+    labels={"to": "Destination", "medium": "Medium", "taken_by": "Taken by"})
 def start_build(central, caller, args):
     """Build a registered release's evidence package onto a medium; returns at once (poll release.build_status)."""
     release_id = args.id("release")
@@ -378,7 +380,7 @@ def start_build(central, caller, args):
     require_unsealed(central)
     destination = _check_destination(central, raw_destination)
     if any(b.release == release_id and b.state == "running" for b in central.package_builds.values()):
-        raise Refused(f"release {release_id} is being built already: wait for it (release.build_status)")
+        raise Refused(f"release {release_id} is being built already: wait for it to finish")
     plan = _plan(central, release)
     if not any(segments for _camera, segments in plan):
         raise NotFound(f"nothing is stored for release {release_id}'s cameras in its window: no footage to build")

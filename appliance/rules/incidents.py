@@ -191,7 +191,8 @@ def _check_monitor_window(start: datetime, end: datetime, now: datetime) -> None
         raise Refused("live monitoring may last at most 8 hours", clause="C17")
 
 
-@op("request.create", STAFF_OR_DIRECTOR.own(INCIDENTS, "incident"))
+@op("request.create", STAFF_OR_DIRECTOR.own(INCIDENTS, "incident"),
+    labels={"cameras": "Cameras", "start": "From", "end": "To", "reason": "Reason"})
 def create_request(central, caller, args):
     """Ask the Director to review recordings (kind review) or monitor live (kind monitor)."""
     incident_id = args.id("incident")

@@ -89,7 +89,9 @@ def _segments_in(central, cameras: list[str], start, end) -> int:
 
 
 @op("instrument.record", DIRECTOR,
-    labels={"issued_on": "Issued on", "received_on": "Received on"})
+    labels={"kind": "Kind", "reference": "Reference", "court": "Court", "issued_on": "Issued on",
+            "received_on": "Received on", "description": "What it demands", "cameras": "Cameras", "start": "From",
+            "end": "To", "incident": "Incident"})
 def record_instrument(central, caller, args):
     """Record a subpoena, court order or search warrant; its scope is held at once (C12, C13, C14)."""
     kind = args.str("kind", choices=INSTRUMENT_KINDS)
@@ -146,8 +148,8 @@ def mark_filed(central, caller, args):
     if instrument["filed_at"]:
         raise Refused(f"{instrument['id']} was already marked filed on {instrument['filed_on']}")
     if filed_on < date.fromisoformat(instrument["issued_on"]) or filed_on > central.now().date():
-        raise BadRequest(f"filed_on {filed_on} must lie between the warrant's issue ({instrument['issued_on']}) "
-                         "and today")
+        raise args.bad("filed_on", f"({filed_on}) must lie between the warrant's issue ({instrument['issued_on']}) "
+                       "and today")
     instrument = central.records.update("instruments", instrument["id"], {
         "filed_at": iso(central.now()), "filed_on": filed_on.isoformat(), "filed_by": caller.user_id,
         "filed_note": note})
@@ -183,7 +185,7 @@ def get_instrument(central, caller, args):
 
 
 @op("counsel.record", DIRECTOR,
-    labels={"counsel": "Counsel consulted", "consulted_on": "Consulted on"})
+    labels={"counsel": "Counsel consulted", "consulted_on": "Consulted on", "summary": "Their advice"})
 def record_counsel(central, caller, args):
     """Record that legal counsel was consulted about an instrument (C13, C14)."""
     instrument = _get_instrument(central, args.id("instrument"))
@@ -193,8 +195,8 @@ def record_counsel(central, caller, args):
     args.done()
     _refuse_if_hidden(caller, instrument)
     if consulted_on < date.fromisoformat(instrument["received_on"]) or consulted_on > central.now().date():
-        raise BadRequest(f"consulted_on {consulted_on} must lie between the instrument's receipt "
-                         f"({instrument['received_on']}) and today")
+        raise args.bad("consulted_on", f"({consulted_on}) must lie between the instrument's receipt "
+                                       f"({instrument['received_on']}) and today")
     doc = {"instrument": instrument["id"], "counsel": counsel, "consulted_on": consulted_on.isoformat(),
            "summary": summary, "recorded_by": caller.user_id, "recorded_at": iso(central.now())}
     doc["id"] = central.records.insert("counsel", doc)
@@ -210,7 +212,9 @@ def record_counsel(central, caller, args):
 # --------------------------------------------------------------------------- releases (C3, C4)
 
 
-@op("release.create", DIRECTOR)
+@op("release.create", DIRECTOR,
+    labels={"instrument": "Instrument", "cameras": "Cameras", "start": "From", "end": "To", "recipient": "Recipient",
+            "notes": "Notes"})
 def create_release(central, caller, args):
     """Release footage to law enforcement under a recorded instrument, after counsel (C3, C13, C14)."""
     instrument_id = args.id("instrument", required=False)
@@ -222,7 +226,7 @@ def create_release(central, caller, args):
     args.done()
     if instrument_id is None:
         raise Refused("a release to law enforcement needs a recorded legal instrument (court order, subpoena or "
-                      "search warrant): record it with instrument.record and name it here", clause="C3")
+                      "search warrant): record it first and release under it", clause="C3")
     instrument = central.records.get("instruments", instrument_id)
     if instrument is None:
         raise Refused(f"no legal instrument {instrument_id} is recorded: a release needs one", clause="C3")
@@ -233,8 +237,8 @@ def create_release(central, caller, args):
     counsel = central.records.search("counsel", instrument=instrument["id"])
     if not counsel:
         clause = "C13" if instrument["kind"] == "search_warrant" else "C14"
-        raise Refused(f"consult legal counsel about this {KIND_NAMES[instrument['kind']]} and record it "
-                      "(counsel.record) before releasing footage under it", clause=clause)
+        raise Refused(f"consult legal counsel about this {KIND_NAMES[instrument['kind']]} and record that you did "
+                      "before releasing footage under it", clause=clause)
     now = iso(central.now())
     export = {"kind": "release", "instrument": instrument["id"], "incident": instrument["incident"],
               "cameras": cameras, "start": iso(start), "end": iso(end), "recipient": recipient,

@@ -395,7 +395,9 @@ def held_by_release(central, hold: dict) -> list[str]:
     return reasons
 
 
-@op("hold.place", DIRECTOR)
+@op("hold.place", DIRECTOR,
+    labels={"kind": "Kind", "cameras": "Cameras", "start": "From", "end": "To", "incident": "Incident",
+            "instrument": "Instrument", "why": "Why"})
 def place(central, caller, args):
     """Place a hold: the footage it covers outlives the schedule until the Director releases it (C12, C20)."""
     kind = args.str("kind", choices=PLACEABLE_KINDS)
@@ -439,7 +441,8 @@ def list_holds(central, caller, args):
     return {"holds": [hold_view(central, caller, h) for h in holds]}
 
 
-@op("hold.release", DIRECTOR)
+@op("hold.release", DIRECTOR,
+    labels={"reason": "Why release it", "override_reason": "Why it is no longer needed"})
 def release(central, caller, args):
     """Release a hold, with the reason; its footage then follows the schedule again (C20)."""
     hold = _get_hold(central, args.id("hold"))
@@ -454,7 +457,7 @@ def release(central, caller, args):
     kept_for = held_by_release(central, hold)
     if kept_for and not override:
         raise Refused(f"hold {hold['id']} keeps footage released under its instrument: {'; '.join(kept_for)}. "
-                      "Release it anyway only with override_reason (why it is no longer needed)", clause="C12")
+                      "Release it anyway only by saying why it is no longer needed", clause="C12")
     now = iso(central.now())
     hold = central.records.update("holds", hold["id"], {"released_at": now, "released_by": caller.user_id,
                                                          "release_reason": reason})
@@ -479,7 +482,8 @@ def get_schedule(central, caller, args):
             "disk_reserve_bytes": central.cfg.central.disk_reserve_bytes}
 
 
-@op("retention.set", DIRECTOR)
+@op("retention.set", DIRECTOR,
+    labels={"days": "Days kept", "why": "Why"})
 def set_schedule(central, caller, args):
     """Set the retention schedule in days (1..3650), with the reason (e.g. the approved schedule's reference)."""
     days = args.int("days", lo=MIN_DAYS, hi=MAX_DAYS)

@@ -152,3 +152,43 @@ def test_people_are_told_the_passphrase_rule_in_words(central, people):
         central.call("user.create", {"name": "tom", "role": "staff", "passphrase": "short"}, people.tokens["director"])
     assert e.value.code == "weak_passphrase" and "10 characters" in str(e.value)
     assert not central.records.search("users", name="tom")
+
+
+API_NAMES = re.compile(r"\b(?:[a-z]{3,}\.[a-z_]{3,}|[a-z]+_[a-z_]+)\b")   # counsel.record, override_reason, taken_by
+
+
+def test_refusals_a_form_shows_name_fields_as_it_does_and_no_operation(central, people, tmp_path):
+    from conftest import enrol_camera_record
+
+    enrol_camera_record(central, "cam-a", "ab" * 32)
+    now, today = central.now(), central.now().date().isoformat()
+
+    def refused(op: str, **args) -> str:
+        with pytest.raises((BadRequest, Refused)) as e:
+            people.call("director", op, **args)
+        assert not API_NAMES.search(str(e.value)), f"{op}: {e.value}"
+        return str(e.value)
+
+    assert '"Cameras" must name at least one' in refused(
+        "request.create", incident="inc-000001", kind="review", cameras=[], start=iso(now), end=iso(now),
+        reason="to see")
+    order = people.call("director", "instrument.record", kind="subpoena", reference="CR-1", court="District court",
+                        issued_on=today, received_on=today, description="entrance footage", cameras=["cam-a"],
+                        start=iso(now - timedelta(hours=1)), end=iso(now))
+    scope = {"cameras": ["cam-a"], "start": iso(now - timedelta(hours=1)), "end": iso(now)}
+    assert "consult legal counsel" in refused("release.create", instrument=order["instrument"]["id"],
+                                              recipient="Chariton PD", **scope)
+    assert refused("release.create", recipient="Chariton PD", **scope).startswith("a release to law enforcement")
+    assert refused("counsel.record", instrument=order["instrument"]["id"], counsel="M. Ortiz",
+                   consulted_on="2020-01-01", summary="fine").startswith('"Consulted on"')
+    people.call("director", "counsel.record", instrument=order["instrument"]["id"], counsel="M. Ortiz",
+                consulted_on=today, summary="fine")
+    release = people.call("director", "release.create", instrument=order["instrument"]["id"],
+                          recipient="Chariton PD", **scope)["release"]
+    people.unseal()
+    assert refused("release.build", release=release["id"], to="usb", medium="USB stick 4411",
+                   taken_by="Det. Lane").startswith('"Destination"')
+    assert "saying why it is no longer needed" in refused("hold.release", hold=order["hold"], reason="done")
+    with pytest.raises(Refused) as e:
+        people.call("ivy", "user.reset_passphrase", user="ivy", passphrase="temporary-pass-1")
+    assert not API_NAMES.search(str(e.value)) and "your own" in str(e.value)

@@ -18,6 +18,7 @@ from appliance.client import ApiClient
 from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, PEOPLE, People, ServingCentral
 from test_footage import encode_testsrc2, record
+from tui.actions import ACTIONS
 from tui.app import CustodianApp
 from tui.format import local
 from tui.profiles import PROFILES
@@ -27,7 +28,8 @@ from tui.screens.dialogs import Confirm, Fields
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
 from tui.screens.incidents import OwedReportScreen
-from tui.screens.incidents import IncidentDetailScreen, IncidentFormScreen, IncidentsScreen, RequestFormScreen
+from tui.screens.incidents import (IncidentDetailScreen, IncidentFormScreen, IncidentsScreen, MyRequestsScreen,
+                                   RequestFormScreen)
 from tui.screens.login import LoginScreen
 from tui.screens.live import LiveScreen, LiveViewScreen
 from tui.screens.notices import NoticeFormScreen, NoticesScreen
@@ -132,6 +134,12 @@ def status(app) -> str:
         return ""
 
 
+def shown_keys(app) -> list[str]:
+    """The screen's own keys in the footer (after the app's: F1, F2, F9)."""
+    return [key for key, b in app.active_bindings.items()
+            if b.binding.show and not key.startswith("f") and key != "question_mark"]
+
+
 async def log_in(pilot, user: str, passphrase: str):
     await on(pilot, LoginScreen)
     await type_text(pilot, user)
@@ -181,6 +189,36 @@ def app_for(world, **kwargs) -> CustodianApp:
     return app
 
 
+def test_every_footer_fits_80_columns_for_the_director():
+    """The footer shows a screen's keys in one line: what does not fit is cut off (the Director has the most)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import tui.screens
+    from textual.screen import Screen
+
+    for module in pkgutil.iter_modules(tui.screens.__path__):
+        for name, screen in inspect.getmembers(importlib.import_module(f"tui.screens.{module.name}"), inspect.isclass):
+            shown = {b.action: f" {b.key_display} {b.description} " for b in getattr(screen, "BINDINGS", ())
+                     if issubclass(screen, Screen) and getattr(b, "show", False)}
+            assert sum(len(item) for item in shown.values()) <= 80, f"{name}: {''.join(shown.values())}"
+
+
+def test_every_table_fits_80_columns():
+    """A table's columns (each with a cell of padding either side) fit the screen, and its scrollbar."""
+    import ast
+    from pathlib import Path
+
+    import tui.screens
+
+    for path in Path(tui.screens.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.For) and ast.unparse(node.target) == "(label, width)":
+                widths = [column.elts[1].value for column in node.iter.elts]
+                assert sum(w + 2 for w in widths) <= 79, f"{path.name}:{node.lineno}: {sum(w + 2 for w in widths)}"
+
+
 # --------------------------------------------------------------------------- the main paths
 
 
@@ -196,6 +234,8 @@ async def test_staff_files_an_incident_and_requests_review(world):
         form = await on(pilot, IncidentFormScreen)
         await until(pilot, lambda: "I attest" in str(form.query_one("#attestation-text").render()),
                     what="the attestation text from the API")
+        await pilot.pause(0.6)
+        assert message(app) == ""                        # nothing typed yet: no verdict on the form yet
         await pilot.press("end")                         # conduct violation
         await pilot.press("tab")
         occurred = world.recorded_at + timedelta(seconds=3)
@@ -218,6 +258,7 @@ async def test_staff_files_an_incident_and_requests_review(world):
         await on(pilot, RequestFormScreen)
         await pilot.press("home")                        # review recordings
         await pilot.press("tab")
+        await until(pilot, lambda: '"Cameras" must name at least one' in message(app), what="what is missing")
         await type_text(pilot, "cam-a")
         await pilot.press("tab")
         await type_text(pilot, local_text(world.recorded_at - timedelta(minutes=1)))
@@ -256,6 +297,9 @@ async def test_director_approves_narrower(world):
         queue = await on(pilot, ApprovalsScreen)
         await until(pilot, lambda: any(r["id"] == request["id"] for r in queue.requests), what="the queue")
         queue.query_one("#queue").move_cursor(row=[r["id"] for r in queue.requests].index(request["id"]))
+        await pilot.pause(0.1)
+        asked = str(queue.query_one("#request-text").render())   # in full: the table cuts what does not fit
+        assert "sam asks to review the recordings of cam-a, cam-b" in asked and "car park" in asked
         await pilot.press("n")
         await until(pilot, lambda: pilot.app.screen.query_one("#cameras"))
         field = pilot.app.screen.query_one("#cameras")
@@ -281,6 +325,21 @@ async def test_director_approves_narrower(world):
     assert decided["status"] == "approved"
     assert grant["cameras"] == ["cam-a"] and grant["end"] == iso(world.recorded_at + timedelta(minutes=1))
     assert world.central.audit.query(action_prefix="request.decide")[-1]["details"]["narrowed"] is True
+
+
+async def test_staff_see_the_directors_decision_and_her_reason_while_they_wait(world):
+    request = pending_request(world)
+    app = app_for(world, profile=replace(PROFILES["full"], refresh_seconds=0.3))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f5")
+        mine = await on(pilot, MyRequestsScreen)
+        await until(pilot, lambda: mine.requests and mine.requests[0]["id"] == request["id"], what="her request")
+        assert "Waiting for the Director" in str(mine.query_one("#request-text").render())
+        world.people.call("director", "request.decide", request=request["id"], decision="deny",
+                          reason="the car park camera does not reach that far")
+        await until(pilot, lambda: f"denied {request['id']}" in message(app), what="the decision, unasked")
+        assert "does not reach that far" in str(mine.query_one("#request-text").render())
 
 
 def grant_for_sam(world, seconds_before=5, seconds_after=30) -> dict:
@@ -325,6 +384,35 @@ async def test_staff_reviews_moves_the_timeline_and_sees_a_still(world):
     assert entry["refs"]["grant"] == grant["id"] and entry["actor"] == world.people.ids["sam"]
     asked = datetime.fromisoformat(entry["details"]["at"].replace("Z", "+00:00"))
     assert asked > world.recorded_at                 # the moment the cursor was moved to
+
+
+async def test_review_waits_for_the_seal_and_goes_on_by_itself_when_the_director_unseals(world):
+    grant = grant_for_sam(world)
+    world.people.call("director", "archive.seal")
+    app = app_for(world, profile="console")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        app.push_screen(ReviewScreen(grant["id"]))
+        review = await on(pilot, ReviewScreen)
+        await until(pilot, lambda: "unseal" in message(app), what="why nothing is shown")
+        assert message(app).startswith("The archive is sealed") and "Archive sealed: the archive" not in message(app)
+        assert "goes on by itself" in " ".join(review.query_one(Picture).render_line(y).text for y in range(4))
+        world.people.unseal()                            # on the Director's terminal
+        await until(pilot, lambda: review.query_one(Picture)._lines, what="the timeline and still, unasked")
+        assert "Left/Right" in message(app)              # how to find the moment
+        assert review.query_one(Timeline).render_line(0).text.startswith("> cam-a ")
+
+
+def test_the_timeline_starts_where_the_recording_starts_and_for_danger_where_it_ends(world):
+    grant = grant_for_sam(world, seconds_after=60)
+    world.people.unseal()
+    answer = world.people.call("sam", "footage.timeline", grant=grant["id"])
+    review, danger = Timeline(), Timeline()
+    review.load(answer)
+    danger.load(answer, latest=True)                     # imminent danger: what just happened
+    assert review.cursor == world.recorded_at
+    assert danger.cursor == world.recorded_at + timedelta(seconds=8 - 2)
+    assert review.label >= len("> cam-a") + 1
 
 
 async def test_imminent_danger_from_a_non_home_screen(world):
@@ -451,6 +539,7 @@ async def test_a_stopped_central_recovers(world):
         await log_in(pilot, "sue", PEOPLE["sue"][1])
         world.serving.stop()
         await until(pilot, lambda: "not answering" in status(app), what="the central's absence shown")
+        assert "archive" not in status(app)               # the seal it last said may no longer be true
         world.central.sessions.clear()                    # a restart forgets every session
         world.people.tokens.clear()                       # (the tests' own sessions too: log in again)
         world.serving = ServingCentral(world.central)
@@ -495,10 +584,17 @@ async def test_the_director_unseals_and_everyone_sees_the_seal_in_the_status_lin
             await log_in(pilot, *DIRECTOR)
             await pilot.press("f8")
             await on(pilot, SealScreen)
+            await until(pilot, lambda: shown_keys(director) == ["u", "k"], what="only the keys that unseal")
+            await pilot.press("u")
+            await type_text(pilot, "not-my-passphrase")
+            await pilot.press("enter")
+            await until(pilot, lambda: "Wrong passphrase" in message(director), what="the refusal")
             await pilot.press("u")
             await type_text(pilot, DIRECTOR[1])
             await pilot.press("enter")
             await until(pilot, lambda: "archive unsealed" in status(director), what="unsealed")
+            await until(pilot, lambda: message(director).startswith("Archive unsealed"), what="what was done")
+            assert shown_keys(director) == ["s"]
         await until(staff_pilot, lambda: "archive unsealed" in status(staff), timeout=5,
                     what="the seal change on another terminal at once")
         staff.watch_wait = 1
@@ -536,6 +632,10 @@ async def test_live_view_opens_with_its_purpose_and_closes_with_one_key(world):
         screen = await on(pilot, LiveViewScreen)
         view = central.records.get("live_views", screen.view["id"])
         assert view["purpose"] == "watch the entrance at closing" and view["closed_at"] is None
+        await until(pilot, lambda: screen.query_one(Picture)._message, what="the frame, or why there is none")
+        await pilot.pause(0.3)
+        assert "unexpected" not in message(app) and not message(app).strip().startswith("error")
+        assert [key for key, b in app.active_bindings.items() if b.binding.show][-1:] == ["c"]   # close; no "open" here
         await pilot.press("c")
         await on(pilot, LiveScreen)
     assert central.records.get("live_views", view["id"])["closed_at"] is not None
@@ -614,9 +714,14 @@ async def test_anyone_reports_a_possible_breach_from_any_screen_in_the_apis_word
         keys = (await on(pilot, HelpScreen)).query_one("#keys")
         assert any(str(keys.get_row_at(n)[0]) == "F12" and "breach" in str(keys.get_row_at(n)[1])
                    for n in range(keys.row_count))
+        for n in range(keys.row_count):                  # each in full: a long one takes two lines, none is cut
+            action = next(a for a in ACTIONS if a.id == keys.coordinate_to_cell_key((n, 0)).row_key.value)
+            assert " ".join(str(keys.get_row_at(n)[1]).split()) == action.help
         await pilot.press("escape")
         await on(pilot, LiveScreen)
-        assert any("privacy breach" in c.title for c in app.get_system_commands(app.screen))
+        commands = list(app.get_system_commands(app.screen))
+        assert any("privacy breach" in c.title and c.help.startswith("F12") for c in commands)
+        assert all(c.title != c.help for c in commands)  # the palette says each thing once, with its key
         await pilot.press("f12")
         dialog = await on(pilot, Fields)
         assert [str(label.render()) for label in dialog.query(".field-label")] == [
@@ -893,6 +998,9 @@ async def test_an_imminent_danger_use_is_linked_to_an_incident_already_filed(wor
         await pilot.press("y")
         detail = await on(pilot, IncidentDetailScreen)
         assert detail.incident_id == filed["id"]
+        text = detail.query_one("#incident-text")
+        await until(pilot, lambda: "imminent danger" in str(text.render()), what="the use among its requests")
+        assert "_" not in str(text.render())            # words, not the API's values (imminent_danger, self_granted)
     use = central.records.get("requests", owed.use_id)
     assert use["incident"] == filed["id"]
     assert central.records.get("grants", use["grant"])["incident"] == filed["id"]

@@ -22,7 +22,7 @@ from test_tui import local_text, make_world
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by make test")]
 
-CONSOLE_FONT = set(bytes(range(32, 256)).decode("cp437")) | {" ", "\n"}
+CONSOLE_FONT = set(bytes(range(32, 256)).decode("cp437")) | {" ", "\n"}   # written here, not read from tui/
 ASCII = {chr(c) for c in range(32, 127)} | {"\n"}
 
 
@@ -72,8 +72,12 @@ def file_and_request(term: Terminal, world, seen: list[str]) -> str:
     term.type("sam")
     term.keys("Enter")
     term.type(PEOPLE["sam"][1])
+    seen.append(term.wait("*" * len(PEOPLE["sam"][1])))   # the passphrase's mask, in the terminal's font
     term.keys("Enter")
     seen.append(term.wait("What needs your attention"))
+    term.keys("C-p")                                        # the command palette draws glyphs of its own
+    seen.append(term.wait("Search"))
+    term.keys("Escape")
     term.keys("F4")
     seen.append(term.wait("Incident"))
     term.keys("n")

@@ -19,7 +19,7 @@ class AlertsScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("", 1), ("When", 12), ("Kind", 16), ("Message", 44)):
+        for label, width in (("", 1), ("When", 12), ("Kind", 16), ("Message", 42)):
             table.add_column(label, width=width)
         self.alerts: list[dict] = []
 
@@ -32,7 +32,7 @@ class AlertsScreen(CustodianScreen):
         table.clear()
         for a in self.alerts:
             table.add_row(" " if a["acknowledged_by_me"] else "*", local(a["at"]), a["kind"][:16],
-                          a["message"][:44], key=a["id"])
+                          a["message"][:42], key=a["id"])
         self.app.unacknowledged = answer["unacknowledged"]
         self.app.banner = ""
         self.app.update_status()

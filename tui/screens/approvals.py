@@ -44,28 +44,50 @@ class ApprovalsScreen(CustodianScreen):
             table.add_column(label, width=width)
         self.requests = getattr(self, "requests", [])
         self.names: dict[str, str] = {}
+        self.incidents: dict[str, dict] = {}
 
     def fetch(self, call):
         users = {u["id"]: u["name"] for u in call("user.list")["users"]}
+        incidents = {i["id"]: i for i in call("incident.list")["incidents"]}
         uses = [r for r in call("request.list", {"kind": "imminent_danger"})["requests"] if not r.get("review")]
-        return users, call("request.list", {"status": "pending"})["requests"] + uses
+        return users, call("request.list", {"status": "pending"})["requests"] + uses, incidents
 
     def show(self, answer) -> None:
-        self.names, self.requests = answer
+        self.names, self.requests, self.incidents = answer
         table = self.query_one(DataTable)
         table.clear()
         for r in self.requests:
             table.add_row(r["id"], self.names.get(r["requested_by"], r["requested_by"])[:6],
                           "DANGER" if r["kind"] == "imminent_danger" else r["kind"][:6],
                           ", ".join(r["cameras"])[:13], window(r["start"], r["end"])[:18], r["incident"], key=r["id"])
-        hint = ("A approves as asked, N narrower, D denies; a DANGER use: J justified, U not justified."
-                if self.requests else "No request waits for you.")
+        hint = ("A approves as asked, N narrower, D denies; a DANGER use: J justified, U not justified. "
+                "Enter: the incident report." if self.requests else "No request waits for you.")
         self.say(hint)
         self.on_data_table_row_highlighted(None)
 
     def on_data_table_row_highlighted(self, event) -> None:
+        """The selected request in full: what is asked, for which incident, and why."""
         r = self.selected()
-        self.query_one("#request-text", Static).update(f"Reason: {r['reason']}" if r else "")
+        if r is None:
+            self.query_one("#request-text", Static).update("")
+            return
+        what = {"review": "review the recordings of", "monitor": "monitor live",
+                "imminent_danger": "used imminent danger on"}.get(r["kind"], r["kind"])
+        incident = self.incidents.get(r["incident"])
+        about = (f"{r['incident']}: {incident['grounds'].replace('_', ' ')} at {incident['location']}, "
+                 f"{local(incident['occurred_at'])}" if incident else r["incident"] or "no incident yet")
+        self.query_one("#request-text", Static).update(
+            f"{self.who(r)} {'asks to ' if r['kind'] != 'imminent_danger' else ''}{what} {', '.join(r['cameras'])}, "
+            f"{window(r['start'], r['end'])}. Incident {about}.\nReason: {r['reason']}")
+
+    def action_open(self) -> None:
+        r = self.selected()
+        if r and r["incident"]:
+            from tui.screens.incidents import IncidentDetailScreen
+            self.app.push_screen(IncidentDetailScreen(r["incident"]))
+
+    def on_data_table_row_selected(self, event) -> None:
+        self.action_open()
 
     def selected(self) -> dict | None:
         row = self.query_one(DataTable).cursor_row

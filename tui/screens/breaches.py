@@ -70,7 +70,7 @@ class BreachesScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("Case", 10), ("Noticed", 12), ("Status", 6), ("What", 46)):
+        for label, width in (("Case", 10), ("Noticed", 12), ("Status", 6), ("What", 43)):
             table.add_column(label, width=width)
         self.breaches: list[dict] = []
 
@@ -82,7 +82,7 @@ class BreachesScreen(CustodianScreen):
         table = self.query_one(DataTable)
         table.clear()
         for b in self.breaches:
-            table.add_row(b["id"], local(b["noticed_at"]), b["status"], b["what"][:46], key=b["id"])
+            table.add_row(b["id"], local(b["noticed_at"]), b["status"], b["what"][:43], key=b["id"])
         if not self.breaches:
             self.say("No breach cases for you. F12 reports a possible breach from any screen.")
         else:
@@ -149,7 +149,7 @@ class BreachCaseScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("Step", 38), ("Status", 8), ("Notes", 28)):
+        for label, width in (("Step", 38), ("Status", 8), ("Notes", 27)):
             table.add_column(label, width=width)
 
     def fetch(self, call):
@@ -167,7 +167,7 @@ class BreachCaseScreen(CustodianScreen):
         for step in self.steps:
             done = b["steps"].get(step)
             status = "-" if done is None else ("done" if done["status"] == "done" else "n/a")
-            table.add_row(STEP_TEXT.get(step, step), status, (done or {}).get("notes", "")[:28], key=step)
+            table.add_row(STEP_TEXT.get(step, step), status, (done or {}).get("notes", "")[:27], key=step)
         table.move_cursor(row=min(row, len(self.steps) - 1))
         self.query_one("#evidence", Static).update(self.evidence(b))
         if b["status"] == "open":

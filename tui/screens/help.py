@@ -1,12 +1,18 @@
 """Every key on the screen you came from, and everywhere: read from the one registry of actions."""
 from __future__ import annotations
 
+import textwrap
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label
 
 from tui.actions import key_label, offered
 from tui.screens.base import Dialog
+
+
+WHAT = 60   # columns for what a key does: the dialog is 76 wide
 
 
 class HelpScreen(Dialog):
@@ -21,9 +27,9 @@ class HelpScreen(Dialog):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("key", width=12)
-        table.add_column("what", width=56)
+        table.add_column("key", width=10)
+        table.add_column("what", width=WHAT)
         for action in self.actions:
-            if action.key:
-                table.add_row(key_label(action), action.help[:56], key=action.id)
+            if action.key:   # the whole text: a row is as many lines as it needs
+                table.add_row(key_label(action), Text(textwrap.fill(action.help, WHAT - 2)), key=action.id, height=None)
         table.focus()

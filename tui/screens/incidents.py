@@ -22,6 +22,9 @@ OUTCOMES = (("no_action", "No action"), ("corrective_action", "Corrective action
             ("law_enforcement_referral", "Referral to law enforcement"),
             ("insufficient_evidence", "Insufficient evidence"))
 CHECK_DELAY = 0.4   # seconds after the last key before the API checks the form
+STATUS_TEXT = {"pending": "waiting", "approved": "approved", "denied": "DENIED", "cancelled": "cancelled",
+               "self_granted": "granted at once"}
+KIND_TEXT = {"review": "review", "monitor": "monitor live", "imminent_danger": "imminent danger"}
 
 
 class IncidentsScreen(CustodianScreen):
@@ -95,14 +98,15 @@ class IncidentDetailScreen(CustodianScreen):
         lines.append("")
         lines.append("Requests:" if answer["requests"] else "Requests: none (Q asks for one)")
         for r in answer["requests"]:
-            lines.append(f"  {r['id']} {r['kind']} {', '.join(r['cameras'])} {local(r['start'])}-{local(r['end'])}"
-                         f" {r['status']}")
+            lines.append(f"  {r['id']} {KIND_TEXT.get(r['kind'], r['kind'])} {', '.join(r['cameras'])} "
+                         f"{window(r['start'], r['end'])}: {STATUS_TEXT.get(r['status'], r['status'])}")
         lines.append("Grants:" if answer["grants"] else "Grants: none")
         for g in answer["grants"]:
-            lines.append(f"  {g['id']} {g['kind']} {', '.join(g['cameras'])} {local(g['start'])}-{local(g['end'])}"
-                         f" until {local(g['expires_at'])}{' REVOKED' if g.get('revoked_at') else ''}")
+            lines.append(f"  {g['id']} {KIND_TEXT.get(g['kind'], g['kind'])} {', '.join(g['cameras'])} "
+                         f"{window(g['start'], g['end'])}, until {local(g['expires_at'])}"
+                         f"{' (REVOKED)' if g.get('revoked_at') else ''}")
         for h in answer.get("holds", []):
-            lines.append(f"Hold {h['id']}: {local(h['start'])}-{local(h['end'])}"
+            lines.append(f"Hold {h['id']}: {window(h['start'], h['end'])}"
                          f"{' (released)' if h.get('released_at') else ''}")
         if self.director and i["status"] == "open":
             lines += ["", "O records the outcome (C18); C closes the incident once it has one."]
@@ -160,7 +164,13 @@ class FormScreen(CustodianScreen):
         for field in self.query(Input):
             field.cursor_blink = False
         self._timer: Timer | None = None
+        self.armed = False   # no verdict on a form nobody has touched yet: checks start at the first key
         self.first_field().focus()
+
+    def on_key(self, event) -> None:
+        if not self.armed:
+            self.armed = True
+            self.schedule_check()
 
     def first_field(self):
         return self.query(Input).first()
@@ -181,7 +191,7 @@ class FormScreen(CustodianScreen):
         self.schedule_check()
 
     def schedule_check(self) -> None:
-        if not self.CHECKS:
+        if not self.CHECKS or not self.armed:
             return
         if self._timer is not None:
             self._timer.stop()
@@ -234,12 +244,12 @@ class IncidentFormScreen(FormScreen):
             yield Label("Grounds (the only ones the policy allows):")
             yield OptionList(*(label for _, label in GROUNDS), id="grounds", compact=True)
             with Horizontal(classes="row"):
-                yield Label("When:", classes="field-label")
+                yield Label(f"{self.app.label(self.OP, 'occurred_at', 'When')}:", classes="field-label")
                 yield Input(id="when", placeholder="HH:MM today, or YYYY-MM-DD HH:MM", compact=True)
             with Horizontal(classes="row"):
-                yield Label("Where:", classes="field-label")
+                yield Label(f"{self.app.label(self.OP, 'location', 'Where')}:", classes="field-label")
                 yield Input(id="where", placeholder="e.g. the returns desk", compact=True)
-            yield Label("What happened (the conduct observed):")
+            yield Label(f"{self.app.label(self.OP, 'description', 'What happened')} (the conduct observed):")
             yield TextArea(id="description", compact=True, show_line_numbers=False)
             yield Static("", id="attestation-text")
             yield Checkbox("I attest to the above: no", id="attest", compact=True)
@@ -341,30 +351,83 @@ class RequestFormScreen(FormScreen):
         self.app.notify_line(f"Request {request['id']} sent: it waits for the Director's decision.")
 
 
+
+
+def request_text(r: dict, grant: dict | None) -> str:
+    """What became of one of your requests, in words: the Director's reason, and what was granted."""
+    if r["kind"] == "imminent_danger":
+        review = r.get("review")
+        return (f"Imminent danger, granted at once {local(r['requested_at'])}. "
+                + (f"The Director found it {review['finding'].replace('_', ' ')}: {review['notes']}" if review
+                   else "The Director reviews it afterwards.")
+                + ("" if r["incident"] else " It owes an incident report (C19)."))
+    if r["status"] == "pending":
+        return f"Waiting for the Director since {local(r['requested_at'])}. Reason given: {r['reason']}"
+    if r["status"] == "denied":
+        return f"Denied by the Director {local(r['decided_at'])}: {r['decision_reason']}"
+    if r["status"] == "cancelled":
+        return f"Cancelled {local(r['decided_at'])}: the incident was closed."
+    text = f"Approved by the Director {local(r['decided_at'])}: {r['decision_reason']}"
+    if grant:
+        narrower = (grant["cameras"] != r["cameras"] or grant["start"] != r["start"] or grant["end"] != r["end"])
+        text += (f"\n{'Narrower than asked: ' if narrower else 'Granted: '}{', '.join(grant['cameras'])}, "
+                 f"{window(grant['start'], grant['end'])}, until {local(grant['expires_at'])}."
+                 + (" F6 reviews it." if grant.get("active") and grant["kind"] == "review" else ""))
+    return text
+
+
 class MyRequestsScreen(CustodianScreen):
-    """Staff: your requests and what became of them."""
+    """Staff: your requests and what became of them (the Director's reason too); it watches for her decision."""
 
     NAME = SCOPE = "requests"
     BINDINGS = bindings("app", "list")
 
     def body(self) -> ComposeResult:
         yield DataTable(id="requests", cursor_type="row", zebra_stripes=False)
+        yield Static("", id="request-text")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for label, width in (("Request", 10), ("Incident", 10), ("Kind", 8), ("Cameras", 16), ("Window", 14),
-                             ("Status", 12)):
+                             ("Status", 9)):
             table.add_column(label, width=width)
+        self.requests: list[dict] = []
+        self.grants: dict[str, dict] = {}
+        self.set_interval(self.app.profile.refresh_seconds, lambda: self.refresh_data(background=True))
 
     def fetch(self, call):
-        return call("request.list")
+        return call("request.list")["requests"], {g["id"]: g for g in call("grant.list")["grants"]}
 
-    def show(self, answer: dict) -> None:
+    def show(self, answer) -> None:
+        requests, self.grants = answer
+        requests = list(reversed(requests))
+        was = {r["id"]: r["status"] for r in self.requests}
+        decided = [r for r in requests if was.get(r["id"]) == "pending" and r["status"] != "pending"]
+        if [(r["id"], r["status"], r.get("review")) for r in requests] == \
+                [(r["id"], r["status"], r.get("review")) for r in self.requests]:
+            return   # nothing changed: nothing repainted (serial lines are slow)
+        self.requests = requests
         table = self.query_one(DataTable)
+        row = table.cursor_row
         table.clear()
-        for r in reversed(answer["requests"]):
-            table.add_row(r["id"], r["incident"] or "-", r["kind"][:8], ", ".join(r["cameras"])[:16],
-                          window(r["start"], r["end"])[:14], r["status"].replace("_", " "))
+        for r in self.requests:
+            table.add_row(r["id"], r["incident"] or "-", "DANGER" if r["kind"] == "imminent_danger" else r["kind"],
+                          ", ".join(r["cameras"])[:16], window(r["start"], r["end"])[:14],
+                          "granted" if r["status"] == "self_granted" else STATUS_TEXT.get(r["status"], r["status"]),
+                          key=r["id"])
+        table.move_cursor(row=min(max(row, 0), max(len(self.requests) - 1, 0)))
+        self.on_data_table_row_highlighted(None)
+        if decided:
+            self.app.bell()
+            self.say(" ".join(f"The Director {'approved' if r['status'] == 'approved' else r['status']} {r['id']}."
+                              for r in decided))
+        elif not self.requests:
+            self.say("No requests yet: open an incident (F4) and press Q.")
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        row = self.query_one(DataTable).cursor_row
+        r = self.requests[row] if 0 <= row < len(self.requests) else None
+        self.query_one("#request-text", Static).update(request_text(r, self.grants.get(r["grant"])) if r else "")
 
 
 class OwedReportScreen(IncidentsScreen):

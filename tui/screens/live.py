@@ -32,7 +32,7 @@ class LiveScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("View", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 34)):
+        for label, width in (("View", 10), ("Who", 10), ("Camera", 12), ("Until", 8), ("Purpose", 29)):
             table.add_column(label, width=width)
         self.views: list[dict] = []
 
@@ -47,7 +47,7 @@ class LiveScreen(CustodianScreen):
         table.clear()
         for v in self.views:
             table.add_row(v["id"], names.get(v["user"], "you" if v["user"] == self.app.user["id"] else v["user"])[:10],
-                          v["camera"][:12], local(v["until"]), v["purpose"][:34], key=v["id"])
+                          v["camera"][:12], local(v["until"]), v["purpose"][:29], key=v["id"])
         self.say(f"O opens a live view ({', '.join(self.cameras)}); Enter watches yours; C closes.")
 
     def action_open_session(self) -> None:
@@ -80,7 +80,7 @@ class LiveScreen(CustodianScreen):
 
 class LiveViewScreen(CustodianScreen):
     SCOPE = "live-view"
-    BINDINGS = bindings("app", "live")
+    BINDINGS = bindings("app", "live-view")
 
     def __init__(self, view: dict):
         super().__init__()
@@ -94,10 +94,13 @@ class LiveViewScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         self.until = parse(self.view["until"])
-        self.fetch()
-        self.set_interval(self.app.profile.live_seconds, self.fetch)
+        self.set_interval(self.app.profile.live_seconds, self.next_frame)
 
-    def fetch(self) -> None:
+    def refresh_data(self, background: bool = False) -> None:
+        """On showing the screen (and after a reconnect): the latest frame now."""
+        self.next_frame()
+
+    def next_frame(self) -> None:
         self.call("live.frame", {"view": self.view["id"]}, self.show_frame, self.no_frame,
                   background=True, group="frame")
 
@@ -118,5 +121,3 @@ class LiveViewScreen(CustodianScreen):
     def action_close_session(self) -> None:
         self.call("live.close", {"view": self.view["id"]}, lambda _: self.action_back())
 
-    def action_open_session(self) -> None:
-        pass

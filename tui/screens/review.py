@@ -22,6 +22,7 @@ from tui.widgets.picture import Picture
 from tui.widgets.timeline import STEPS, Timeline
 
 CLIP_SECONDS, CLIP_FPS = 10, 2    # the flipbook asked for until the person sets another (F)
+HINT = "Left/Right: earlier/later (PgUp/PgDn: 10 steps). Up/Down: camera. Enter: the still. P: play."
 
 
 class GrantsScreen(CustodianScreen):
@@ -35,7 +36,7 @@ class GrantsScreen(CustodianScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, width in (("Grant", 10), ("Kind", 15), ("Cameras", 18), ("Window", 16), ("Until", 12)):
+        for label, width in (("Grant", 10), ("Kind", 15), ("Cameras", 16), ("Window", 16), ("Until", 12)):
             table.add_column(label, width=width)
         self.grants: list[dict] = []
 
@@ -47,7 +48,7 @@ class GrantsScreen(CustodianScreen):
         table = self.query_one(DataTable)
         table.clear()
         for g in self.grants:
-            table.add_row(g["id"], g["kind"].replace("_", " "), ", ".join(g["cameras"])[:18],
+            table.add_row(g["id"], g["kind"].replace("_", " "), ", ".join(g["cameras"])[:16],
                           window(g["start"], g["end"])[:16], local(g["expires_at"]), key=g["id"])
         self.say("Enter reviews the selected grant." if self.grants else
                  "No grant to review: file an incident and ask the Director (F4).")
@@ -89,15 +90,26 @@ class ReviewScreen(CustodianScreen):
 
     def refused(self, e: ApiError) -> None:
         self.say(refusal(e), error=True)
-        self.query_one(Picture).say(refusal(e)[:60])
+        self.query_one(Picture).say(refusal(e) + (" This screen goes on by itself when it is unsealed."
+                                                  if e.code == "sealed" else ""))
+
+    def seal_changed(self, sealed: bool) -> None:
+        """The Director unsealed the archive while this screen waited: what was refused comes now."""
+        if sealed:
+            return
+        if self.query_one(Timeline).cursor is None:
+            self.refresh_data()
+        elif not self.app.profile.pictures_on_request:
+            self.action_still()
 
     def show_timeline(self, answer: dict) -> None:
         timeline = self.query_one(Timeline)
-        timeline.load(answer)
+        timeline.load(answer, latest=bool(self.danger_use))
         kind = answer["kind"].replace("_", " ")
         self.query_one("#review-title", Label).update(
             f"Grant {self.grant_id} ({kind}): {window(answer['start'], answer['end'])}")
         self.moved()
+        self.say("" if self.note else HINT)
         if not self.app.profile.pictures_on_request:
             self.action_still()
 
@@ -141,8 +153,8 @@ class ReviewScreen(CustodianScreen):
         self.query_one(Picture).show(still)
         self.query_one("#frame-info", Static).update(
             f"{still['camera']}\nasked {local(still['at'], seconds=True)}\n"
-            f"shown {local(still['frame_at'], seconds=True)}\n{still['width']}x{still['height']}")
-        self.say("")
+            f"shown {local(still['frame_at'], seconds=True)}")
+        self.say("" if self.note else HINT)
 
     # ------------------------------------------------------------------ the flipbook (footage.clip)
 

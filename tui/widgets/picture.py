@@ -10,6 +10,7 @@ flipbook, whose API takes only a width) is shrunk to fit, never enlarged.
 from __future__ import annotations
 
 import base64
+import textwrap
 
 from rich.segment import Segment
 from rich.style import Style
@@ -108,5 +109,6 @@ class Picture(Widget):
         if self._lines:
             segments = self._lines[y] if y < len(self._lines) else []
         else:
-            segments = [Segment(self._message)] if y == 0 and self._message else []
+            lines = textwrap.wrap(self._message, max(10, self.size.width)) if self._message else []
+            segments = [Segment(lines[y])] if y < len(lines) else []
         return Strip(segments).adjust_cell_length(self.size.width)

@@ -15,7 +15,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 STEPS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)   # seconds a cell, the zoom levels
-LABEL = 10
+LABEL = 10          # the camera's name, at least: as wide as the longest name, up to LABEL_MAX
+LABEL_MAX = 16
 GLYPHS = {False: ("\u2588", "\u2593", "\u2591"), True: ("#", "=", ".")}
 CURSOR = Style(reverse=True)
 
@@ -42,24 +43,33 @@ class Timeline(Widget):
         self.start = self.end = self.cursor = None
         self.zoom = 0
         self.row = 0
+        self.label = LABEL
 
-    def load(self, answer: dict) -> None:
+    def load(self, answer: dict, latest: bool = False) -> None:
+        """The grant's timeline; the cursor where its recording starts (`latest`: where it ends, for
+        imminent danger, where what just happened matters)."""
         self.start, self.end = parse(answer["start"]), parse(answer["end"])
         self.cameras = [{"camera": c["camera"], "recorded": spans(c["recorded"]), "held": spans(c["held"])}
                         for c in answer["cameras"]]
+        self.label = min(LABEL_MAX, max([LABEL] + [len(c["camera"]) + 3 for c in self.cameras]))
         if self.cursor is None:
-            first = next((c["recorded"][0][0] for c in self.cameras if c["recorded"]), self.start)
-            self.cursor = max(self.start, first)
+            spans_ = [s for c in self.cameras for s in c["recorded"]]
+            if latest and spans_:
+                a, b = max(spans_, key=lambda s: s[1])
+                at = max(a, b - timedelta(seconds=2))
+            else:
+                at = min((a for a, _ in spans_), default=self.start)
+            self.cursor = min(self.end, max(self.start, at))
             self.zoom = self.fitting_zoom()
         self.styles.height = len(self.cameras)
         self.refresh()
 
     def bar_width(self) -> int:
-        return max(10, self.size.width - LABEL)
+        return max(10, self.size.width - self.label)
 
     def fitting_zoom(self) -> int:
         seconds = (self.end - self.start).total_seconds()
-        width = max(10, (self.size.width or 80) - LABEL)
+        width = max(10, (self.size.width or 80) - self.label)
         return next((i for i, s in enumerate(STEPS) if s * width >= seconds), len(STEPS) - 1)
 
     @property
@@ -108,7 +118,7 @@ class Timeline(Widget):
             else:
                 cells.append(gap)
         at = int((self.cursor - first) / self.step)
-        label = (("> " if y == self.row else "  ") + cam["camera"])[:LABEL - 1].ljust(LABEL)
+        label = (("> " if y == self.row else "  ") + cam["camera"])[:self.label - 1].ljust(self.label)
         segments = [Segment(label)]
         if y == self.row and 0 <= at < len(cells):
             segments += [Segment("".join(cells[:at])), Segment(cells[at], CURSOR), Segment("".join(cells[at + 1:]))]
