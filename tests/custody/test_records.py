@@ -312,7 +312,16 @@ def test_kill_9_mid_migration_leaves_a_file_the_next_start_reads_at_one_version(
     never half migrated, and the next open carries on from there."""
     path = tmp_path / "records" / "records.json"
     path.parent.mkdir()
-    rng = random.Random(99)
+    # How long a whole migration takes on this machine (it varies tenfold with load): the kills
+    # are spread evenly over 0 to 1.5 times that, so they land in every phase, and after it.
+    _big_v1(path, 1200)
+    proc = subprocess.Popen([sys.executable, "-c", MIGRATOR, str(path)], stdout=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout.readline() == b"opening\n"
+    t0 = time.monotonic()
+    assert proc.stdout.readline() == b"migrated %d\n" % SCHEMA_VERSION
+    whole = time.monotonic() - t0
+    proc.wait()
+    proc.stdout.close()
     seen_versions = []
     for round_no in range(10):
         original = _big_v1(path, 1200)
@@ -321,7 +330,7 @@ def test_kill_9_mid_migration_leaves_a_file_the_next_start_reads_at_one_version(
                 leftover.unlink()
         proc = subprocess.Popen([sys.executable, "-c", MIGRATOR, str(path)], stdout=subprocess.PIPE, cwd=REPO)
         assert proc.stdout.readline() == b"opening\n"
-        time.sleep(rng.uniform(0.0, 1.2))
+        time.sleep(whole * 1.5 * round_no / 10)
         proc.kill()
         proc.wait()
         proc.stdout.close()

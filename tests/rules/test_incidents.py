@@ -199,7 +199,7 @@ def test_C9_review_needs_an_incident_with_allowed_grounds(central, team):
             end=iso(occurred - timedelta(hours=24, minutes=30)))
     with pytest.raises(BadRequest, match="after start"):
         request_review(team, incident, start=incident["occurred_at"], end=incident["occurred_at"])
-    with pytest.raises(BadRequest, match="reason"):
+    with pytest.raises(BadRequest, match='"Reason" must be at least'):
         request_review(team, incident, reason="look")
     with pytest.raises(Refused) as e:
         team.call("ivy", "request.create", **review_args(incident))
