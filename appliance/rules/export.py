@@ -749,7 +749,10 @@ def _segment_stream(job: _Job, camera: str, segments: list[tuple]) -> Iterator[_
     previous: tuple | None = None
     started = False                # a stream copy starts at a keyframe inside the window (C3)
     for stored, _header in segments:
-        info, data = seg.read_verified(stored.path, lookup)
+        try:
+            info, data = seg.read_verified(stored.path, lookup)
+        except SegmentError as e:                    # say which one: the person will look at that file
+            raise SegmentError(f"{camera} segment {stored.seq}: {e}", kind=e.kind) from None
         _check_link(camera, stored, info, previous)
         if piece is None or stored.seq != previous[0].seq + 1 or not previous[1].complete:
             piece = _Piece(camera, piece.index + 1 if piece else 1)
@@ -853,7 +856,8 @@ class _Clip:
         for pipe in (self.proc.stdin, self.proc.stdout):
             _widen(pipe)
         self.threads = [threading.Thread(target=self._read_mp4, name=f"export-{self.job.build.id}-mp4", daemon=True),
-                        threading.Thread(target=lambda: self.errors.append(self.proc.stderr.read()), daemon=True)]
+                        threading.Thread(target=lambda: self.errors.append(self.proc.stderr.read()),
+                                         name=f"export-{self.job.build.id}-ffmpeg-errors", daemon=True)]
         for t in self.threads:
             t.start()
         self.timer = threading.Timer(self.deadline, self.proc.kill)
