@@ -1,4 +1,5 @@
-"""One runner for the central's background work: a step every few seconds, while it serves.
+"""One runner for the central's background work: a step every few seconds, while it serves;
+and `Ahead`, which runs a producer in its own thread a bounded number of items ahead.
 
 Retention sweeps, camera-offline checks, the end of acting directors' key slots, notice
 expiry, notification retries and audit checkpoints each run as `every(seconds, step)`.
@@ -13,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("custodian.background")
+T = TypeVar("T")
 
 
 async def every(seconds: float, step: Callable[[], Any], *, name: str, lock: Any = None, wait_first: bool = False,
@@ -55,3 +59,68 @@ async def every(seconds: float, step: Callable[[], Any], *, name: str, lock: Any
 def _run(step: Callable[[], Any], lock: Any) -> None:
     with lock if lock is not None else contextlib.nullcontext():
         step()
+
+
+class Ahead(Generic[T]):
+    """Iterate over `items` while a thread of its own produces them, at most `depth` items ahead.
+
+    Use it where producing an item (reading, verifying, decrypting) can overlap with using
+    the one before (writing it to a pipe). Items come in order; an exception the producer
+    raises comes out of the consumer's loop where its next item would have. Leaving the
+    `with` block, normally or not, stops the producer at its next item and waits for its
+    thread: nothing of it outlives the consumer, and a producer's generator gets its
+    GeneratorExit (its `finally` blocks run) in its own thread.
+    """
+
+    _ITEM, _END, _ERROR = range(3)
+    POLL_SECONDS = 0.1             # how soon a producer blocked on a full queue notices a stop
+    JOIN_SECONDS = 120.0           # a producer busy with one item (a large read) is waited for this long
+
+    def __init__(self, items: Iterable[T], *, depth: int, name: str):
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+
+    def __enter__(self) -> Ahead[T]:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._stop.set()
+        self._thread.join(self.JOIN_SECONDS)
+        if self._thread.is_alive():
+            log.error("%s did not stop within %.0f s", self._thread.name, self.JOIN_SECONDS)
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == self._END:
+                return
+            if kind == self._ERROR:
+                raise value
+            yield value
+
+    def _produce(self) -> None:
+        items = iter(self._items)
+        try:
+            for item in items:
+                if not self._put(self._ITEM, item):
+                    return
+            self._put(self._END, None)
+        except BaseException as e:  # noqa: BLE001  (handed to the consumer, which decides)
+            self._put(self._ERROR, e)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, kind: int, value: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put((kind, value), timeout=self.POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False

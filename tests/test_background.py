@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 from appliance.background import every
 
@@ -115,3 +116,70 @@ def test_a_failing_on_failure_does_not_end_the_loop(caplog):
         run_until(every(0.01, step, name="step", on_failure=tell), done)
     assert len(rounds) >= 3
     assert "step: telling of its failure failed too" in caplog.text
+
+
+# --------------------------------------------------------------------------- Ahead: a producer thread
+
+
+def test_ahead_gives_the_items_in_order_and_produces_at_most_depth_ahead():
+    from appliance.background import Ahead
+
+    produced = []
+
+    def items():
+        for n in range(20):
+            produced.append(n)
+            yield n
+
+    with Ahead(items(), depth=3, name="test-ahead") as ahead:
+        stream = iter(ahead)
+        assert next(stream) == 0
+        time.sleep(0.3)                   # time for the producer to run as far ahead as it may
+        assert len(produced) <= 1 + 3 + 1    # the one taken, three queued, one waiting for room
+        assert list(stream) == list(range(1, 20))
+    assert not ahead._thread.is_alive()
+
+
+def test_a_producer_failure_comes_out_where_its_next_item_would_have():
+    from appliance.background import Ahead
+
+    def items():
+        yield "first"
+        raise OSError("the disk went away")
+
+    got = []
+    try:
+        with Ahead(items(), depth=2, name="test-ahead") as ahead:
+            for item in ahead:
+                got.append(item)
+    except OSError as e:
+        assert str(e) == "the disk went away"
+    else:
+        raise AssertionError("the producer's failure was lost")
+    assert got == ["first"]
+    assert not ahead._thread.is_alive()
+
+
+def test_a_consumer_that_stops_early_stops_the_producer_and_its_generator_is_closed():
+    from appliance.background import Ahead
+
+    closed = threading.Event()
+    produced = []
+
+    def items():
+        try:
+            for n in range(10_000):
+                produced.append(n)
+                yield n
+        finally:
+            closed.set()                 # runs in the producer's thread when it is stopped
+
+    try:
+        with Ahead(items(), depth=2, name="test-ahead") as ahead:
+            for item in ahead:
+                if item == 5:
+                    raise ValueError("the consumer gave up")
+    except ValueError:
+        pass
+    assert not ahead._thread.is_alive() and closed.is_set()
+    assert len(produced) < 10                 # stopped, not run to the end

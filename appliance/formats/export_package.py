@@ -101,15 +101,14 @@ def canonical_annexb(unit: bytes) -> tuple[bytes, bool]:
 def _is_canonical(unit: bytes) -> bool:
     """The same answer as building the canonical form and comparing, without copying.
 
-    `count` scans the unit once in C; the finds then stop at the last start code, so
-    the big slice at the end of a unit is scanned once, not twice.
+    Each `find` scans in C from one start code to the next, so the unit is scanned once
+    in all (counting the start codes first scanned it twice when a picture has several
+    slices, as x264's sliced threads make: that was a third of the clip's Python time).
     """
-    n = unit.count(START_CODE)
-    if n == 0 or not unit.startswith(b"\x00" + START_CODE):
+    if not unit.startswith(b"\x00" + START_CODE):
         return False
     at = 1
-    for _ in range(n - 1):
-        at = unit.find(START_CODE, at + 3)
+    while (at := unit.find(START_CODE, at + 3)) >= 0:
         if at + 3 >= len(unit) or (unit[at - 1] == 0) != (unit[at + 3] & 0x1F in PARAMETER_SETS):
             return False
     return True

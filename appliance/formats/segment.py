@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import io
 import os
 import re
 import struct
@@ -56,6 +57,7 @@ U32 = struct.Struct(">I")
 HEADER_TYPE = "cseg-header"
 TRAILER_TYPE = "cseg-trailer"
 PART_SUFFIX = ".part"
+IN_MEMORY_BYTES = 64 * 1024 * 1024   # a segment this size or smaller is read once, verified and decrypted in memory
 
 
 def _b64(data: bytes) -> str:
@@ -594,6 +596,26 @@ def verify_file(path: Path, key_lookup: KeyLookup = header_key, block: int = 102
     return verifier.finish()
 
 
+def read_verified(path: Path, key_lookup: KeyLookup,
+                  in_memory: int = IN_MEMORY_BYTES) -> tuple[SegmentInfo, bytes | None]:
+    """Verify a segment and keep the bytes that were verified, so decrypting it needs no second read.
+
+    Returns (info, the file's bytes), or (info, None) for a segment larger than `in_memory`
+    (up to the ingest limit, hundreds of MB): that one is verified as it is read and
+    decrypted by reading the file again, where the chunks' authentication under the
+    verified header's key catches any change in between.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size > in_memory:
+            return verify_file(path, key_lookup), None
+        data = f.read(in_memory + 1)
+    if len(data) > in_memory:           # it grew after the fstat: verify it as it is read
+        return verify_file(path, key_lookup), None
+    verifier = SegmentVerifier(key_lookup)
+    verifier.feed(data)
+    return verifier.finish(), data
+
+
 def read_public(path: Path) -> SegmentInfo:
     """Header and trailer of a file, checked against the key the header names."""
     return verify_file(path, header_key)
@@ -603,21 +625,26 @@ def read_public(path: Path) -> SegmentInfo:
 
 
 def iter_frames(path: Path, archive_secret: nacl.public.PrivateKey, key_lookup: KeyLookup) -> Iterator[Frame]:
-    """Verify, then decrypt a segment's frames one chunk at a time (memory bounded).
+    """Verify, then decrypt a segment's frames one chunk at a time, reading the file once
+    (memory: the segment's bytes, up to IN_MEMORY_BYTES, and one chunk's plaintext).
 
     `key_lookup` must give the camera's *enrolled* key (the central's, or --key):
     trusting the key a file names would accept a forgery. Raises SegmentError on a
     bad chunk, an unknown tag, a missing final chunk in a segment whose trailer says
     it is complete, data after the final chunk, or counts that differ from the trailer.
     """
-    yield from decrypt_verified(path, archive_secret, verify_file(path, key_lookup))
+    info, data = read_verified(path, key_lookup)
+    yield from decrypt_verified(path, archive_secret, info, data)
 
 
-def decrypt_verified(path: Path, archive_secret: nacl.public.PrivateKey, info: SegmentInfo) -> Iterator[Frame]:
-    """iter_frames for a segment the caller has just verified (`info`): one read instead of two.
+def decrypt_verified(path: Path, archive_secret: nacl.public.PrivateKey, info: SegmentInfo,
+                     data: bytes | None = None) -> Iterator[Frame]:
+    """iter_frames for a segment the caller has just verified (`info`).
 
-    The chunks are authenticated under the stream key the verified header holds, so a
-    file changed since it was verified yields an authentication error, not foreign frames.
+    `data`: the very bytes that were verified (`read_verified`), decrypted without
+    reading the file again. Without it the file is read again: its chunks are
+    authenticated under the stream key the verified header holds, so a file changed
+    since it was verified yields an authentication error, not foreign frames.
     """
     header, trailer = info.header, info.trailer
     if header["codec"] != "h264" or header["payload"] != "annexb-frames":
@@ -632,7 +659,7 @@ def decrypt_verified(path: Path, archive_secret: nacl.public.PrivateKey, info: S
     seen_final = False
     frames = keyframes = payload = 0
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") if data is None else io.BytesIO(data) as f:
             (header_len,) = U32.unpack(f.read(len(PREFIX) + 4)[len(PREFIX):])
             f.seek(header_len + SIG_BYTES, os.SEEK_CUR)
             index = 0

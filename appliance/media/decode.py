@@ -31,6 +31,7 @@ BASE_TIMEOUT = 30.0          # seconds for any one ffmpeg run ...
 PER_PICTURE_TIMEOUT = 0.2    # ... plus this per picture fed (a Pi decodes in software)
 DEFAULT_FPS = 25
 _PGM_HEADER = re.compile(rb"P5\n(\d+) (\d+)\n(\d+)\n")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 AnnexB = bytes | bytearray | memoryview | Iterable
 
@@ -115,27 +116,40 @@ def decode_gray_frames(annexb: AnnexB, fps_out: float, width: int, max_frames: i
     return w, h, frames[:max_frames]
 
 
-def png_frame(annexb: AnnexB, *, fps: float = DEFAULT_FPS, filters: Iterable[tuple[str, dict]] = ()) -> bytes:
-    """The last picture of the footage (which must start at a keyframe) as a colour PNG.
+def png_frames(gops: list[AnnexB], *, fps: float = DEFAULT_FPS,
+               filters: Iterable[tuple[str, dict]] = ()) -> list[bytes]:
+    """The last picture of each group of pictures (each must start at a keyframe) as a colour PNG.
 
-    `filters` are ffmpeg filters (name, arguments) drawn on it first, e.g. an export's
-    redaction boxes and burned-in label, so a still shows what its clip shows.
+    One ffmpeg run for all of them: the groups go in one after another, and the wanted
+    pictures are picked out by number, so several stills cost one start-up, not one each.
+    The groups must share a picture size. `filters` are ffmpeg filters (name, arguments)
+    drawn on them first, e.g. an export's redaction boxes and burned-in label, so a still
+    shows what its clip shows.
     """
-    units = access_units(annexb)
-    if not units:
-        raise MediaError("there is no picture in this footage")
-    if not units[0].keyframe:
-        raise MediaError("footage handed to the decoder must start at a keyframe")
+    units: list[AccessUnit] = []
+    wanted = []
+    for gop in gops:
+        these = access_units(gop)
+        if not these:
+            raise MediaError("there is no picture in this footage")
+        if not these[0].keyframe:
+            raise MediaError("footage handed to the decoder must start at a keyframe")
+        units += these
+        wanted.append(len(units) - 1)
+    if not wanted:
+        return []
     stream = _input(fps)
     for name, kwargs in filters:
         stream = stream.filter(name, **kwargs)
-    stream = stream.filter("select", f"eq(n,{len(units) - 1})")   # ffmpeg-python escapes the comma
-    argv = (stream.output("pipe:", format="image2pipe", vcodec="png", **{"frames:v": 1})
+    # ffmpeg-python escapes the commas; passthrough keeps the selected pictures from being repeated to fill time.
+    stream = stream.filter("select", "+".join(f"eq(n,{n})" for n in wanted))
+    argv = (stream.output("pipe:", format="image2pipe", vcodec="png", fps_mode="passthrough",
+                          **{"frames:v": len(wanted)})
             .global_args("-hide_banner", "-loglevel", "error", "-nostats").compile(cmd=FFMPEG))
-    png = _run(argv, units)
-    if not png.startswith(b"\x89PNG"):
-        raise MediaError("the decoder returned no picture")
-    return png
+    pngs = _split_png(_run(argv, units))
+    if len(pngs) != len(wanted):
+        raise MediaError(f"the decoder returned {len(pngs)} pictures for {len(wanted)}: the footage is damaged")
+    return pngs
 
 
 def probe(annexb: AnnexB) -> dict:
@@ -184,6 +198,27 @@ def _run(argv: list[str], units: list[AccessUnit]) -> bytes:
         detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise MediaError(f"{argv[0]} could not decode the footage: {detail[-1] if detail else done.returncode}")
     return done.stdout
+
+
+def _split_png(data: bytes) -> list[bytes]:
+    """Split ffmpeg's stream of PNG files: each is the signature, then chunks up to IEND."""
+    pngs, pos = [], 0
+    while pos < len(data):
+        if not data.startswith(_PNG_SIGNATURE, pos):
+            raise MediaError("the decoder returned something that is not a PNG")
+        end = pos + len(_PNG_SIGNATURE)
+        while True:
+            if end + 8 > len(data):
+                raise MediaError("the decoder's output ends inside a PNG")
+            length, kind = int.from_bytes(data[end:end + 4], "big"), data[end + 4:end + 8]
+            end += 12 + length                          # length, type, data, CRC
+            if kind == b"IEND":
+                break
+        if end > len(data):
+            raise MediaError("the decoder's output ends inside a PNG")
+        pngs.append(data[pos:end])
+        pos = end
+    return pngs
 
 
 def _parse_pgm(data: bytes) -> tuple[int, int, list[bytes]]:

@@ -5,9 +5,12 @@ Reference: docs/api/legal.md (operations), docs/export-format.md (the package).
 `release.build` checks everything before it writes a byte (the Director, the archive
 unsealed, the instrument and its scope, counsel, the destination and its free space),
 then builds in a background thread and returns at once; `release.build_status`
-reports progress. Per camera, the segments are verified, decrypted in memory and fed
-through a pipe to ffmpeg, which stream-copies them into a fragmented MP4 on its
-stdout; we hash that as we write it into the package. So plaintext exists only in
+reports progress. Per camera, three threads and ffmpeg work at once: a worker reads
+each segment once, verifies it (signature, chain, body digest) and only then decrypts
+it in memory into blocks of canonical H.264; the build thread writes those blocks
+into ffmpeg's stdin, hashing them; ffmpeg stream-copies them into a fragmented MP4 on
+its stdout, which a reader thread hashes as it writes it into the package. The stills
+of a camera come from one more ffmpeg run. So plaintext exists only in
 memory, in pipes, and inside the package on the destination: a directory built under
 a temporary name and renamed when complete, or an AES-256 ZIP (nothing in clear on
 the medium at all). A gap in the recording starts a new clip and is listed, never
@@ -23,7 +26,9 @@ import base64
 import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -32,6 +37,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +45,7 @@ from pathlib import Path
 
 import ffmpeg
 
+from appliance.background import Ahead
 from appliance.formats import export_package as fmt
 from appliance.media import decode as media
 from appliance.formats import segment as seg
@@ -46,7 +53,8 @@ from appliance.rules.accounts import require_unsealed
 from appliance.formats.canonical import canonical_json
 from appliance.media.report import custody_report, readme
 from appliance.errors import CustodianError, MediaError, SegmentError
-from appliance.rules.footage import EPOCH, _keyframe_before, _nearest, enrolled, overlapping_segments, timed_frames
+from appliance.rules.footage import (EPOCH, TimedFrame, _keyframe_before, _nearest, enrolled, overlapping_segments,
+                                     timed_frames)
 from appliance.rules.footage import _time as _from_us
 from appliance.custody.keys import ed25519_public_pem
 from appliance.rules.legal import KIND_NAMES, _check_in_scope, _refuse_if_hidden
@@ -72,6 +80,9 @@ BASE_TIMEOUT = 60.0               # seconds for one ffmpeg run, plus ...
 PER_FRAME_TIMEOUT = 0.05          # ... this per picture (a Pi re-encoding a label runs slowly)
 PIPE_BYTES = 1024 * 1024          # the pipes to and from ffmpeg
 FEED_BLOCK = 256 * 1024           # bytes of H.264 handed to ffmpeg (and the hashes) at once
+AHEAD_BLOCKS = 32                 # blocks the segment worker may prepare ahead of ffmpeg (8 MiB)
+WRITEBACK_BYTES = 16 * 1024 * 1024   # written to a package file between asking the kernel to write it back
+SYNC_FILE_RANGE_WRITE = 2         # <linux/fs.h>
 PASSPHRASE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"   # no 0/O, 1/I/L: read over the phone
 PASSPHRASE_GROUPS = 6
 
@@ -118,16 +129,22 @@ class Build:
 
 
 class _Hashing:
-    """A writable file that hashes what goes through it."""
+    """A writable file that hashes what goes through it, and has the kernel start writing it to
+    disk every WRITEBACK_BYTES (`start_writeback`), so the sync at the end has little left to wait for."""
 
-    def __init__(self, f, on_close):
-        self.f, self.on_close = f, on_close
+    def __init__(self, f, on_close, start_writeback=None):
+        self.f, self.on_close, self.start_writeback = f, on_close, start_writeback
         self.digest, self.size = hashlib.sha256(), 0
+        self.unsynced = 0
 
     def write(self, data) -> None:
         self.digest.update(data)
         self.size += len(data)
         self.f.write(data)
+        self.unsynced += len(data)
+        if self.start_writeback is not None and self.unsynced >= WRITEBACK_BYTES:
+            self.start_writeback()
+            self.unsynced = 0
 
     def __enter__(self):
         return self
@@ -155,7 +172,7 @@ class DirectorySink:
         def close(h: _Hashing) -> None:
             f.close()             # made durable all at once in finish(): an fsync per file costs seconds
             self.files[relpath] = (h.digest.hexdigest(), h.size)
-        return _Hashing(f, close)
+        return _Hashing(f, close, lambda: _start_writeback(f))
 
     def finish(self) -> Path:
         _sync_filesystem(self.temp)
@@ -187,7 +204,7 @@ class ZipSink:
         def close(h: _Hashing) -> None:
             f.close()
             self.files[relpath] = (h.digest.hexdigest(), h.size)
-        return _Hashing(f, close)
+        return _Hashing(f, close, lambda: _start_writeback(self.zip.fp))
 
     def finish(self) -> Path:
         self.zip.close()
@@ -205,12 +222,29 @@ class ZipSink:
         self.temp.unlink(missing_ok=True)
 
 
+@functools.cache
+def _libc_call(name: str):
+    """A C library function (syncfs, sync_file_range: Python has neither), or None where it is missing."""
+    return getattr(ctypes.CDLL(None, use_errno=True), name, None)
+
+
+def _start_writeback(f) -> None:
+    """Have the kernel start writing a file's dirty pages to disk, without waiting for them
+    (sync_file_range(2) with SYNC_FILE_RANGE_WRITE). Durability still comes from the sync in
+    finish(); this only moves most of its disk writes to while the build is still working."""
+    f.flush()
+    call = _libc_call("sync_file_range")
+    if call is not None:
+        call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+        call(f.fileno(), 0, 0, SYNC_FILE_RANGE_WRITE)     # the whole file; pages already written are skipped
+
+
 def _sync_filesystem(directory: Path) -> None:
     """Make every file under `directory` durable: one syncfs(2) of its filesystem (hundreds of small
     files, one fsync each, took seconds on a journaled disk), or an fsync per file where syncfs is missing."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+        syncfs = _libc_call("syncfs")
         if syncfs is not None and syncfs(fd) == 0:
             return
     finally:
@@ -501,104 +535,40 @@ class _Job:
         return hashlib.sha256(manifest_bytes).hexdigest(), cameras, stills
 
     def _camera(self, sink, camera: str, segments: list[tuple]) -> dict:
-        lookup = enrolled(self.central, camera)
-        pieces, current, previous = [], None, None
-        for stored, _header in segments:
-            self.build.step = f"{camera}: verifying segment {stored.seq}"
-            info = seg.verify_file(stored.path, lookup)
-            if current is None or previous is None or stored.seq != previous[0].seq + 1 or not previous[1].complete:
-                current = _Piece(camera, len(pieces) + 1)
-                pieces.append(current)
-            current.sources.append((stored, info))
-            previous = (stored, info)
+        """A camera's clips: a worker thread reads, verifies and decrypts each segment (`_segment_stream`)
+        while this thread feeds the one before into ffmpeg and another writes ffmpeg's MP4 into the package."""
         header = segments[0][1] if segments else {}
         node_key = header.get("node_key") or self.central.records.get("cameras", camera)["key"]
         pem_path = f"segments/{camera}/node-key.pem"
         _write(sink, pem_path, ed25519_public_pem(bytes.fromhex(node_key)).encode())
-        written, started = [], False
-        for piece in pieces:
-            result, started = self._piece(sink, piece, started)
-            if result is not None:
+        pieces: list[_Piece] = []
+        written: list[dict] = []
+        clip: _Clip | None = None
+        try:
+            with Ahead(_segment_stream(self, camera, segments), depth=AHEAD_BLOCKS,
+                       name=f"export-{self.build.id}-{camera}") as stream:
+                for item in stream:
+                    if isinstance(item, bytes):
+                        clip.write(item)
+                    elif isinstance(item, _SegmentFed):
+                        clip.segment_done(item)
+                        self.build.done += item.info.size
+                        self.build.step = f"{camera}: segment {item.stored.seq}"
+                    else:                       # a new piece: the clip before it is complete
+                        if clip is not None and (result := clip.finish()) is not None:
+                            written.append(result)
+                        pieces.append(item)
+                        clip = _Clip(self, sink, item)
+            if clip is not None and (result := clip.finish()) is not None:
                 written.append(result)
+            clip = None
+        finally:
+            if clip is not None:
+                clip.abort()
         return {"camera": camera, "node_key": node_key, "node_key_pem": pem_path,
                 "width": header.get("width"), "height": header.get("height"),
                 "segments_found": len(segments), "pieces": written,
                 "gaps": self._gaps(camera, pieces, written)}
-
-    def _piece(self, sink, piece: _Piece, started: bool) -> tuple[dict | None, bool]:
-        """One MP4: the piece's segments decrypted into ffmpeg's stdin, its stdout into the package."""
-        camera = piece.camera
-        first_header = piece.sources[0][1].header
-        fps = f"{first_header['fps_num']}/{first_header['fps_den']}"
-        filters = self.options.filters(camera, first_header["height"], self.release["id"])
-        stream = ffmpeg.input("pipe:", format="h264", fflags="+genpts", r=fps)
-        if filters:
-            video = stream.video
-            for name, kwargs in filters:
-                video = video.filter(name, **kwargs)
-            out = video.output("pipe:", format="mp4", vcodec="libx264", preset="veryfast", crf=18,
-                               pix_fmt="yuv420p", movflags=MOVFLAGS)
-        else:
-            out = stream.output("pipe:", format="mp4", vcodec="copy", movflags=MOVFLAGS)
-        argv = out.global_args("-hide_banner", "-loglevel", "error", "-nostats").compile(cmd=media.FFMPEG)
-        relpath = f"video/{camera}-{piece.index}.mp4"
-        feeder = _Feeder(self, piece, started)
-        env = {k: v for k, v in os.environ.items() if k != "FFREPORT"}
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=env, cwd="/")
-        except FileNotFoundError:
-            raise MediaError("ffmpeg is not installed (apt install ffmpeg)") from None
-        for pipe in (proc.stdin, proc.stdout):
-            _widen(pipe)
-        errors: list[bytes] = []
-        threads = [threading.Thread(target=feeder.run, args=(proc.stdin,), daemon=True),
-                   threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)]
-        for t in threads:
-            t.start()
-        frames_total = sum((info.trailer.get("frames") or 0) for _s, info in piece.sources)
-        deadline = BASE_TIMEOUT + PER_FRAME_TIMEOUT * max(frames_total, 1000)
-        timer = threading.Timer(deadline, proc.kill)
-        timer.start()
-        out_file = None
-        try:
-            while block := proc.stdout.read(fmt.BLOCK):
-                out_file = out_file or sink.open(relpath)     # opened once ffmpeg has something to say
-                out_file.write(block)
-            code = proc.wait()
-            if out_file is not None:
-                out_file.__exit__(None, None, None)
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for t in threads:
-                t.join(30)
-        if feeder.error is not None:
-            raise feeder.error
-        if not feeder.segments and out_file is None:
-            # Nothing of this piece fell inside the window (its pictures before the first keyframe
-            # in it, say): ffmpeg had no input and wrote nothing. No clip, and nothing to undo.
-            return None, feeder.started
-        if code != 0:
-            detail = b"".join(errors).decode("utf-8", "replace").strip().splitlines()
-            raise MediaError(f"ffmpeg could not make {relpath}: "
-                             f"{detail[-1] if detail else 'stopped after ' + str(round(deadline)) + ' s'}")
-        for path, data in feeder.signed_files:     # the camera's signed words, once the clip is closed
-            _write(sink, path, data)
-        digest, size = sink.files[relpath]
-        fps_value = first_header["fps_num"] / first_header["fps_den"]
-        return {
-            "file": relpath, "sha256": digest, "bytes": size,
-            "made": "reencoded" if filters else "stream_copy",
-            "filters": self.options.described(camera),
-            "ffmpeg": " ".join(argv), "fps": fps, "frames": feeder.frames,
-            "duration_seconds": round(feeder.frames / fps_value, 3),
-            "first_frame_at": iso(_from_us(feeder.first_us)), "last_frame_at": iso(_from_us(feeder.last_us)),
-            "annexb": {"sha256": feeder.whole.hexdigest(), "bytes": feeder.offset},
-            "segments": feeder.segments,
-        }, feeder.started
 
     def _gaps(self, camera: str, pieces: list[_Piece], written: list[dict]) -> list[dict]:
         gaps = []
@@ -636,30 +606,45 @@ class _Job:
                     step = (hi - lo) / (DEFAULT_STILLS_PER_CAMERA + 1)
                     wanted += [(camera["camera"], lo + step * (k + 1)) for k in range(DEFAULT_STILLS_PER_CAMERA)]
         heights = {c["camera"]: c["height"] or 240 for c in cameras}
+        by_camera: dict[str, list[int]] = {}
+        for n, (camera, _at) in enumerate(wanted):
+            by_camera.setdefault(camera, []).append(n)
 
-        def render(camera: str, at: datetime):
+        def render(camera: str, numbers: list[int]) -> dict[int, tuple[datetime, bytes]]:
+            """A camera's stills, each the picture nearest its moment, decoded from the keyframe before it:
+            one ffmpeg run per picture size, and each segment verified and decrypted once."""
             key = require_unsealed(self.central)
-            frames = timed_frames(self.central, key, camera, at, at)
-            index = _nearest(frames, [f.at for f in frames], at) if frames else None
-            if index is None:
-                return None, None
-            first = _keyframe_before(frames, index)
-            png = media.png_frame([f.frame for f in frames[first:index + 1]], fps=frames[index].fps,
-                                  filters=self.options.filters(camera, heights[camera], self.release["id"]))
-            return frames[index].at, png
+            cache: dict = {}
+            groups: dict[tuple, list[tuple[int, list, TimedFrame]]] = {}
+            for n in sorted(numbers, key=lambda n: wanted[n][1]):
+                at = wanted[n][1]
+                frames = timed_frames(self.central, key, camera, at, at, cache=cache)
+                index = _nearest(frames, [f.at for f in frames], at) if frames else None
+                if index is None:
+                    continue
+                first = _keyframe_before(frames, index)
+                picked = frames[index]
+                groups.setdefault((picked.fps, picked.size), []).append(
+                    (n, [f.frame for f in frames[first:index + 1]], picked))
+            found = {}
+            filters = self.options.filters(camera, heights[camera], self.release["id"])
+            for (fps, _size), group in groups.items():
+                pngs = media.png_frames([gop for _n, gop, _f in group], fps=fps, filters=filters)
+                found.update({n: (picked.at, png) for (n, _gop, picked), png in zip(group, pngs)})
+            return found
 
         stills = []
-        # Each still is its own short ffmpeg run: two at a time, so their start-up costs overlap.
+        # One ffmpeg run per camera, two cameras at a time, so their start-up costs overlap.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            rendered = [pool.submit(render, camera, at) for camera, at in wanted]
-            for n, ((camera, at), future) in enumerate(zip(wanted, rendered), start=1):
-                self.build.step = f"still {n} of {len(wanted)}"
-                frame_at, png = future.result()
+            rendered = {camera: pool.submit(render, camera, numbers) for camera, numbers in by_camera.items()}
+            for n, (camera, at) in enumerate(wanted):
+                self.build.step = f"still {n + 1} of {len(wanted)}"
+                frame_at, png = rendered[camera].result().get(n, (None, None))
                 if png is None:
                     stills.append({"camera": camera, "at": iso(at), "file": None,
                                    "missing": "a gap in the recording"})
                     continue
-                relpath = f"stills/{camera}-{frame_at:%Y%m%dT%H%M%S}{frame_at.microsecond // 1000:03d}Z-{n}.png"
+                relpath = f"stills/{camera}-{frame_at:%Y%m%dT%H%M%S}{frame_at.microsecond // 1000:03d}Z-{n + 1}.png"
                 _write(sink, relpath, png)
                 stills.append({"camera": camera, "at": iso(at), "frame_at": iso(frame_at), "file": relpath,
                                "sha256": sink.files[relpath][0], "png": png})
@@ -784,86 +769,178 @@ class _Recipient:
     role = "recipient"
 
 
-class _Feeder:
-    """Decrypts a piece's segments into ffmpeg's stdin, keeping the window, hashing the canonical H.264."""
+@dataclass
+class _SegmentFed:
+    """What the worker took from one segment; it comes after that segment's blocks of H.264."""
 
-    def __init__(self, job: _Job, piece: _Piece, started: bool):
-        self.job, self.piece, self.started = job, piece, started
-        self.start_us, self.end_us = _us(job.start), _us(job.end)
-        self.whole = hashlib.sha256()
-        self.offset = self.frames = 0
+    stored: object                 # StoredSegment
+    info: seg.SegmentInfo
+    used: int = 0                  # pictures in the clip
+    first_index: int | None = None
+    first_us: int | None = None
+    last_us: int | None = None
+    rewritten: int = 0
+    note: str | None = None
+    signed: tuple[bytes, bytes, bytes, bytes] | None = None   # header, its signature, trailer, its signature
+
+
+def _segment_stream(job: _Job, camera: str, segments: list[tuple]) -> Iterator[_Piece | bytes | _SegmentFed]:
+    """A camera's footage for its clips, made in the worker thread: each segment read once and verified
+    (camera signature, chain, body digest) before any of its bytes is decrypted, then its pictures in the
+    window as blocks of canonical H.264. Yields a _Piece where a clip starts (after a missing sequence
+    number or a truncated segment), the blocks, and a _SegmentFed after each segment."""
+    lookup = enrolled(job.central, camera)
+    start_us, end_us = _us(job.start), _us(job.end)
+    piece: _Piece | None = None
+    previous: tuple | None = None
+    started = False                # a stream copy starts at a keyframe inside the window (C3)
+    for stored, _header in segments:
+        try:
+            info, data = seg.read_verified(stored.path, lookup)
+        except SegmentError as e:                    # say which one: the person will look at that file
+            raise SegmentError(f"{camera} segment {stored.seq}: {e}", kind=e.kind) from None
+        _check_link(camera, stored, info, previous)
+        if piece is None or stored.seq != previous[0].seq + 1 or not previous[1].complete:
+            piece = _Piece(camera, piece.index + 1 if piece else 1)
+            piece.sources.append((stored, info))
+            yield piece
+        else:
+            piece.sources.append((stored, info))
+        previous = (stored, info)
+        key = require_unsealed(job.central)          # sealing the archive stops a build at the next segment
+        fed = _SegmentFed(stored, info)
+        header_start = info.header["start_us"]
+        batch: list[bytes] = []
+        batched, first_pts, index = 0, None, -1
+        try:
+            for frame in seg.decrypt_verified(stored.path, key, info, data):
+                index += 1
+                first_pts = frame.pts_us if first_pts is None else first_pts
+                at_us = header_start + frame.pts_us - first_pts
+                if at_us > end_us:
+                    break
+                if not started:
+                    if at_us < start_us or not frame.keyframe:
+                        continue
+                    started = True
+                unit, changed = fmt.canonical_annexb(frame.data)
+                fed.rewritten += changed
+                batch.append(unit)
+                batched += len(unit)
+                fed.used += 1
+                if fed.first_index is None:
+                    fed.first_index, fed.first_us = index, at_us
+                fed.last_us = at_us
+                if batched >= FEED_BLOCK:      # one write and one hash update per block, not per picture
+                    yield b"".join(batch)
+                    batch.clear()
+                    batched = 0
+        except SegmentError as e:
+            if info.complete:
+                raise
+            fed.note = f"frames after {index} not used: {e} (the segment was sealed after a crash)"
+        if batch:                              # the frames before a failed chunk are authentic (docs/segment-format.md)
+            yield b"".join(batch)
+        if fed.used:
+            fed.signed = signed_parts(stored.path, info, data)
+        yield fed
+
+
+def _check_link(camera: str, stored, info: seg.SegmentInfo, previous: tuple | None) -> None:
+    """The verified segment is the one the archive lists, and chains to the one before it."""
+    if info.seq != stored.seq:
+        raise SegmentError(f"{camera} segment {stored.seq}: the file holds segment {info.seq}", kind="chain")
+    if previous is not None and stored.seq == previous[0].seq + 1 and info.header["prev"] != previous[1].digest:
+        raise SegmentError(f"{camera} segment {stored.seq} does not chain to segment {previous[0].seq}: "
+                           "its signed prev is not that segment's digest", kind="chain")
+
+
+class _Clip:
+    """One MP4: blocks of H.264 written into ffmpeg's stdin (and hashed), ffmpeg's stdout hashed into the
+    package by a reader thread. ffmpeg starts with the first block: a piece with no picture in the
+    window makes no clip."""
+
+    def __init__(self, job: _Job, sink, piece: _Piece):
+        self.job, self.sink, self.piece = job, sink, piece
+        first_header = piece.sources[0][1].header
+        self.fps = f"{first_header['fps_num']}/{first_header['fps_den']}"
+        self.fps_value = first_header["fps_num"] / first_header["fps_den"]
+        self.filters = job.options.filters(piece.camera, first_header["height"], job.release["id"])
+        self.relpath = f"video/{piece.camera}-{piece.index}.mp4"
+        stream = ffmpeg.input("pipe:", format="h264", fflags="+genpts", r=self.fps)
+        if self.filters:
+            video = stream.video
+            for name, kwargs in self.filters:
+                video = video.filter(name, **kwargs)
+            out = video.output("pipe:", format="mp4", vcodec="libx264", preset="veryfast", crf=18,
+                               pix_fmt="yuv420p", movflags=MOVFLAGS)
+        else:
+            out = stream.output("pipe:", format="mp4", vcodec="copy", movflags=MOVFLAGS)
+        self.argv = out.global_args("-hide_banner", "-loglevel", "error", "-nostats").compile(cmd=media.FFMPEG)
+        # The most pictures the window can hold at this rate: ffmpeg is stopped if it takes longer than that allows.
+        window_frames = (job.end - job.start).total_seconds() * self.fps_value
+        self.deadline = BASE_TIMEOUT + PER_FRAME_TIMEOUT * max(window_frames, 1000)
+        self.proc: subprocess.Popen | None = None
+        self.threads: list[threading.Thread] = []
+        self.timer: threading.Timer | None = None
+        self.errors: list[bytes] = []
+        self.reader_error: BaseException | None = None
+        self.whole, self.part = hashlib.sha256(), hashlib.sha256()
+        self.offset = self.part_bytes = self.frames = 0
         self.first_us: int | None = None
         self.last_us: int | None = None
         self.segments: list[dict] = []
         self.signed_files: list[tuple[str, bytes]] = []
-        self.error: BaseException | None = None
 
-    def run(self, stdin) -> None:
+    def _start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "FFREPORT"}
         try:
-            for stored, info in self.piece.sources:
-                self._segment(stdin, stored, info)
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, env=env, cwd="/")
+        except FileNotFoundError:
+            raise MediaError("ffmpeg is not installed (apt install ffmpeg)") from None
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            _widen(pipe)
+        self.threads = [threading.Thread(target=self._read_mp4, name=f"export-{self.job.build.id}-mp4", daemon=True),
+                        threading.Thread(target=lambda: self.errors.append(self.proc.stderr.read()),
+                                         name=f"export-{self.job.build.id}-ffmpeg-errors", daemon=True)]
+        for t in self.threads:
+            t.start()
+        self.timer = threading.Timer(self.deadline, self.proc.kill)
+        self.timer.start()
+
+    def _read_mp4(self) -> None:
+        """ffmpeg's stdout into the package, hashed as it is written (the reader thread)."""
+        out = None
+        try:
+            while block := self.proc.stdout.read(fmt.BLOCK):
+                out = out or self.sink.open(self.relpath)     # opened once ffmpeg has something to say
+                out.write(block)
+            if out is not None:
+                out.__exit__(None, None, None)
+        except BaseException as e:  # noqa: BLE001  (handed to finish(); ffmpeg is stopped so the feed ends)
+            self.reader_error = e
+            self.proc.kill()
+
+    def write(self, block: bytes) -> None:
+        if self.proc is None:
+            self._start()
+        try:
+            self.proc.stdin.write(block)
         except BrokenPipeError:
-            pass                          # ffmpeg stopped: its exit status says why
-        except BaseException as e:  # noqa: BLE001  (handed to the job, which fails the build)
-            self.error = e
-        finally:
-            try:
-                stdin.close()
-            except OSError:
-                pass
+            self.finish()                      # ffmpeg stopped: raises with its reason
+            raise MediaError(f"ffmpeg stopped before the end of {self.relpath}") from None
+        self.part.update(block)
+        self.whole.update(block)
+        self.part_bytes += len(block)
 
-    def _segment(self, stdin, stored, info) -> None:
-        job, camera = self.job, self.piece.camera
-        job.build.step = f"{camera}: segment {stored.seq}"
-        key = require_unsealed(job.central)          # sealing the archive stops a build at the next segment
-        header = info.header
-        digest, size, used, first_index, rewritten = hashlib.sha256(), 0, 0, None, 0
-        first_pts, index, note = None, -1, None
-        batch: list[bytes] = []
-        batched = 0
-
-        def flush() -> None:      # one write and one hash update per block, not per picture
-            nonlocal batched
-            data = b"".join(batch)
-            stdin.write(data)
-            digest.update(data)
-            self.whole.update(data)
-            batch.clear()
-            batched = 0
-
-        try:
-            for frame in seg.decrypt_verified(stored.path, key, info):
-                index += 1
-                first_pts = frame.pts_us if first_pts is None else first_pts
-                at_us = header["start_us"] + frame.pts_us - first_pts
-                if at_us > self.end_us:
-                    break
-                if not self.started:
-                    if at_us < self.start_us or not frame.keyframe:
-                        continue          # a stream copy starts at a keyframe inside the window (C3)
-                    self.started = True
-                data, changed = fmt.canonical_annexb(frame.data)
-                rewritten += changed
-                batch.append(data)
-                batched += len(data)
-                size += len(data)
-                used += 1
-                if first_index is None:
-                    first_index = index
-                    self.first_us = self.first_us if self.first_us is not None else at_us
-                self.last_us = at_us
-                if batched >= FEED_BLOCK:
-                    flush()
-        except SegmentError as e:
-            if info.complete:
-                raise
-            note = f"frames after {index} not used: {e} (the segment was sealed after a crash)"
-        flush()                   # the frames before a failed chunk are authentic (docs/segment-format.md)
-        job.build.done += stored.path.stat().st_size
-        if not used:
+    def segment_done(self, fed: _SegmentFed) -> None:
+        if not fed.used:
             return
-        header_bytes, header_sig, trailer_bytes, trailer_sig = signed_parts(stored.path, info)
+        stored, info, header = fed.stored, fed.info, fed.info.header
+        camera = self.piece.camera
         base = f"segments/{camera}/{stored.seq:010d}"
+        header_bytes, header_sig, trailer_bytes, trailer_sig = fed.signed
         entry = {
             "seq": stored.seq, "digest": info.digest, "bytes": info.size, "complete": info.complete,
             "start": iso(_from_us(header["start_us"])), "end": iso(_from_us(info.trailer["end_us"])),
@@ -871,22 +948,85 @@ class _Feeder:
             "header": f"{base}.header.json", "header_signature": _b64(header_sig),
             "trailer": f"{base}.trailer.json", "trailer_signature": _b64(trailer_sig),
             "frames_in_segment": info.trailer.get("frames"), "payload_bytes": info.trailer.get("payload_bytes"),
-            "frames_used": {"first": first_index, "count": used},
-            "annexb": {"offset": self.offset, "bytes": size, "sha256": digest.hexdigest()},
-            "start_codes_rewritten": rewritten,
+            "frames_used": {"first": fed.first_index, "count": fed.used},
+            "annexb": {"offset": self.offset, "bytes": self.part_bytes, "sha256": self.part.hexdigest()},
+            "start_codes_rewritten": fed.rewritten,
         }
-        if note:
-            entry["note"] = note
+        if fed.note:
+            entry["note"] = fed.note
         self.segments.append(entry)
-        self.offset += size
-        self.frames += used
+        self.offset += self.part_bytes
+        self.part, self.part_bytes = hashlib.sha256(), 0
+        self.frames += fed.used
+        self.first_us = fed.first_us if self.first_us is None else self.first_us
+        self.last_us = fed.last_us
         self.signed_files += [(f"{base}.header.json", header_bytes), (f"{base}.header.sig", header_sig),
                               (f"{base}.trailer.json", trailer_bytes), (f"{base}.trailer.sig", trailer_sig)]
 
+    def finish(self) -> dict | None:
+        """Close ffmpeg's input, wait for the MP4, and describe it (None: no picture of the piece was in the window)."""
+        if self.proc is None:
+            return None
+        try:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass                           # ffmpeg stopped already: its exit status says why
+            for t in self.threads:
+                t.join()
+            code = self.proc.wait()
+        finally:
+            self._stop()
+        if self.reader_error is not None:
+            raise self.reader_error
+        if code != 0:
+            detail = b"".join(self.errors).decode("utf-8", "replace").strip().splitlines()
+            raise MediaError(f"ffmpeg could not make {self.relpath}: "
+                             f"{detail[-1] if detail else 'stopped after ' + str(round(self.deadline)) + ' s'}")
+        if self.relpath not in self.sink.files:
+            raise MediaError(f"ffmpeg wrote nothing for {self.relpath}")
+        for path, data in self.signed_files:     # the camera's signed words, once the clip is closed
+            _write(self.sink, path, data)
+        digest, size = self.sink.files[self.relpath]
+        return {
+            "file": self.relpath, "sha256": digest, "bytes": size,
+            "made": "reencoded" if self.filters else "stream_copy",
+            "filters": self.job.options.described(self.piece.camera),
+            "ffmpeg": " ".join(self.argv), "fps": self.fps, "frames": self.frames,
+            "duration_seconds": round(self.frames / self.fps_value, 3),
+            "first_frame_at": iso(_from_us(self.first_us)), "last_frame_at": iso(_from_us(self.last_us)),
+            "annexb": {"sha256": self.whole.hexdigest(), "bytes": self.offset},
+            "segments": self.segments,
+        }
 
-def signed_parts(path: Path, info: seg.SegmentInfo) -> tuple[bytes, bytes, bytes, bytes]:
-    """A verified segment's header JSON and signature, trailer JSON and signature: the camera's signed words."""
-    with open(path, "rb") as f:
+    def abort(self) -> None:
+        """Stop ffmpeg and its threads (the build failed: the sink removes what was written)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        for pipe in (self.proc.stdin,):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        for t in self.threads:
+            t.join(30)
+        self.proc.wait()
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def signed_parts(path: Path, info: seg.SegmentInfo, data: bytes | None = None) -> tuple[bytes, bytes, bytes, bytes]:
+    """A verified segment's header JSON and signature, trailer JSON and signature: the camera's signed words
+    (from `data`, the bytes that were verified, when given; else read from the file and compared)."""
+    with open(path, "rb") if data is None else io.BytesIO(data) as f:
         (header_len,) = seg.U32.unpack(f.read(len(seg.PREFIX) + 4)[len(seg.PREFIX):])
         header, header_sig = f.read(header_len), f.read(seg.SIG_BYTES)
         f.seek(info.trailer["body_bytes"])
@@ -906,9 +1046,20 @@ def _us(t: datetime) -> int:
 
 
 def _ffmpeg_version() -> str:
+    """The first line of `ffmpeg -version`, asked again only when the ffmpeg binary changes."""
+    path = shutil.which(media.FFMPEG)
     try:
-        return subprocess.run([media.FFMPEG, "-version"], capture_output=True, text=True,
-                               timeout=30).stdout.split("\n", 1)[0].split(" Copyright")[0]
+        stamp = os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        stamp = None
+    return _ffmpeg_version_of(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _ffmpeg_version_of(path: str | None, _stamp: int | None) -> str:
+    try:
+        return subprocess.run([path or media.FFMPEG, "-version"], capture_output=True, text=True,
+                              timeout=30).stdout.split("\n", 1)[0].split(" Copyright")[0]
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 

@@ -45,6 +45,7 @@ class TimedFrame:
     at: datetime        # wall time of the picture
     frame: Frame
     fps: float          # the recording's nominal rate (ffmpeg needs one for raw H.264)
+    size: tuple[int, int] | None = None     # the segment header's width and height
 
 
 def _time(us: int) -> datetime:
@@ -98,17 +99,34 @@ def enrolled(central, camera: str):
     return seg.enrolled_key(nacl.signing.VerifyKey(bytes.fromhex(record["key"])), camera)
 
 
-def timed_frames(central, key, camera: str, start: datetime, end: datetime) -> list[TimedFrame]:
-    """Every recorded picture of the segments that hold [start, end], decrypted in memory."""
+def timed_frames(central, key, camera: str, start: datetime, end: datetime,
+                 cache: dict | None = None) -> list[TimedFrame]:
+    """Every recorded picture of the segments that hold [start, end], decrypted in memory.
+
+    `cache`: a dict kept between calls for nearby moments (stills in time order), so a segment
+    holding several of them is verified and decrypted once; it keeps only the last call's segments.
+    """
     frames = []
     segments = overlapping_segments(central, camera, start, end)
     lookup = enrolled(central, camera) if segments else None
+    kept = {}
     for stored, header in segments:
+        if cache is not None and stored.path in cache:
+            kept[stored.path] = cache[stored.path]
+            frames += kept[stored.path]
+            continue
         fps = header["fps_num"] / max(1, header["fps_den"])
+        size = (header["width"], header["height"])
         first_pts = None
+        these = []
         for frame in seg.iter_frames(stored.path, key, lookup):
             first_pts = frame.pts_us if first_pts is None else first_pts
-            frames.append(TimedFrame(_time(header["start_us"] + frame.pts_us - first_pts), frame, fps))
+            these.append(TimedFrame(_time(header["start_us"] + frame.pts_us - first_pts), frame, fps, size))
+        kept[stored.path] = these
+        frames += these
+    if cache is not None:
+        cache.clear()
+        cache.update(kept)
     return frames
 
 

@@ -54,6 +54,23 @@ def test_round_trip_decrypts_every_frame_in_order(tmp_path, keys):
     assert out.getvalue() == b"".join(f.data for f in frames)
 
 
+
+def test_read_verified_keeps_the_bytes_it_verified_and_reads_a_large_segment_twice(tmp_path, keys):
+    """A segment up to IN_MEMORY_BYTES is read once: decrypting the bytes that were verified. A larger one is
+    verified as it is read and decrypted from the file again; both give the same frames."""
+    frames = make_frames()
+    info = write_segment(tmp_path / "a.cseg", keys, frames)
+    lookup = seg.enrolled_key(keys[1].verify_key)
+    small, data = seg.read_verified(tmp_path / "a.cseg", lookup)
+    assert data == (tmp_path / "a.cseg").read_bytes() and small.digest == info.digest
+    large, none = seg.read_verified(tmp_path / "a.cseg", lookup, in_memory=len(data) - 1)
+    assert none is None and large.digest == info.digest
+    assert list(seg.decrypt_verified(tmp_path / "a.cseg", keys[0], small, data)) == frames
+    assert list(seg.decrypt_verified(tmp_path / "a.cseg", keys[0], large)) == frames
+    # What is decrypted is what was verified: the file changing afterwards does not matter.
+    (tmp_path / "a.cseg").write_bytes(b"gone")
+    assert list(seg.decrypt_verified(tmp_path / "a.cseg", keys[0], small, data)) == frames
+
 def test_no_plaintext_in_the_file(tmp_path, keys):
     frames = make_frames()
     write_segment(tmp_path / "a.cseg", keys, frames)

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -47,9 +48,8 @@ def encode(source: str, size: tuple[int, int], seconds: int) -> bytes:
          "-f", "h264", "-"], capture_output=True, check=True, timeout=120).stdout
 
 
-def store(central, camera: str, units, start: datetime, skip_seqs=()) -> list[str]:
+def store(central, camera: str, units, start: datetime, node, skip_seqs=()) -> list[str]:
     """Write units as signed, encrypted 60 s segments and commit them as ingest does; returns chain digests."""
-    node = nacl.signing.SigningKey.generate()
     enrol_camera_record(central, camera, node.verify_key.encode().hex())
     start_us = (start - datetime(1970, 1, 1, tzinfo=start.tzinfo)) // timedelta(microseconds=1)
     prev, digests = None, []
@@ -98,7 +98,8 @@ def world(tmp_path_factory):
                          token)
             people.login(name, f"{name}-passphrase-1")
         start = (central.now() - timedelta(hours=2)).replace(microsecond=0)
-        digests = {camera: store(central, camera, split_access_units(encode(src, size, 180)), start,
+        nodes = {camera: nacl.signing.SigningKey.generate() for camera in CAMERAS}
+        digests = {camera: store(central, camera, split_access_units(encode(src, size, 180)), start, nodes[camera],
                                  skip_seqs=(1,) if camera == "cam-b" else ())
                    for camera, (src, size) in CAMERAS.items()}
         incident = people.call("sam", "incident.create", grounds="criminal_activity", occurred_at=iso(start),
@@ -117,7 +118,7 @@ def world(tmp_path_factory):
                               start=iso(start), end=iso(start + timedelta(seconds=180)),
                               recipient="Chariton Police Department, Det. R. Lane")["release"]
         people.unseal()
-        world = {"central": central, "people": people, "start": start, "digests": digests, "tmp": tmp,
+        world = {"central": central, "people": people, "start": start, "digests": digests, "nodes": nodes, "tmp": tmp,
                  "instrument": instrument, "release": release, "incident": incident}
         yield world
         central.close()
@@ -630,6 +631,89 @@ def test_C3_C4_a_build_stays_inside_the_instrument_and_off_the_data_disk(central
     assert central.audit.query(action_prefix="release.build") == []
 
 
+def build_and_fail(world, destination: Path, **extra) -> dict:
+    """Start a build that must fail; returns its status once the build has given up."""
+    destination.mkdir(parents=True, exist_ok=True)
+    started = world["people"].call("director", "release.build", release=world["release"]["id"],
+                                   to=str(destination), **TAKEN, **extra)
+    status = export_mod.wait_for(world["central"], started["build"]["build"])
+    assert status["state"] == "failed", status
+    return status
+
+
+def nothing_left_running(build_id: str) -> None:
+    """The build's worker, MP4 reader and ffmpeg are gone by the time it reports its failure."""
+    assert [t.name for t in threading.enumerate() if t.name.startswith(f"export-{build_id}-")] == []
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            comm, rest = stat.read_text().rsplit(")", 1)
+            if int(rest.split()[1]) == os.getpid() and comm.endswith("(ffmpeg"):
+                children.append(stat.parent.name)
+    assert children == []
+
+
+def test_a_segment_failing_while_ffmpeg_makes_its_clip_stops_the_build_cleanly(world, tmp_path):
+    """The worker verifies each segment while ffmpeg is taking the pictures of the one before. When cam-a's
+    last segment turns out altered, ffmpeg has half a clip: the build fails, ffmpeg and the worker are
+    stopped, and nothing is left on the medium or in the register."""
+    central = world["central"]
+    victim = central.archive.get("cam-a", 2).path
+    original = victim.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x01
+    copies_before = len(central.records.get("exports", world["release"]["export"]).get("copies") or [])
+    victim.write_bytes(bytes(damaged))
+    try:
+        status = build_and_fail(world, tmp_path / "usb")
+    finally:
+        victim.write_bytes(original)
+    assert status["error"].startswith("cam-a segment 2: body digest"), status["error"]
+    steps = [step for step, _d, _t in status["history"]]
+    assert "cam-a: segment 1" in steps and "cam-a: segment 2" not in steps    # ffmpeg had segments 0 and 1
+    nothing_left_running(status["build"])
+    assert list((tmp_path / "usb").iterdir()) == []
+    assert len(central.records.get("exports", world["release"]["export"]).get("copies") or []) == copies_before
+
+
+def test_ffmpeg_failing_stops_the_worker_and_leaves_nothing(world, tmp_path, monkeypatch):
+    """The other way round: ffmpeg gives up (here: on an MP4 flag it does not know) while the worker is
+    still decrypting: the worker is stopped at its next block and the build fails with ffmpeg's reason."""
+    monkeypatch.setattr(export_mod, "MOVFLAGS", "+no_such_flag")
+    status = build_and_fail(world, tmp_path / "usb")
+    assert status["error"].startswith("ffmpeg could not make video/cam-a-1.mp4: "), status["error"]
+    nothing_left_running(status["build"])
+    assert list((tmp_path / "usb").iterdir()) == []
+
+
+def test_a_segment_out_of_its_chain_fails_the_build(world, tmp_path):
+    """Every segment is checked against the one before it before its pictures leave. A segment the
+    camera's key signed but that does not chain (cam-a's segment 1 written again, naming another
+    predecessor), or a file stored under another segment's number, fails the build."""
+    central = world["central"]
+    paths = {seq: central.archive.get("cam-a", seq).path for seq in (1, 2)}
+    originals = {seq: path.read_bytes() for seq, path in paths.items()}
+    info = seg.verify_file(paths[1])
+    forged = tmp_path / "forged" / paths[1].name
+    writer = seg.SegmentWriter(forged, params=seg.StreamParams("cam-a", *CAMERAS["cam-a"][1], FPS), seq=1,
+                               prev_digest=hashlib.sha256(b"not segment 0").hexdigest(),
+                               archive_key=central.keys.archive_public_key(), signing_key=world["nodes"]["cam-a"],
+                               start_us=info.header["start_us"], chunk_bytes=32 * 1024)
+    for frame in seg.iter_frames(paths[1], central.custody.private_key(), seg.header_key):
+        writer.write_frame(frame)
+    writer.close()
+    for n, (tamper, fault) in enumerate(((lambda: paths[1].write_bytes(forged.read_bytes()), "does not chain"),
+                                         (lambda: paths[1].write_bytes(originals[2]), "holds segment 2"))):
+        tamper()
+        try:
+            status = build_and_fail(world, tmp_path / f"usb-{n}")
+        finally:
+            paths[1].write_bytes(originals[1])
+        assert fault in status["error"], status["error"]
+        nothing_left_running(status["build"])
+        assert list((tmp_path / f"usb-{n}").iterdir()) == []
+
+
 # --------------------------------------------------------------------------- encrypted, labelled, redacted
 
 
@@ -792,3 +876,61 @@ def test_canonical_form_is_what_ffmpeg_gives_back_from_an_mp4(tmp_path):
         assert back == canonical
     assert canonical_annexb(split_access_units(x264)[0].data)[1] is False      # x264's own form is canonical
     assert long_codes != x264
+
+
+def spec_canonical(unit: bytes) -> bytes:
+    """The canonical form as docs/export-format.md words it, written out here without the builder's code."""
+    starts = [i for i in range(len(unit) - 2) if unit[i:i + 3] == b"\x00\x00\x01"]
+    nals = []
+    for i, at in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(unit)
+        if i + 1 < len(starts) and end > at + 3 and unit[end - 1] == 0:
+            end -= 1                        # a single 00 before a start code belongs to that start code
+        nals.append(unit[at + 3:end])
+    return b"".join((b"\x00\x00\x00\x01" if i == 0 or (nal and nal[0] & 0x1F in (7, 8)) else b"\x00\x00\x01") + nal
+                    for i, nal in enumerate(nals))
+
+
+def test_the_one_scan_canonical_check_agrees_with_the_format(tmp_path):
+    """canonical_annexb copies nothing for a unit it finds canonical in one scan; the scan must agree with the
+    format's rule for pictures of several slices, 3- and 4-byte start codes anywhere, a zero byte before a
+    start code, and a start code at the very end."""
+    import random
+
+    rng = random.Random(9)
+    long_code, short_code = b"\x00\x00\x00\x01", b"\x00\x00\x01"
+
+    def payload() -> bytes:
+        return bytes(rng.choice((0, 1, 3, 0x41, 0x80, 0xFF)) for _ in range(rng.randint(0, 12)))
+
+    units = [long_code + b"\x09\xf0" + short_code + b"\x41" + payload() + short_code + b"\x41" + payload(),
+             long_code + b"\x09\xf0" + long_code + b"\x41" + payload(),                 # a 4-byte slice code
+             long_code + b"\x09\xf0" + short_code + b"\x67\x42" + long_code + b"\x68",   # a 3-byte SPS code
+             long_code + b"\x65" + payload() + short_code,                                 # a code at the very end
+             short_code + b"\x09\xf0" + short_code + b"\x41\x00"]                          # a 3-byte first code
+    for _ in range(3000):
+        unit = rng.choice((long_code, short_code, b"\x00" + long_code, b""))
+        for _n in range(rng.randint(1, 5)):
+            unit += rng.choice((long_code, short_code)) + bytes([rng.choice((0x09, 0x41, 0x65, 0x67, 0x68, 0x06))])
+            unit += payload()
+        units.append(unit)
+    rewritten = 0
+    for unit in units:
+        form, changed = canonical_annexb(unit)
+        expected = spec_canonical(unit)
+        assert (form, changed) == (expected, expected != unit), unit.hex()
+        rewritten += changed
+    assert 0 < rewritten < len(units)          # both kinds were tried
+
+
+def test_stills_from_one_ffmpeg_run_are_the_pictures_one_run_each_gives():
+    """A camera's stills are decoded in one ffmpeg run (its groups of pictures one after another): each is
+    the very picture a run of its own gives, the last of its group."""
+    from appliance.media import decode as media
+
+    units = split_access_units(encode("testsrc2", (96, 64), 3))           # a keyframe every second
+    gops = [[u.data for u in units[0:4]], [u.data for u in units[10:17]], [u.data for u in units[20:21]]]
+    together = media.png_frames(gops, fps=FPS)
+    alone = [media.png_frames([gop], fps=FPS)[0] for gop in gops]
+    assert len(together) == 3 and together == alone
+    assert len(set(together)) == 3 and all(png.startswith(b"\x89PNG") for png in together)
