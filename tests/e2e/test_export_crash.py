@@ -20,6 +20,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import nacl.signing
 import pytest
 
 from appliance.client import ApiClient
@@ -69,7 +70,8 @@ def _world(data: Path) -> str:
             people = People(central)
             people.login("director")
             start = (central.now() - timedelta(hours=2)).replace(microsecond=0)
-            store(central, "cam-a", split_access_units(encode("testsrc2", (160, 120), 90)), start)
+            store(central, "cam-a", split_access_units(encode("testsrc2", (160, 120), 90)), start,
+                  nacl.signing.SigningKey.generate())
             instrument = people.call("director", "instrument.record", kind="subpoena", reference="SUB-1",
                                      court="Lucas County District Court",
                                      issued_on=(central.now() - timedelta(days=1)).date().isoformat(),
