@@ -196,6 +196,10 @@ part_line() { printf '%s\n' "$table" | grep -E "^[^ ]*$1 :" || true; }
 
 target=$(readlink -f -- "$device" 2>/dev/null || printf '%s' "$device")
 kind=""
+if [[ $target == /dev/* ]] && [ ! -b "$target" ]; then
+  # A card that is not plugged in, or a typo: never make a file in /dev (it would fill RAM and say "done").
+  refuse "$device is not a block device: is the card plugged in? 'lsblk -dpo NAME,SIZE,RM,MODEL' lists the disks"
+fi
 if [ -b "$target" ]; then
   kind=block
 elif [ -f "$target" ]; then

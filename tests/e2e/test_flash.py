@@ -371,6 +371,18 @@ def test_refuses_bad_input_before_writing(tmp_path, bundle, ssh_key):
     assert sha256(card) == before
 
 
+def test_refuses_a_device_that_is_not_there(tmp_path, bundle, ssh_key):
+    """A mistyped /dev/sdX, or a card not plugged in: refused, and no file appears in /dev (RAM)."""
+    image = make_stock_image(tmp_path / "stock")
+    missing = Path(f"/dev/custodian-test-no-card-{os.getpid()}")
+    try:
+        assert_refused(flash(*camera_args(image, missing, bundle, ssh_key), check=False),
+                       "is not a block device: is the card plugged in?")
+        assert not missing.exists()
+    finally:
+        missing.unlink(missing_ok=True)
+
+
 def losetup(*args) -> str:
     return run("losetup", *args).stdout.strip()
 
