@@ -384,7 +384,7 @@ sync
 [ "$kind" = block ] && blockdev --flushbufs "$target"
 
 # Read back what was written and compare it with the image (only the mapped ranges with a bmap).
-say "reading back $image_size bytes"
+say "reading back $image_size bytes ($((image_size / 1000000)) MB) to compare them with the image"
 if [ -n "$bmap" ]; then
   block_size=$(sed -n 's:.*<BlockSize> *\([0-9]*\) *</BlockSize>.*:\1:p' "$bmap")
   sed -n 's:.*<Range[^>]*> *\([0-9-]*\) *</Range>.*:\1:p' "$bmap" | while read -r range; do
@@ -395,7 +395,9 @@ if [ -n "$bmap" ]; then
       || { say "read-back differs from the image in blocks $range: the card may be faulty"; exit 3; }
   done
 else
-  cmp -n "$image_size" <(decompress) "$target" \
+  # dd shows how far the read-back is: a whole card takes minutes.
+  cmp -n "$image_size" <(decompress) \
+      <(dd if="$target" bs=4M count="$image_size" iflag=count_bytes,fullblock status=progress) \
     || { say "read-back differs from the image: the card may be faulty"; exit 3; }
 fi
 say "read-back: $image_size bytes identical to the image"

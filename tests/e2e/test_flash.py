@@ -304,8 +304,11 @@ def test_bookworm_card_uses_firstrun(tmp_path, bundle, ssh_key):
 def test_a_new_image_file_can_be_the_device(tmp_path, bundle, ssh_key):
     image = make_stock_image(tmp_path / "stock")
     card = tmp_path / "new-card.img"
-    flash(*camera_args(image, card, bundle, ssh_key))
+    done = flash(*camera_args(image, card, bundle, ssh_key))
     assert card.stat().st_size == len(lzma.decompress(image.read_bytes()))
+    # The read-back takes minutes on a real card: dd shows its progress, as it does for the write.
+    read_back = done.stderr.split("reading back", 1)[1]
+    assert re.search(r"\d+ bytes .* copied", read_back.split("read-back:", 1)[0]), done.stderr
     assert boot_files(card)["custodian/role"] == b"camera\n"
 
 
