@@ -82,3 +82,12 @@ def test_camera_add_and_call_go_through_the_api(serving, central, people):
     wrong = cli("call", "camera.list", "--socket", sock, env={"CUSTODIAN_USER": DIRECTOR[0],
                                                                "CUSTODIAN_PASSPHRASE": "not-her-passphrase"})
     assert wrong.returncode != 0 and "wrong passphrase" in wrong.stderr
+
+
+def test_central_init_names_the_directors_login_and_what_comes_next(tmp_path):
+    out = cli("central", "init", "--data", str(tmp_path / "central"), "--director", "dana",
+              env={"CUSTODIAN_PASSPHRASE": DIRECTOR[1]}, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert "RECOVERY CODE" in out.stdout
+    assert "The Director logs in as 'dana'" in out.stdout
+    assert "policy.acknowledge" in out.stdout and "user.create" in out.stdout and '"role": "it"' in out.stdout
