@@ -275,7 +275,7 @@ else
   description="new disk-image file $target"
 fi
 [ "$target_size" -ge "$image_size" ] \
-  || refuse "$target is too small: $target_size bytes, the image needs $image_size"
+  || refuse "$target is too small: $((target_size / 1000000)) MB ($target_size bytes), the image needs $((image_size / 1000000)) MB ($image_size bytes): use a larger card"
 
 # --------------------------------------------------------------------------- what goes on the card
 

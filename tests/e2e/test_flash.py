@@ -326,7 +326,8 @@ def test_refuses_a_target_too_small(tmp_path, bundle, ssh_key):
     image = make_stock_image(tmp_path / "stock")
     card = blank_card(tmp_path / "small.img", size=64 * MiB)
     before = sha256(card)
-    assert_refused(flash(*camera_args(image, card, bundle, ssh_key), check=False), "too small")
+    assert_refused(flash(*camera_args(image, card, bundle, ssh_key), check=False),
+                   "too small: 67 MB (67108864 bytes), the image needs 92 MB")     # in the units cards are sold in
     assert sha256(card) == before
 
 
