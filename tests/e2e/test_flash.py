@@ -464,6 +464,14 @@ def test_refuses_the_system_disk(tmp_path, bundle, ssh_key):
     assert first_16_mib() == before
 
 
+def test_every_node_unit_stops_on_a_refused_pairing_code():
+    """Exit status 78 is `custodian node run`'s for a refused code (docs/provisioning.md); a unit that
+    restarted on it would ask the central again and again, each time a wrong code counted."""
+    for unit in ("camera/custodian-node.service", "central/custodian-node@.service"):
+        lines = (ROOT / "images" / unit).read_text().splitlines()
+        assert "RestartPreventExitStatus=78" in lines, unit
+
+
 def test_the_scripts_pass_shellcheck():
     scripts = [FLASH, ROOT / "images" / "bundle.sh", ROOT / "images" / "central" / "custodian-console",
                *sorted((ROOT / "images" / "common").glob("*.sh"))]
