@@ -196,6 +196,10 @@ part_line() { printf '%s\n' "$table" | grep -E "^[^ ]*$1 :" || true; }
 
 target=$(readlink -f -- "$device" 2>/dev/null || printf '%s' "$device")
 kind=""
+if [[ $target == /dev/* ]] && [ ! -b "$target" ]; then
+  # A card that is not plugged in, or a typo: never make a file in /dev (it would fill RAM and say "done").
+  refuse "$device is not a block device: is the card plugged in? 'lsblk -dpo NAME,SIZE,RM,MODEL' lists the disks"
+fi
 if [ -b "$target" ]; then
   kind=block
 elif [ -f "$target" ]; then
@@ -271,7 +275,7 @@ else
   description="new disk-image file $target"
 fi
 [ "$target_size" -ge "$image_size" ] \
-  || refuse "$target is too small: $target_size bytes, the image needs $image_size"
+  || refuse "$target is too small: $((target_size / 1000000)) MB ($target_size bytes), the image needs $((image_size / 1000000)) MB ($image_size bytes): use a larger card"
 
 # --------------------------------------------------------------------------- what goes on the card
 
@@ -380,7 +384,7 @@ sync
 [ "$kind" = block ] && blockdev --flushbufs "$target"
 
 # Read back what was written and compare it with the image (only the mapped ranges with a bmap).
-say "reading back $image_size bytes"
+say "reading back $image_size bytes ($((image_size / 1000000)) MB) to compare them with the image"
 if [ -n "$bmap" ]; then
   block_size=$(sed -n 's:.*<BlockSize> *\([0-9]*\) *</BlockSize>.*:\1:p' "$bmap")
   sed -n 's:.*<Range[^>]*> *\([0-9-]*\) *</Range>.*:\1:p' "$bmap" | while read -r range; do
@@ -391,7 +395,9 @@ if [ -n "$bmap" ]; then
       || { say "read-back differs from the image in blocks $range: the card may be faulty"; exit 3; }
   done
 else
-  cmp -n "$image_size" <(decompress) "$target" \
+  # dd shows how far the read-back is: a whole card takes minutes.
+  cmp -n "$image_size" <(decompress) \
+      <(dd if="$target" bs=4M count="$image_size" iflag=count_bytes,fullblock status=progress) \
     || { say "read-back differs from the image: the card may be faulty"; exit 3; }
 fi
 say "read-back: $image_size bytes identical to the image"

@@ -67,6 +67,13 @@ def cmd_central_init(args) -> int:
     print()
     print("RECOVERY CODE (shown once; print it and keep it in the library's safe):")
     print(f"    {recovery}")
+    print()
+    # What a newcomer cannot guess: the login name, and that IT needs an account of its own.
+    print(f"The Director logs in as '{args.director}'. Next: 'custodian central serve --data {args.data}'; then the "
+          f"Director reads and acknowledges the policy (custodian tui, or 'custodian call policy.text' and "
+          f"'policy.acknowledge') and gives IT an account: custodian call --data {args.data} --user "
+          f"{args.director} user.create '{{\"name\": \"NAME\", \"role\": \"it\"}}' (it asks for a "
+          f"temporary passphrase)")
     return 0
 
 
@@ -206,6 +213,8 @@ def cmd_call(args) -> int:
         error = {"code": e.code, "message": e.message, "clause": e.clause}
         if e.field:
             error["field"] = e.field
+        if e.code in NEXT_STEPS:
+            error["next"] = NEXT_STEPS[e.code]
         print(json.dumps({"ok": False, "error": error}), file=sys.stderr)
         return 1
     finally:
@@ -473,6 +482,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# What a person does next when the API refuses them before their first use (C22, C8): the
+# refusal itself names the rule, not the command to run from a shell.
+NEXT_STEPS = {
+    "policy_ack_required": "read it with 'custodian call policy.text', then acknowledge that version with "
+                           "custodian call policy.acknowledge '{\"version\": \"VERSION\"}' (or log in once with "
+                           "'custodian tui')",
+    "passphrase_change_required": "choose it with 'custodian call user.change_passphrase' "
+                                  "(it asks for the current and the new one)",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
@@ -491,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as e:
         clause = f" (policy {e.clause})" if e.clause else ""
         print(f"custodian: {e.message}{clause} [{e.code}]", file=sys.stderr)
+        if e.code in NEXT_STEPS:
+            print(f"custodian: {NEXT_STEPS[e.code]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

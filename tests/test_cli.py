@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
+import signal
 import subprocess
 import sys
 
@@ -82,3 +85,28 @@ def test_camera_add_and_call_go_through_the_api(serving, central, people):
     wrong = cli("call", "camera.list", "--socket", sock, env={"CUSTODIAN_USER": DIRECTOR[0],
                                                                "CUSTODIAN_PASSPHRASE": "not-her-passphrase"})
     assert wrong.returncode != 0 and "wrong passphrase" in wrong.stderr
+
+
+def test_central_init_names_the_directors_login_and_what_comes_next(tmp_path):
+    out = cli("central", "init", "--data", str(tmp_path / "central"), "--director", "dana",
+              env={"CUSTODIAN_PASSPHRASE": DIRECTOR[1]}, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    assert "RECOVERY CODE" in out.stdout
+    assert "The Director logs in as 'dana'" in out.stdout
+    assert "policy.acknowledge" in out.stdout and "user.create" in out.stdout and '"role": "it"' in out.stdout
+
+
+def test_central_serve_says_where_it_serves_without_being_asked(tmp_path):
+    """Started as the README says (no -v), on port 0: it says that it is up and on which port."""
+    data = tmp_path / "central"
+    assert cli("central", "init", "--data", str(data), env={"CUSTODIAN_PASSPHRASE": DIRECTOR[1]},
+               stdin=subprocess.DEVNULL).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "central", "serve", "--data", str(data),
+                             "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], 30)
+        line = proc.stderr.readline() if ready else ""
+        assert re.search(r"central serving ingest on [0-9.]+:[1-9][0-9]* and the API on .*api\.sock", line), line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

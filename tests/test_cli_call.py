@@ -187,3 +187,31 @@ def test_no_central_running_says_how_to_reach_one(tmp_path):
     message = json.loads(out.stderr)["error"]["message"]
     assert "the demo in var/demo is not running" in message and "make demo" in message
     assert not Path(tmp_path / "var" / "central").exists()              # nothing created on the way
+
+
+def test_a_new_account_is_told_the_commands_that_ready_it_for_use(site, tmp_path):
+    """An IT person's first command refuses until they choose a passphrase (C8) and acknowledge the
+    policy (C22): each refusal says which command does it, and following them leads to the invite."""
+    site.central.call("user.create", {"name": "cid", "role": "it", "passphrase": "cid-temporary-1"},
+                      site.people.tokens["director"])
+    invite = ["camera", "invite", "hall", "--category", "entrance", "--location", "Hall doors", "--socket", site.sock]
+    out = cli(*invite, env=env_for("cid", "cid-temporary-1"), cwd=site.root)
+    assert out.returncode == 2 and "[passphrase_change_required]" in out.stderr
+    assert "custodian call user.change_passphrase" in out.stderr, out.stderr
+    (tmp_path / "old").write_text("cid-temporary-1\n")
+    out = cli("call", "user.change_passphrase", "--socket", site.sock, "--secret-file", f"old={tmp_path / 'old'}",
+              "--secret-file", "new=-", env=env_for("cid", "cid-temporary-1"), cwd=site.root,
+              input="cid-chosen-pass-1\n")
+    assert out.returncode == 0, out.stderr
+    mine = env_for("cid", "cid-chosen-pass-1")
+    out = cli(*invite, env=mine, cwd=site.root)
+    assert out.returncode == 2 and "[policy_ack_required]" in out.stderr
+    assert "custodian call policy.text" in out.stderr and "custodian call policy.acknowledge" in out.stderr
+    refused = cli("call", "camera.list", "--socket", site.sock, env=mine, cwd=site.root)   # scripts get it as JSON
+    assert "policy.acknowledge" in json.loads(refused.stderr)["error"]["next"]
+    version = json.loads(cli("call", "policy.text", "--socket", site.sock, env=mine, cwd=site.root).stdout)["version"]
+    out = cli("call", "policy.acknowledge", json.dumps({"version": version}), "--socket", site.sock, env=mine,
+              cwd=site.root)
+    assert out.returncode == 0, out.stderr
+    out = cli(*invite, env=mine, cwd=site.root)
+    assert out.returncode == 0 and "pairing code for camera hall:" in out.stdout, out.stderr

@@ -351,7 +351,8 @@ class Central:
         _group_socket(sock)
         self.stopping = False
         background = [asyncio.create_task(t) for t in self.background_tasks()]
-        log.info("central serving ingest on %s:%d and the API on %s", self.cfg.central.ingest_host,
+        # At the level shown without -v: whoever starts it sees that it is up, and the port when it is 0.
+        log.warning("central serving ingest on %s:%d and the API on %s", self.cfg.central.ingest_host,
                  self.ingest_port, sock)
         self.audit.append("system", "central.start", details={"pid": os.getpid()})
         if ready is not None:

@@ -469,6 +469,10 @@ class NodeControl(threading.Thread):
         if self.gate.recording and not recording:
             self.gate.recorder.note_break(f"recording paused: placement {status}" if status != "approved"
                                           else "recording paused: the camera stopped")
+        if recording != self.gate.recording:
+            # At the level the unit's journal shows: IT watching it after enrolment sees recording start.
+            log.warning("placement %s: %s", status, "recording from the next keyframe" if recording
+                        else "not recording")
         self.gate.recording = recording
         self.snapshot_wanted = bool(control.get("snapshot_wanted"))
         live = control.get("live")

@@ -304,8 +304,11 @@ def test_bookworm_card_uses_firstrun(tmp_path, bundle, ssh_key):
 def test_a_new_image_file_can_be_the_device(tmp_path, bundle, ssh_key):
     image = make_stock_image(tmp_path / "stock")
     card = tmp_path / "new-card.img"
-    flash(*camera_args(image, card, bundle, ssh_key))
+    done = flash(*camera_args(image, card, bundle, ssh_key))
     assert card.stat().st_size == len(lzma.decompress(image.read_bytes()))
+    # The read-back takes minutes on a real card: dd shows its progress, as it does for the write.
+    read_back = done.stderr.split("reading back", 1)[1]
+    assert re.search(r"\d+ bytes .* copied", read_back.split("read-back:", 1)[0]), done.stderr
     assert boot_files(card)["custodian/role"] == b"camera\n"
 
 
@@ -323,7 +326,8 @@ def test_refuses_a_target_too_small(tmp_path, bundle, ssh_key):
     image = make_stock_image(tmp_path / "stock")
     card = blank_card(tmp_path / "small.img", size=64 * MiB)
     before = sha256(card)
-    assert_refused(flash(*camera_args(image, card, bundle, ssh_key), check=False), "too small")
+    assert_refused(flash(*camera_args(image, card, bundle, ssh_key), check=False),
+                   "too small: 67 MB (67108864 bytes), the image needs 92 MB")     # in the units cards are sold in
     assert sha256(card) == before
 
 
@@ -369,6 +373,18 @@ def test_refuses_bad_input_before_writing(tmp_path, bundle, ssh_key):
     for args, phrase in cases:
         assert_refused(flash(*args, check=False), phrase)
     assert sha256(card) == before
+
+
+def test_refuses_a_device_that_is_not_there(tmp_path, bundle, ssh_key):
+    """A mistyped /dev/sdX, or a card not plugged in: refused, and no file appears in /dev (RAM)."""
+    image = make_stock_image(tmp_path / "stock")
+    missing = Path(f"/dev/custodian-test-no-card-{os.getpid()}")
+    try:
+        assert_refused(flash(*camera_args(image, missing, bundle, ssh_key), check=False),
+                       "is not a block device: is the card plugged in?")
+        assert not missing.exists()
+    finally:
+        missing.unlink(missing_ok=True)
 
 
 def losetup(*args) -> str:
@@ -446,6 +462,14 @@ def test_refuses_the_system_disk(tmp_path, bundle, ssh_key):
     assert_refused(done, "never the system disk")
     assert "writing" not in done.stderr
     assert first_16_mib() == before
+
+
+def test_every_node_unit_stops_on_a_refused_pairing_code():
+    """Exit status 78 is `custodian node run`'s for a refused code (docs/provisioning.md); a unit that
+    restarted on it would ask the central again and again, each time a wrong code counted."""
+    for unit in ("camera/custodian-node.service", "central/custodian-node@.service"):
+        lines = (ROOT / "images" / unit).read_text().splitlines()
+        assert "RestartPreventExitStatus=78" in lines, unit
 
 
 def test_the_scripts_pass_shellcheck():

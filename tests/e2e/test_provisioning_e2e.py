@@ -142,6 +142,7 @@ def test_flashed_camera_enrols_waits_for_approval_and_records(tmp_path, central,
         assert central.archive.head("entrance") is None and not list((data / "spool").glob("*.cseg"))
         people.call("ivy", "signage.add", location="entrance", posted_on=date.today().isoformat())
         approve_when_a_snapshot_arrives(people, "entrance")
+        node.wait_for(r"placement approved: recording from the next keyframe")     # IT sees it in the journal
         wait_until(lambda: (central.archive.head("entrance") or 0) >= 2, 60, "three segments in the archive")
         stored = [central.archive.get("entrance", seq).path for seq in range(3)]
         infos = [verify_file(p) for p in stored]
