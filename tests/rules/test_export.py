@@ -630,6 +630,48 @@ def test_C3_C4_a_build_stays_inside_the_instrument_and_off_the_data_disk(central
     assert central.audit.query(action_prefix="release.build") == []
 
 
+
+def test_C14_a_build_needs_counsel_recorded_for_its_own_instrument(central, people, tmp_path):
+    """A release record whose counsel is another instrument's (altered since, or written by an older
+    version) builds nothing: counsel about one order is no counsel about another (C14)."""
+    _order, release = _release_of_unplayable_footage(central, people, "court_order")
+    _other, other_release = _release_of_unplayable_footage(central, people, "court_order", camera="side-door")
+    people.unseal()
+    borrowed = dict(release, counsel=other_release["counsel"])
+    borrowed.pop("id")
+    borrowed_id = central.records.insert("releases", borrowed)
+    medium = tmp_path / "usb"
+    medium.mkdir()
+    with pytest.raises(Refused) as e:
+        people.call("director", "release.build", release=borrowed_id, to=str(medium), **TAKEN)
+    assert e.value.clause == "C14"
+    assert list(medium.iterdir()) == [] and central.audit.query(action_prefix="release.build") == []
+
+
+def test_C11_a_release_is_never_built_onto_a_network_filesystem(central, people, tmp_path, monkeypatch):
+    """The destination's filesystem is read from the kernel's mount table: one that lists it as an NFS
+    share is refused (footage leaves on a medium handed over, never over the network); the same folder
+    on a local disk starts a build."""
+    from appliance.rules import retention
+
+    _order, release = _release_of_unplayable_footage(central, people, "court_order")
+    people.unseal()
+    share = tmp_path / "nas"
+    share.mkdir()
+    mounts = tmp_path / "mounts"
+    real = Path(retention.MOUNTS_FILE).read_text()
+    monkeypatch.setattr(retention, "MOUNTS_FILE", str(mounts))
+    mounts.write_text(real + f"nas.example:/export {share} nfs4 rw,vers=4.2 0 0\n")
+    with pytest.raises(Refused) as e:
+        people.call("director", "release.build", release=release["id"], to=str(share), **TAKEN)
+    assert e.value.clause == "C11" and "nfs4" in str(e.value)
+    assert list(share.iterdir()) == [] and central.audit.query(action_prefix="release.build") == []
+
+    mounts.write_text(real + f"/dev/sdb1 {share} ext4 rw 0 0\n")
+    started = people.call("director", "release.build", release=release["id"], to=str(share), **TAKEN)
+    export_mod.wait_for(central, started["build"]["build"])   # it fails at ffmpeg (unplayable footage)
+
+
 # --------------------------------------------------------------------------- encrypted, labelled, redacted
 
 
