@@ -24,7 +24,7 @@ from appliance.formats import segment as seg
 from appliance.errors import ArchiveSealed
 from appliance.formats.export_package import PackageFault, canonical_annexb, verify_package
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import iso
+from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, ROOT, People, ServingCentral, enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
@@ -629,6 +629,25 @@ def test_C3_C4_a_build_stays_inside_the_instrument_and_off_the_data_disk(central
     assert list(medium.iterdir()) == [] and list(inside.iterdir()) == []
     assert central.audit.query(action_prefix="release.build") == []
 
+
+
+def test_C3_a_packages_stills_come_only_from_its_release(central, people, tmp_path):
+    """A still is a picture that leaves with the package: one of a camera the release does not name, or
+    from outside its window, would reach past what the instrument allows. Refused before anything starts."""
+    _order, release = _release_of_unplayable_footage(central, people, "court_order")
+    Camera(central, "side-door").record(parse_iso(release["start"]))
+    people.unseal()
+    medium = tmp_path / "usb"
+    medium.mkdir()
+    inside = iso(parse_iso(release["start"]) + timedelta(seconds=30))
+    before, after = (iso(parse_iso(release["start"]) - timedelta(seconds=1)),
+                     iso(parse_iso(release["end"]) + timedelta(seconds=1)))
+    for still, fault in (({"camera": "side-door", "at": inside}, "one of the release's cameras"),
+                         ({"camera": "reading-room", "at": before}, "outside the release's window"),
+                         ({"camera": "reading-room", "at": after}, "outside the release's window")):
+        with pytest.raises(BadRequest, match=fault):
+            people.call("director", "release.build", release=release["id"], to=str(medium), stills=[still], **TAKEN)
+    assert list(medium.iterdir()) == [] and central.audit.query(action_prefix="release.build") == []
 
 
 def test_C14_a_build_needs_counsel_recorded_for_its_own_instrument(central, people, tmp_path):
