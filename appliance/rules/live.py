@@ -85,7 +85,11 @@ def open_view(central, caller, args):
     if grant_id is not None:
         from appliance.rules.incidents import check_grant
 
-        grant = check_grant(central, caller, grant_id, camera, live=True)
+        try:
+            grant = check_grant(central, caller, grant_id, camera, live=True)
+        except Refused as e:
+            _audit_refused(central, caller, camera, {"grant": grant_id}, e)
+            raise
         incident = grant.get("incident")
         until = min(until, parse_iso(grant["end"]), parse_iso(grant["expires_at"]))
     mine = [v for v in central.records.search("live_views", user=caller.user_id, camera=camera, closed_at=None)
@@ -105,8 +109,16 @@ def _own_view(central, caller, view_id: str) -> dict:
     if view is None:
         raise NotFound(f"no live view {view_id}")
     if view["user"] != caller.user_id:
-        raise Refused("a live view is shown only to the person who opened it", clause="C8")
+        error = Refused("a live view is shown only to the person who opened it", clause="C8")
+        _audit_refused(central, caller, view["camera"], {"live_session": view_id}, error)
+        raise error
     return view
+
+
+def _audit_refused(central, caller, camera: str, refs: dict, error: Refused) -> None:
+    """A refused attempt to watch someone else's view or under a grant one may not use, written
+    as `live.refused` (like `footage.refused`) so a breach investigation (C16) finds it."""
+    audit_action(central, caller, "live.refused", target=camera, refs=refs, why=str(error))
 
 
 @op("live.frame", STAFF_OR_DIRECTOR.noting("a live view's frames go to its owner only, the Director included"))

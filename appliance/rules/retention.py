@@ -322,11 +322,15 @@ def _unescape_mount(field: str) -> str:
             .replace("\\134", "\\"))
 
 
-def storage_is_local(path, mounts_file="/proc/mounts") -> tuple[bool, str]:
+MOUNTS_FILE = "/proc/mounts"   # the kernel's mount table (a test points it at a table naming a network mount)
+
+
+def storage_is_local(path, mounts_file=None) -> tuple[bool, str]:
     """Whether `path` lives on a local filesystem; returns (local, filesystem type).
 
     The mount that holds a path is the longest mount point that contains it (the
     last one listed, when one is mounted over another)."""
+    mounts_file = mounts_file or MOUNTS_FILE
     target = Path(path).absolute()
     while not target.exists() and target != target.parent:
         target = target.parent
@@ -342,7 +346,7 @@ def storage_is_local(path, mounts_file="/proc/mounts") -> tuple[bool, str]:
     return best is not None and fstype not in NETWORK_FILESYSTEMS, fstype
 
 
-def check_local_storage(central, mounts_file="/proc/mounts") -> None:
+def check_local_storage(central, mounts_file=None) -> None:
     """Refuse to start with the data or the archive on a network filesystem (C11)."""
     for path in (central.paths.data, central.paths.archive):
         try:

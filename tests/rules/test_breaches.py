@@ -43,6 +43,11 @@ def test_C15_any_role_reports_breach_and_director_alerted(central, people, tmp_p
     with pytest.raises(NotFound):
         people.call("sam", "breach.get", breach=cases["ivy"])
     assert len(people.call("director", "breach.list")["breaches"]) == 3
+    # The Director reading a whole case is audited, naming the case.
+    people.call("director", "breach.get", breach=cases["ivy"])
+    [viewed] = central.audit.query(action_prefix="breach.view")
+    assert (viewed["actor"], viewed["target"], viewed["refs"]) == (people.ids["director"], cases["ivy"],
+                                                                   {"breach": cases["ivy"]})
 
     # Bad reports are refused and leave nothing behind.
     for args in (dict(what="oops", noticed_at=iso(central.now())),

@@ -122,6 +122,28 @@ def test_reused_code_is_refused_with_an_audit_entry(tmp_path, central, people, s
     assert len(central.records.all("cameras")) == 1
 
 
+def test_C6_one_node_key_enrols_one_camera_only(tmp_path, central, people, server):
+    """A node key enrolled for one camera cannot enrol a second with that camera's own good code: the
+    Director approves a placement from what a camera's key signs, so one key must be one camera (409
+    key_in_use, audited, the second invitation left unspent)."""
+    node = nacl.signing.SigningKey.generate()
+    live = central.keys.live_public_key()
+
+    def enrol(camera: str, code: str):
+        doc = {"camera": camera, "node_key": bytes(node.verify_key).hex(), "code": code, "time": 1,
+               "archive_key": bytes(central.keys.archive_public_key()).hex(), "live_key": bytes(live).hex()}
+        sealed = nacl.public.SealedBox(live).encrypt(node.sign(json.dumps(doc).encode()))
+        return raw_request(server.url, "POST", f"/v1/enrol/{camera}", {}, bytes(sealed))
+
+    status, body = enrol("entrance", invite(people)["code"])
+    assert status == 200, body
+    status, body = enrol("side-door", invite(people, "side-door", "corridor", "Side door, facing out")["code"])
+    assert status == 409 and "already enrolled for another camera" in body["error"]
+    assert [e["details"]["kind"] for e in refusals(central)] == ["key_in_use"]
+    assert [c["id"] for c in central.records.all("cameras")] == ["entrance"]
+    assert central.records.search("invites", camera="side-door")[0]["status"] == "pending"
+
+
 def test_expired_code_is_refused(tmp_path, central, people, server):
     code = invite(people)["code"]
     central.clock.offset += timedelta(hours=24, seconds=1)

@@ -25,7 +25,7 @@ from appliance.formats import segment as seg
 from appliance.errors import ArchiveSealed
 from appliance.formats.export_package import PackageFault, canonical_annexb, verify_package
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import iso
+from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, ROOT, People, ServingCentral, enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
@@ -712,6 +712,66 @@ def test_a_segment_out_of_its_chain_fails_the_build(world, tmp_path):
         assert fault in status["error"], status["error"]
         nothing_left_running(status["build"])
         assert list((tmp_path / f"usb-{n}").iterdir()) == []
+
+
+def test_C3_a_packages_stills_come_only_from_its_release(central, people, tmp_path):
+    """A still is a picture that leaves with the package: one of a camera the release does not name, or
+    from outside its window, would reach past what the instrument allows. Refused before anything starts."""
+    _order, release = _release_of_unplayable_footage(central, people, "court_order")
+    Camera(central, "side-door").record(parse_iso(release["start"]))
+    people.unseal()
+    medium = tmp_path / "usb"
+    medium.mkdir()
+    inside = iso(parse_iso(release["start"]) + timedelta(seconds=30))
+    before, after = (iso(parse_iso(release["start"]) - timedelta(seconds=1)),
+                     iso(parse_iso(release["end"]) + timedelta(seconds=1)))
+    for still, fault in (({"camera": "side-door", "at": inside}, "one of the release's cameras"),
+                         ({"camera": "reading-room", "at": before}, "outside the release's window"),
+                         ({"camera": "reading-room", "at": after}, "outside the release's window")):
+        with pytest.raises(BadRequest, match=fault):
+            people.call("director", "release.build", release=release["id"], to=str(medium), stills=[still], **TAKEN)
+    assert list(medium.iterdir()) == [] and central.audit.query(action_prefix="release.build") == []
+
+
+def test_C14_a_build_needs_counsel_recorded_for_its_own_instrument(central, people, tmp_path):
+    """A release record whose counsel is another instrument's (altered since, or written by an older
+    version) builds nothing: counsel about one order is no counsel about another (C14)."""
+    _order, release = _release_of_unplayable_footage(central, people, "court_order")
+    _other, other_release = _release_of_unplayable_footage(central, people, "court_order", camera="side-door")
+    people.unseal()
+    borrowed = dict(release, counsel=other_release["counsel"])
+    borrowed.pop("id")
+    borrowed_id = central.records.insert("releases", borrowed)
+    medium = tmp_path / "usb"
+    medium.mkdir()
+    with pytest.raises(Refused) as e:
+        people.call("director", "release.build", release=borrowed_id, to=str(medium), **TAKEN)
+    assert e.value.clause == "C14"
+    assert list(medium.iterdir()) == [] and central.audit.query(action_prefix="release.build") == []
+
+
+def test_C11_a_release_is_never_built_onto_a_network_filesystem(central, people, tmp_path, monkeypatch):
+    """The destination's filesystem is read from the kernel's mount table: one that lists it as an NFS
+    share is refused (footage leaves on a medium handed over, never over the network); the same folder
+    on a local disk starts a build."""
+    from appliance.rules import retention
+
+    _order, release = _release_of_unplayable_footage(central, people, "court_order")
+    people.unseal()
+    share = tmp_path / "nas"
+    share.mkdir()
+    mounts = tmp_path / "mounts"
+    real = Path(retention.MOUNTS_FILE).read_text()
+    monkeypatch.setattr(retention, "MOUNTS_FILE", str(mounts))
+    mounts.write_text(real + f"nas.example:/export {share} nfs4 rw,vers=4.2 0 0\n")
+    with pytest.raises(Refused) as e:
+        people.call("director", "release.build", release=release["id"], to=str(share), **TAKEN)
+    assert e.value.clause == "C11" and "nfs4" in str(e.value)
+    assert list(share.iterdir()) == [] and central.audit.query(action_prefix="release.build") == []
+
+    mounts.write_text(real + f"/dev/sdb1 {share} ext4 rw 0 0\n")
+    started = people.call("director", "release.build", release=release["id"], to=str(share), **TAKEN)
+    export_mod.wait_for(central, started["build"]["build"])   # it fails at ffmpeg (unplayable footage)
 
 
 # --------------------------------------------------------------------------- encrypted, labelled, redacted

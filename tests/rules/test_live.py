@@ -59,6 +59,11 @@ def test_C8_live_view_logged_and_time_boxed(tmp_path, central, people, server):
     assert refused.value.clause == "C8"
     with pytest.raises(Refused):
         people.call("director", "live.frame", view=view["id"])
+    # Both refused attempts to watch sam's view are written down for a breach investigation (C16).
+    refused_entries = audit_actions(central, "live.refused")
+    assert [(e["actor"], e["target"], e["refs"]) for e in refused_entries] == [
+        (people.ids[who], "cam-a", {"live_session": view["id"]}) for who in ("sue", "director")]
+    assert "only to the person who opened it" in refused_entries[0]["why"]
     assert [s["id"] for s in people.call("director", "live.list")["views"]] == [view["id"]]
     assert people.call("sue", "live.list")["views"] == []
 
@@ -140,6 +145,9 @@ def test_C17_a_monitoring_grant_opens_live_view_inside_its_window_only_and_ends_
     with pytest.raises(Refused) as early:
         people.call("sam", "live.open", camera="cam-a", purpose="the patron", grant=grant["id"])
     assert early.value.clause == "C17"
+    [refused] = central.audit.query(action_prefix="live.refused")     # a refused attempt is logged (C16)
+    assert (refused["actor"], refused["target"], refused["refs"]) == (people.ids["sam"], "cam-a",
+                                                                      {"grant": grant["id"]})
     central.clock.offset += timedelta(hours=1, minutes=6)
     view = people.call("sam", "live.open", camera="cam-a", purpose="the patron", grant=grant["id"])["view"]
     assert parse_iso(view["until"]) == end

@@ -60,6 +60,9 @@ def test_C21_notice_visible_to_staff_until_suspension_ends(central, people, case
         assert (still["width"], still["height"], still["format"]) == (96, 72, "gray8")
         assert mean_difference(pixels, reference_gray(frame, 96)) < 3
         assert still["grant"] == case["grant"]
+    # Seeing the notices is audited: who looked, and which notices (their stills) she was shown.
+    [seen] = central.audit.query(action_prefix="notice.view")
+    assert seen["actor"] == people.ids["sue"] and seen["details"]["notices"] == [notice["id"]]
     created = central.audit.query(action_prefix="notice.create")
     assert created[0]["refs"]["incident"] == case["incident"] and created[0]["details"]["grants"] == [case["grant"]]
 
