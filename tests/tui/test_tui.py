@@ -446,6 +446,30 @@ async def test_imminent_danger_from_a_non_home_screen(world):
     assert central.records.search("alerts", kind="imminent_danger")
 
 
+async def test_the_danger_form_says_what_is_wrong_before_the_confirmation_and_keeps_what_was_typed(world):
+    central = world.central
+    before = len(central.records.search("requests", kind="imminent_danger"))
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f9")
+        await until(pilot, lambda: pilot.app.screen.query_one("#reason"), what="the danger form")
+        dialog = pilot.app.screen
+        await type_text(pilot, "a man with a knife at the desk")
+        dialog.query_one("#cameras").value = "cam-a"
+        dialog.query_one("#minutes").value = "45"            # the form says 1-30
+        await pilot.press("enter")
+        await until(pilot, lambda: "between 1 and 30" in message(app), what="the minutes refused in the form")
+        assert pilot.app.screen is dialog                    # no confirmation, no dialog lost
+        assert dialog.query_one("#reason").value == "a man with a knife at the desk"
+        dialog.query_one("#minutes").value = "20"
+        await pilot.press("enter")
+        confirm = await on(pilot, Confirm)
+        assert "last 20 minutes" in str(confirm.query_one("#confirm-text").render())
+        await pilot.press("n")
+    assert len(central.records.search("requests", kind="imminent_danger")) == before   # a check writes nothing
+
+
 async def test_staff_without_a_grant_is_refused_with_the_clause_on_screen(world):
     grant = grant_for_sam(world)
     world.people.unseal()
