@@ -302,19 +302,25 @@ async def test_director_approves_narrower(world):
         assert "sam asks to review the recordings of cam-a, cam-b" in asked and "car park" in asked
         await pilot.press("n")
         await until(pilot, lambda: pilot.app.screen.query_one("#cameras"))
-        field = pilot.app.screen.query_one("#cameras")
-        field.value = ""
+        dialog = pilot.app.screen
+        dialog.query_one("#cameras").value = ""
         await type_text(pilot, "cam-a")                  # fewer cameras
-        await pilot.press("tab", "tab")
-        end = pilot.app.screen.query_one("#end")
-        end.value = ""
-        await type_text(pilot, (world.recorded_at + timedelta(minutes=1)).astimezone().strftime("%Y-%m-%d %H:%M:%S"))
-        await pilot.press("tab")
-        pilot.app.screen.query_one("#hours").value = ""
-        await type_text(pilot, "24")
-        await pilot.press("enter")
+        await pilot.press("enter", "enter")
+        start = dialog.query_one("#start").value
+        dialog.query_one("#start").value = local_text(world.recorded_at - timedelta(hours=1))   # wider than asked
+        dialog.query_one("#end").value = (world.recorded_at + timedelta(minutes=1)).astimezone().strftime(
+            "%Y-%m-%d %H:%M:%S")
+        dialog.query_one("#expires_hours").value = "24"
+        dialog.query_one("#reason").focus()
         await type_text(pilot, "narrow: only the car park camera")
         await pilot.press("enter")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await until(pilot, lambda: pilot.app.screen is dialog and "C17" in message(app), what="the refusal")
+        assert "inside the requested one" in message(app)                   # said in the dialog, in words
+        assert dialog.query_one("#reason").value == "narrow: only the car park camera"   # nothing typed lost
+        dialog.query_one("#start").value = start
+        await pilot.press("f5")
         confirm = await on(pilot, Confirm)
         text = str(confirm.query_one("#confirm-text").render())
         assert "cam-a" in text and "cam-b" not in text and "24 h" in text     # exactly what will be granted
