@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
+from textual.geometry import Region
 from textual.widgets import DataTable
 
 from appliance.client import ApiClient
@@ -125,6 +126,13 @@ def message(app) -> str:
         return str(app.screen.query_one("#message").render())
     except Exception:
         return ""
+
+
+def painted_message(app) -> str:
+    """The message line as painted on the terminal: what a person reads, not what was said."""
+    line = app.screen.query_one("#message")
+    strips = line.render_lines(Region(0, 0, line.size.width, line.size.height))
+    return " ".join(" ".join(strip.text.split()) for strip in strips).strip()
 
 
 def status(app) -> str:
@@ -290,6 +298,7 @@ def pending_request(world, cameras=("cam-a", "cam-b")) -> dict:
 
 async def test_director_approves_narrower(world):
     request = pending_request(world)
+    waiting = pending_request(world)                     # still in the queue after: its hint follows the note
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
         await log_in(pilot, *DIRECTOR)
@@ -326,11 +335,15 @@ async def test_director_approves_narrower(world):
         assert "cam-a" in text and "cam-b" not in text and "24 h" in text     # exactly what will be granted
         await pilot.press("y")
         await until(pilot, lambda: "grant" in message(app), what="the decision")
+        await until(pilot, lambda: "Enter: the incident report." in message(app), what="the queue's hint")
+        await pilot.pause(0.1)
+        assert painted_message(app) == " ".join(message(app).split())   # the note and the hint, none cut off
     decided = world.central.records.get("requests", request["id"])
     grant = world.central.records.get("grants", decided["grant"])
     assert decided["status"] == "approved"
     assert grant["cameras"] == ["cam-a"] and grant["end"] == iso(world.recorded_at + timedelta(minutes=1))
     assert world.central.audit.query(action_prefix="request.decide")[-1]["details"]["narrowed"] is True
+    world.people.call("director", "request.decide", request=waiting["id"], decision="deny", reason="not needed")
 
 
 async def test_staff_see_the_directors_decision_and_her_reason_while_they_wait(world):
