@@ -32,6 +32,20 @@ class ApprovalsScreen(CustodianScreen):
     NAME = SCOPE = "approvals"
     BINDINGS = bindings("app", "list", "approvals")
 
+    # The footer shows the keys for the selected line: A, N, D for a request, J, U for a DANGER use.
+    FOOTERS = ({"approve", "narrow", "deny"}, {"review_use"})
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if not allowed or action not in set().union(*self.FOOTERS):
+            return allowed
+        try:
+            r = self.selected()
+        except Exception:   # before the table is mounted
+            r = None
+        danger = bool(r) and r["kind"] == "imminent_danger"
+        return (action == "review_use") == danger
+
     def body(self) -> ComposeResult:
         yield DataTable(id="queue", cursor_type="row", zebra_stripes=False)
         yield Static("", id="request-text")
@@ -66,6 +80,7 @@ class ApprovalsScreen(CustodianScreen):
 
     def on_data_table_row_highlighted(self, event) -> None:
         """The selected request in full: what is asked, for which incident, and why."""
+        self.refresh_bindings()
         r = self.selected()
         if r is None:
             self.query_one("#request-text", Static).update("")
@@ -90,7 +105,8 @@ class ApprovalsScreen(CustodianScreen):
 
     def selected(self) -> dict | None:
         row = self.query_one(DataTable).cursor_row
-        return self.requests[row] if 0 <= row < len(self.requests) else None
+        requests = getattr(self, "requests", [])
+        return requests[row] if 0 <= row < len(requests) else None
 
     def who(self, r: dict) -> str:
         return self.names.get(r["requested_by"], r["requested_by"])
