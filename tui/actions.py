@@ -85,6 +85,15 @@ ACTIONS: tuple[Action, ...] = (
            director=True),
     Action("build-package", "b", "build", "Build", "Build the selected release's evidence package", "releases",
            director=True),
+    Action("instruments", "i", "instruments", "Instruments",
+           "Legal instruments received: record one, the counsel consulted, a release under one (C3, C13, C14)",
+           "releases", director=True),
+    Action("new-instrument", "n", "new", "New", "Record a subpoena, court order or search warrant received (C3)",
+           "instruments", director=True),
+    Action("counsel", "c", "counsel", "Counsel", "Record that legal counsel was consulted about the selected one "
+           "(C13, C14)", "instruments", director=True),
+    Action("release", "l", "release", "Release", "Release footage under the selected instrument to its recipient "
+           "(C3)", "instruments", director=True),
     # suspension notices (C21)
     Action("next-still", "s", "next_still", "Next still", "The selected notice's next still", "notices"),
     Action("new-notice", "n", "new", "New", "How to make a notice: from stills on the review screen (the Director)",
