@@ -23,6 +23,7 @@ from tui.actions import ACTIONS
 from tui.app import CustodianApp
 from tui.format import local
 from tui.profiles import PROFILES
+from tui.screens.alerts import AlertsScreen
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, CopiesScreen
 from tui.screens.dialogs import Confirm, Fields
@@ -562,6 +563,12 @@ async def test_the_director_sees_a_new_alert_at_once_on_any_screen(world):
         await until(pilot, lambda: "NEW ALERT" in status(app), timeout=5, what="the alert at once")
         assert isinstance(app.screen, IncidentsScreen)
         app.watch_wait = 1
+        world.people.call("sam", "imminent.invoke", reason="a fight broke out at the desk", cameras=["cam-a"])
+        await pilot.press("f3")                          # the alert in words: its kind as people say it
+        alerts = await on(pilot, AlertsScreen)
+        await until(pilot, lambda: alerts.query_one(DataTable).row_count, what="the alerts")
+        kinds = [alerts.query_one(DataTable).get_row_at(n)[2] for n in range(alerts.query_one(DataTable).row_count)]
+        assert "imminent danger" in kinds and not any("_" in k for k in kinds), kinds
 
 
 async def test_demo_login_shows_the_accounts_and_escape_asks_before_quitting(world):
