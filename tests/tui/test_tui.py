@@ -562,6 +562,9 @@ async def test_the_director_sees_a_new_alert_at_once_on_any_screen(world):
                           noticed_at=iso(world.central.now()))
         await until(pilot, lambda: "NEW ALERT" in status(app), timeout=5, what="the alert at once")
         assert isinstance(app.screen, IncidentsScreen)
+        who, alert = status(app).splitlines()
+        assert "director (the Director)" in who                      # the role in words, not its code
+        assert len(alert) <= 78 and alert.endswith("... (F3)"), alert   # cut, saying where to read it all
         app.watch_wait = 1
         world.people.call("sam", "imminent.invoke", reason="a fight broke out at the desk", cameras=["cam-a"])
         await pilot.press("f3")                          # the alert in words: its kind as people say it
