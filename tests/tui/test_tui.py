@@ -820,63 +820,6 @@ def release_to_police(world) -> str:
                        recipient="Chariton Police Department")["export"]["id"]
 
 
-async def test_the_director_records_an_instrument_counsel_and_a_release_from_the_releases_screen(world):
-    start = world.recorded_at
-    app = app_for(world)
-    async with app.run_test(size=(80, 25)) as pilot:
-        await log_in(pilot, *DIRECTOR)
-        await pilot.press("f11")
-        await on(pilot, ReleasesScreen)
-        await pilot.press("i")                           # before: no key led anywhere from "No releases"
-        instruments = await on(pilot, InstrumentsScreen)
-        await pilot.press("n")
-        dialog = await on(pilot, Fields)
-        for field, text in (("reference", "CV-2026-77"), ("court", "Lucas County District Court"),
-                            ("issued_on", "2026-02-30"), ("description", "entrance footage of the theft"),
-                            ("cameras", "cam-a"), ("start", local_text(start)),
-                            ("end", local_text(start + timedelta(minutes=1)))):
-            dialog.query_one(f"#{field}").value = text
-        await pilot.press("f5")
-        await on(pilot, Confirm)
-        await pilot.press("y")
-        await until(pilot, lambda: "not a valid date" in message(app), what="the date refused in the dialog")
-        assert pilot.app.screen is dialog and dialog.query_one("#court").value == "Lucas County District Court"
-        dialog.query_one("#issued_on").value = world.central.now().date().isoformat()
-        await pilot.press("f5")
-        await on(pilot, Confirm)
-        await pilot.press("y")
-        await on(pilot, InstrumentsScreen)
-        await until(pilot, lambda: any(i.get("reference") == "CV-2026-77" for i in instruments.instruments),
-                    what="the instrument listed")
-        row = [i.get("reference") for i in instruments.instruments].index("CV-2026-77")
-        instruments.query_one(DataTable).move_cursor(row=row)
-        await pilot.press("l")                           # a release before counsel: refused in its words
-        release = await on(pilot, Fields)
-        assert release.query_one("#cameras").value == "cam-a"          # the instrument's scope, to narrow
-        release.query_one("#recipient").value = "Chariton Police Department"
-        await pilot.press("f5")
-        await on(pilot, Confirm)
-        await pilot.press("y")
-        await until(pilot, lambda: "counsel" in message(app) and "C14" in message(app), what="the C14 refusal")
-        await pilot.press("escape")
-        await pilot.press("c")
-        await fill(pilot, counsel="A. Lawyer", summary="comply, entrance camera only")
-        await on(pilot, InstrumentsScreen)
-        await pilot.press("l")
-        await on(pilot, Fields)
-        pilot.app.screen.query_one("#recipient").value = "Chariton Police Department"
-        await pilot.press("f5")
-        await on(pilot, Confirm)
-        await pilot.press("y")
-        releases = await on(pilot, ReleasesScreen)
-        await until(pilot, lambda: "registered" in message(app), what="the release registered")
-        await until(pilot, lambda: releases.releases, what="the release listed")
-        cells = releases.query_one(DataTable).get_row_at(0)
-        assert "not built" in cells and "not_built" not in cells        # words, not the API's value
-    made = world.central.records.search("releases", recipient="Chariton Police Department")
-    assert made and made[-1]["cameras"] == ["cam-a"]
-
-
 async def test_the_director_works_a_breach_case_through_its_steps(world):
     central, people = world.central, world.people
     since = central.now() - timedelta(seconds=1)
@@ -968,6 +911,64 @@ async def test_the_director_works_a_breach_case_through_its_steps(world):
     assert closed["complaints"][0]["resolution"] == "apologised in person"
     assert central.records.get("exports", export)["retrieved_at"]
     assert central.audit.query(action_prefix="breach.close")[-1]["actor"] == people.ids["director"]
+
+
+# After the breach case: its copies in a window are those of release_to_police alone.
+async def test_the_director_records_an_instrument_counsel_and_a_release_from_the_releases_screen(world):
+    start = world.recorded_at
+    app = app_for(world)
+    async with app.run_test(size=(80, 25)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("f11")
+        await on(pilot, ReleasesScreen)
+        await pilot.press("i")                           # before: no key led anywhere from "No releases"
+        instruments = await on(pilot, InstrumentsScreen)
+        await pilot.press("n")
+        dialog = await on(pilot, Fields)
+        for field, text in (("reference", "CV-2026-77"), ("court", "Lucas County District Court"),
+                            ("issued_on", "2026-02-30"), ("description", "entrance footage of the theft"),
+                            ("cameras", "cam-a"), ("start", local_text(start)),
+                            ("end", local_text(start + timedelta(minutes=1)))):
+            dialog.query_one(f"#{field}").value = text
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await until(pilot, lambda: "not a valid date" in message(app), what="the date refused in the dialog")
+        assert pilot.app.screen is dialog and dialog.query_one("#court").value == "Lucas County District Court"
+        dialog.query_one("#issued_on").value = world.central.now().date().isoformat()
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await on(pilot, InstrumentsScreen)
+        await until(pilot, lambda: any(i.get("reference") == "CV-2026-77" for i in instruments.instruments),
+                    what="the instrument listed")
+        row = [i.get("reference") for i in instruments.instruments].index("CV-2026-77")
+        instruments.query_one(DataTable).move_cursor(row=row)
+        await pilot.press("l")                           # a release before counsel: refused in its words
+        release = await on(pilot, Fields)
+        assert release.query_one("#cameras").value == "cam-a"          # the instrument's scope, to narrow
+        release.query_one("#recipient").value = "Chariton Police Department"
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await until(pilot, lambda: "counsel" in message(app) and "C14" in message(app), what="the C14 refusal")
+        await pilot.press("escape")
+        await pilot.press("c")
+        await fill(pilot, counsel="A. Lawyer", summary="comply, entrance camera only")
+        await on(pilot, InstrumentsScreen)
+        await pilot.press("l")
+        await on(pilot, Fields)
+        pilot.app.screen.query_one("#recipient").value = "Chariton Police Department"
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        releases = await on(pilot, ReleasesScreen)
+        await until(pilot, lambda: "registered" in message(app), what="the release registered")
+        await until(pilot, lambda: releases.releases, what="the release listed")
+        cells = releases.query_one(DataTable).get_row_at(0)
+        assert "not built" in cells and "not_built" not in cells        # words, not the API's value
+    made = world.central.records.search("releases", recipient="Chariton Police Department")
+    assert made and made[-1]["cameras"] == ["cam-a"]
 
 
 # --------------------------------------------------------------------------- suspension notices (C21)
