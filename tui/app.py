@@ -60,6 +60,9 @@ class PlainText(LineFilter):
         return list(Segment.simplify(plain))
 
 
+# The role in the status line, as people say it (not the API's role codes).
+ROLE_WORDS = {"director": "the Director", "staff": "staff", "it": "IT staff"}
+
 class CustodianApp(App):
     CSS_PATH = "custodian.tcss"
     TITLE = "Custodian"
@@ -296,7 +299,8 @@ class CustodianApp(App):
     def status_text(self) -> tuple[str, bool]:
         if not self.user:
             return "Custodian", False
-        role = "acting director" if self.user.get("acting_director") else self.user.get("role", "")
+        role = ("acting director" if self.user.get("acting_director")
+                else ROLE_WORDS.get(self.user.get("role", ""), self.user.get("role", "")))
         parts = [f"Custodian | {self.user.get('name')} ({role})"]
         if self.sealed is not None and self.central_ok:   # while it does not answer, nobody knows
             parts.append("archive SEALED" if self.sealed else "archive unsealed")
@@ -313,7 +317,9 @@ class CustodianApp(App):
             text += "\nThe central is not answering; retrying."
             warn = True
         elif self.banner:
-            text += "\n" + self.banner
+            # One line: what does not fit is cut with a pointer to the alerts screen, which shows it all.
+            room = max(20, self.size.width - 2)
+            text += "\n" + (self.banner if len(self.banner) <= room else self.banner[:room - 8].rstrip() + "... (F3)")
             warn = True
         return text, warn
 

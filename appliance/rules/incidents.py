@@ -511,8 +511,11 @@ def invoke_imminent(central, caller, args):
     reason = args.str("reason", min_len=10, max_len=2000)
     cameras = args.ids("cameras")
     minutes_back = args.int("minutes_back", required=False, default=15, lo=1, hi=30)
+    check_only = args.bool("check_only")
     args.done()
     _approved_cameras(central, cameras)
+    if check_only:   # the danger form, checked before its confirmation: every rule above, nothing written
+        return {"checked": True}
     now = central.now()
     start, end = iso(now - timedelta(minutes=minutes_back)), iso(now + IMMINENT_LIVE)
     use = {"incident": None, "kind": "imminent_danger", "cameras": cameras, "start": start, "end": end,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
+from textual.geometry import Region
 from textual.widgets import DataTable
 
 from appliance.client import ApiClient
@@ -22,6 +23,7 @@ from tui.actions import ACTIONS
 from tui.app import CustodianApp
 from tui.format import local
 from tui.profiles import PROFILES
+from tui.screens.alerts import AlertsScreen
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, CopiesScreen
 from tui.screens.dialogs import Confirm, Fields
@@ -33,6 +35,7 @@ from tui.screens.incidents import (IncidentDetailScreen, IncidentFormScreen, Inc
 from tui.screens.login import LoginScreen
 from tui.screens.live import LiveScreen, LiveViewScreen
 from tui.screens.notices import NoticeFormScreen, NoticesScreen
+from tui.screens.releases import InstrumentsScreen, ReleasesScreen
 from tui.screens.review import GrantsScreen, ReviewScreen
 from tui.screens.seal import SealScreen
 from tui.screens.session import PassphraseScreen, PolicyScreen
@@ -127,6 +130,13 @@ def message(app) -> str:
         return ""
 
 
+def painted_message(app) -> str:
+    """The message line as painted on the terminal: what a person reads, not what was said."""
+    line = app.screen.query_one("#message")
+    strips = line.render_lines(Region(0, 0, line.size.width, line.size.height))
+    return " ".join(" ".join(strip.text.split()) for strip in strips).strip()
+
+
 def status(app) -> str:
     try:
         return str(app.screen.query_one("#status").render())
@@ -202,7 +212,13 @@ def test_every_footer_fits_80_columns_for_the_director():
         for name, screen in inspect.getmembers(importlib.import_module(f"tui.screens.{module.name}"), inspect.isclass):
             shown = {b.action: f" {b.key_display} {b.description} " for b in getattr(screen, "BINDINGS", ())
                      if issubclass(screen, Screen) and getattr(b, "show", False)}
-            assert sum(len(item) for item in shown.values()) <= 80, f"{name}: {''.join(shown.values())}"
+            # A screen that shows one of several sets of keys (by the selected line) has each footer checked.
+            footers = getattr(screen, "FOOTERS", ())
+            alternatives = set().union(*footers)
+            for footer in footers or [set()]:
+                keys = [item for action, item in shown.items()
+                        if action.split("(")[0] in footer or action.split("(")[0] not in alternatives]
+                assert sum(len(item) for item in keys) <= 80, f"{name}: {''.join(keys)}"
 
 
 def test_every_table_fits_80_columns():
@@ -290,6 +306,7 @@ def pending_request(world, cameras=("cam-a", "cam-b")) -> dict:
 
 async def test_director_approves_narrower(world):
     request = pending_request(world)
+    waiting = pending_request(world)                     # still in the queue after: its hint follows the note
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
         await log_in(pilot, *DIRECTOR)
@@ -302,29 +319,39 @@ async def test_director_approves_narrower(world):
         assert "sam asks to review the recordings of cam-a, cam-b" in asked and "car park" in asked
         await pilot.press("n")
         await until(pilot, lambda: pilot.app.screen.query_one("#cameras"))
-        field = pilot.app.screen.query_one("#cameras")
-        field.value = ""
+        dialog = pilot.app.screen
+        dialog.query_one("#cameras").value = ""
         await type_text(pilot, "cam-a")                  # fewer cameras
-        await pilot.press("tab", "tab")
-        end = pilot.app.screen.query_one("#end")
-        end.value = ""
-        await type_text(pilot, (world.recorded_at + timedelta(minutes=1)).astimezone().strftime("%Y-%m-%d %H:%M:%S"))
-        await pilot.press("tab")
-        pilot.app.screen.query_one("#hours").value = ""
-        await type_text(pilot, "24")
-        await pilot.press("enter")
+        await pilot.press("enter", "enter")
+        start = dialog.query_one("#start").value
+        dialog.query_one("#start").value = local_text(world.recorded_at - timedelta(hours=1))   # wider than asked
+        dialog.query_one("#end").value = (world.recorded_at + timedelta(minutes=1)).astimezone().strftime(
+            "%Y-%m-%d %H:%M:%S")
+        dialog.query_one("#expires_hours").value = "24"
+        dialog.query_one("#reason").focus()
         await type_text(pilot, "narrow: only the car park camera")
         await pilot.press("enter")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await until(pilot, lambda: pilot.app.screen is dialog and "C17" in message(app), what="the refusal")
+        assert "inside the requested one" in message(app)                   # said in the dialog, in words
+        assert dialog.query_one("#reason").value == "narrow: only the car park camera"   # nothing typed lost
+        dialog.query_one("#start").value = start
+        await pilot.press("f5")
         confirm = await on(pilot, Confirm)
         text = str(confirm.query_one("#confirm-text").render())
         assert "cam-a" in text and "cam-b" not in text and "24 h" in text     # exactly what will be granted
         await pilot.press("y")
         await until(pilot, lambda: "grant" in message(app), what="the decision")
+        await until(pilot, lambda: "Enter: the incident report." in message(app), what="the queue's hint")
+        await pilot.pause(0.1)
+        assert painted_message(app) == " ".join(message(app).split())   # the note and the hint, none cut off
     decided = world.central.records.get("requests", request["id"])
     grant = world.central.records.get("grants", decided["grant"])
     assert decided["status"] == "approved"
     assert grant["cameras"] == ["cam-a"] and grant["end"] == iso(world.recorded_at + timedelta(minutes=1))
     assert world.central.audit.query(action_prefix="request.decide")[-1]["details"]["narrowed"] is True
+    world.people.call("director", "request.decide", request=waiting["id"], decision="deny", reason="not needed")
 
 
 async def test_staff_see_the_directors_decision_and_her_reason_while_they_wait(world):
@@ -446,6 +473,30 @@ async def test_imminent_danger_from_a_non_home_screen(world):
     assert central.records.search("alerts", kind="imminent_danger")
 
 
+async def test_the_danger_form_says_what_is_wrong_before_the_confirmation_and_keeps_what_was_typed(world):
+    central = world.central
+    before = len(central.records.search("requests", kind="imminent_danger"))
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f9")
+        await until(pilot, lambda: pilot.app.screen.query_one("#reason"), what="the danger form")
+        dialog = pilot.app.screen
+        await type_text(pilot, "a man with a knife at the desk")
+        dialog.query_one("#cameras").value = "cam-a"
+        dialog.query_one("#minutes").value = "45"            # the form says 1-30
+        await pilot.press("enter")
+        await until(pilot, lambda: "between 1 and 30" in message(app), what="the minutes refused in the form")
+        assert pilot.app.screen is dialog                    # no confirmation, no dialog lost
+        assert dialog.query_one("#reason").value == "a man with a knife at the desk"
+        dialog.query_one("#minutes").value = "20"
+        await pilot.press("enter")
+        confirm = await on(pilot, Confirm)
+        assert "last 20 minutes" in str(confirm.query_one("#confirm-text").render())
+        await pilot.press("n")
+    assert len(central.records.search("requests", kind="imminent_danger")) == before   # a check writes nothing
+
+
 async def test_staff_without_a_grant_is_refused_with_the_clause_on_screen(world):
     grant = grant_for_sam(world)
     world.people.unseal()
@@ -511,7 +562,16 @@ async def test_the_director_sees_a_new_alert_at_once_on_any_screen(world):
                           noticed_at=iso(world.central.now()))
         await until(pilot, lambda: "NEW ALERT" in status(app), timeout=5, what="the alert at once")
         assert isinstance(app.screen, IncidentsScreen)
+        who, alert = status(app).splitlines()
+        assert "director (the Director)" in who                      # the role in words, not its code
+        assert len(alert) <= 78 and alert.endswith("... (F3)"), alert   # cut, saying where to read it all
         app.watch_wait = 1
+        world.people.call("sam", "imminent.invoke", reason="a fight broke out at the desk", cameras=["cam-a"])
+        await pilot.press("f3")                          # the alert in words: its kind as people say it
+        alerts = await on(pilot, AlertsScreen)
+        await until(pilot, lambda: alerts.query_one(DataTable).row_count, what="the alerts")
+        kinds = [alerts.query_one(DataTable).get_row_at(n)[2] for n in range(alerts.query_one(DataTable).row_count)]
+        assert "imminent danger" in kinds and not any("_" in k for k in kinds), kinds
 
 
 async def test_demo_login_shows_the_accounts_and_escape_asks_before_quitting(world):
@@ -687,6 +747,10 @@ async def test_the_director_reviews_an_imminent_danger_use_from_the_queue(world)
         queue = await on(pilot, ApprovalsScreen)
         await until(pilot, lambda: any(r["id"] == use["id"] for r in queue.requests), what="the use in the queue")
         queue.query_one("#queue").move_cursor(row=[r["id"] for r in queue.requests].index(use["id"]))
+        await until(pilot, lambda: "j" in shown_keys(app), what="J in the footer for a DANGER use")
+        assert "a" not in shown_keys(app) and "n" not in shown_keys(app)   # no key shown that would do nothing
+        await pilot.press("a")
+        assert pilot.app.screen is queue
         await pilot.press("j")
         await type_text(pilot, "staff were in danger")
         await pilot.press("enter")
@@ -847,6 +911,64 @@ async def test_the_director_works_a_breach_case_through_its_steps(world):
     assert closed["complaints"][0]["resolution"] == "apologised in person"
     assert central.records.get("exports", export)["retrieved_at"]
     assert central.audit.query(action_prefix="breach.close")[-1]["actor"] == people.ids["director"]
+
+
+# After the breach case: its copies in a window are those of release_to_police alone.
+async def test_the_director_records_an_instrument_counsel_and_a_release_from_the_releases_screen(world):
+    start = world.recorded_at
+    app = app_for(world)
+    async with app.run_test(size=(80, 25)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("f11")
+        await on(pilot, ReleasesScreen)
+        await pilot.press("i")                           # before: no key led anywhere from "No releases"
+        instruments = await on(pilot, InstrumentsScreen)
+        await pilot.press("n")
+        dialog = await on(pilot, Fields)
+        for field, text in (("reference", "CV-2026-77"), ("court", "Lucas County District Court"),
+                            ("issued_on", "2026-02-30"), ("description", "entrance footage of the theft"),
+                            ("cameras", "cam-a"), ("start", local_text(start)),
+                            ("end", local_text(start + timedelta(minutes=1)))):
+            dialog.query_one(f"#{field}").value = text
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await until(pilot, lambda: "not a valid date" in message(app), what="the date refused in the dialog")
+        assert pilot.app.screen is dialog and dialog.query_one("#court").value == "Lucas County District Court"
+        dialog.query_one("#issued_on").value = world.central.now().date().isoformat()
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await on(pilot, InstrumentsScreen)
+        await until(pilot, lambda: any(i.get("reference") == "CV-2026-77" for i in instruments.instruments),
+                    what="the instrument listed")
+        row = [i.get("reference") for i in instruments.instruments].index("CV-2026-77")
+        instruments.query_one(DataTable).move_cursor(row=row)
+        await pilot.press("l")                           # a release before counsel: refused in its words
+        release = await on(pilot, Fields)
+        assert release.query_one("#cameras").value == "cam-a"          # the instrument's scope, to narrow
+        release.query_one("#recipient").value = "Chariton Police Department"
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await until(pilot, lambda: "counsel" in message(app) and "C14" in message(app), what="the C14 refusal")
+        await pilot.press("escape")
+        await pilot.press("c")
+        await fill(pilot, counsel="A. Lawyer", summary="comply, entrance camera only")
+        await on(pilot, InstrumentsScreen)
+        await pilot.press("l")
+        await on(pilot, Fields)
+        pilot.app.screen.query_one("#recipient").value = "Chariton Police Department"
+        await pilot.press("f5")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        releases = await on(pilot, ReleasesScreen)
+        await until(pilot, lambda: "registered" in message(app), what="the release registered")
+        await until(pilot, lambda: releases.releases, what="the release listed")
+        cells = releases.query_one(DataTable).get_row_at(0)
+        assert "not built" in cells and "not_built" not in cells        # words, not the API's value
+    made = world.central.records.search("releases", recipient="Chariton Police Department")
+    assert made and made[-1]["cameras"] == ["cam-a"]
 
 
 # --------------------------------------------------------------------------- suspension notices (C21)

@@ -31,7 +31,7 @@ class AlertsScreen(CustodianScreen):
         table = self.query_one(DataTable)
         table.clear()
         for a in self.alerts:
-            table.add_row(" " if a["acknowledged_by_me"] else "*", local(a["at"]), a["kind"][:16],
+            table.add_row(" " if a["acknowledged_by_me"] else "*", local(a["at"]), a["kind"].replace("_", " ")[:16],
                           a["message"][:42], key=a["id"])
         self.app.unacknowledged = answer["unacknowledged"]
         self.app.banner = ""

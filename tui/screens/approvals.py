@@ -8,13 +8,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.widgets import DataTable, Static
 
 from tui.actions import bindings
 from tui.format import local, parse_local, to_api, typed, window
-from tui.screens.base import CustodianScreen, Dialog
-from tui.screens.dialogs import AskText, Confirm
+from tui.screens.base import CustodianScreen
+from tui.screens.dialogs import AskText, Confirm, Field, Fields
 
 EXPIRES_HOURS = 72   # the API's default lifetime of a grant; shown, not decided, here
 
@@ -32,6 +31,20 @@ def grant_text(request: dict, who: str, cameras, start: str, end: str, hours: in
 class ApprovalsScreen(CustodianScreen):
     NAME = SCOPE = "approvals"
     BINDINGS = bindings("app", "list", "approvals")
+
+    # The footer shows the keys for the selected line: A, N, D for a request, J, U for a DANGER use.
+    FOOTERS = ({"approve", "narrow", "deny"}, {"review_use"})
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if not allowed or action not in set().union(*self.FOOTERS):
+            return allowed
+        try:
+            r = self.selected()
+        except Exception:   # before the table is mounted
+            r = None
+        danger = bool(r) and r["kind"] == "imminent_danger"
+        return (action == "review_use") == danger
 
     def body(self) -> ComposeResult:
         yield DataTable(id="queue", cursor_type="row", zebra_stripes=False)
@@ -67,6 +80,7 @@ class ApprovalsScreen(CustodianScreen):
 
     def on_data_table_row_highlighted(self, event) -> None:
         """The selected request in full: what is asked, for which incident, and why."""
+        self.refresh_bindings()
         r = self.selected()
         if r is None:
             self.query_one("#request-text", Static).update("")
@@ -91,7 +105,8 @@ class ApprovalsScreen(CustodianScreen):
 
     def selected(self) -> dict | None:
         row = self.query_one(DataTable).cursor_row
-        return self.requests[row] if 0 <= row < len(self.requests) else None
+        requests = getattr(self, "requests", [])
+        return requests[row] if 0 <= row < len(requests) else None
 
     def who(self, r: dict) -> str:
         return self.names.get(r["requested_by"], r["requested_by"])
@@ -118,14 +133,32 @@ class ApprovalsScreen(CustodianScreen):
             self.decide(r, {}, grant_text(r, self.who(r), r["cameras"], r["start"], r["end"], EXPIRES_HOURS))
 
     def action_narrow(self) -> None:
+        """One dialog: the narrower scope and the reason, sent after the confirmation; a refusal (wider
+        than asked, a time that is not one) is said in the dialog, with everything typed kept."""
         r = self.selected()
-        if r:
-            def narrowed(scope: dict | None) -> None:
-                if scope:
-                    text = grant_text(r, self.who(r), scope["cameras"], scope["start"], scope["end"],
-                                      scope["expires_hours"])
-                    self.decide(r, scope, text)
-            self.app.push_screen(NarrowDialog(r), narrowed)
+        if not r or r["kind"] == "imminent_danger":
+            return
+
+        def build(v: dict) -> dict:
+            try:
+                hours = int(v["expires_hours"])
+            except ValueError:
+                raise ValueError("Expires in hours: a whole number") from None
+            return {"request": r["id"], "decision": "approve", "reason": v["reason"],
+                    "cameras": [c.strip() for c in v["cameras"].split(",") if c.strip()],
+                    "start": to_api(parse_local(v["start"])), "end": to_api(parse_local(v["end"])),
+                    "expires_hours": hours}
+
+        def confirm(a: dict) -> str:
+            text = grant_text(r, self.who(r), a["cameras"], a["start"], a["end"], a["expires_hours"])
+            return f"Approve {r['id']}?\n{text}\nReason: {a['reason']}"
+
+        fields = [Field("cameras", "Cameras", ", ".join(r["cameras"])), Field("start", "From", typed(r["start"])),
+                  Field("end", "To", typed(r["end"])), Field("expires_hours", "Expires in hours", str(EXPIRES_HOURS)),
+                  Field("reason", "Your reason", hint="kept in the audit log")]
+        self.app.push_screen(Fields(f"Approve {r['id']} narrower", fields, op="request.decide", build=build,
+                                    confirm=confirm, yes="Approve"),
+                             lambda answer: answer and self.decided(answer))
 
     def action_deny(self) -> None:
         r = self.selected()
@@ -156,47 +189,3 @@ class ApprovalsScreen(CustodianScreen):
         else:
             self.note = f"{request['id']} {request['status']}" + (f": grant {grant['id']} created." if grant else ".")
         self.refresh_data()
-
-
-class NarrowDialog(Dialog):
-    """Fewer cameras, a shorter window, an earlier expiry: the API refuses anything wider (C17)."""
-
-    def __init__(self, request: dict):
-        super().__init__()
-        self.request = request
-
-    def compose(self) -> ComposeResult:
-        r = self.request
-        with Vertical(classes="dialog"):
-            yield Label(f"Approve {r['id']} narrower", classes="dialog-title")
-            for field, label, value in (("cameras", "Cameras", ", ".join(r["cameras"])),
-                                        ("start", "From", typed(r["start"])), ("end", "To", typed(r["end"])),
-                                        ("hours", "Expires in hours", str(EXPIRES_HOURS))):
-                with Horizontal(classes="row"):
-                    yield Label(f"{label}:", classes="field-label")
-                    yield Input(value=value, id=field, compact=True)
-            yield Static("", id="message")
-            yield Button("Go on (Enter)", id="go", compact=True)
-
-    def on_mount(self) -> None:
-        for field in self.query(Input):
-            field.cursor_blink = False
-        self.query_one("#cameras").focus()
-
-    def on_input_submitted(self, event) -> None:
-        self.finish()
-
-    def on_button_pressed(self, event) -> None:
-        self.finish()
-
-    def finish(self) -> None:
-        value = {f: self.query_one(f"#{f}", Input).value for f in ("cameras", "start", "end", "hours")}
-        try:
-            hours = int(value["hours"])
-            scope = {"cameras": [c.strip() for c in value["cameras"].split(",") if c.strip()],
-                     "start": to_api(parse_local(value["start"])), "end": to_api(parse_local(value["end"])),
-                     "expires_hours": hours}
-        except ValueError as e:
-            self.say(str(e) if "time" in str(e) else "Expires in hours: a whole number", error=True)
-            return
-        self.dismiss(scope)

@@ -82,4 +82,7 @@ class DangerDialog(Dialog):
             self.say("Say what the danger is.", error=True)
             self.query_one("#reason").focus()
             return
-        self.dismiss({"reason": reason, "cameras": cameras, "minutes_back": minutes})
+        args = {"reason": reason, "cameras": cameras, "minutes_back": minutes}
+        # The API checks it first: a refusal (too short a reason, a camera misspelt, minutes out of
+        # range) is said here, with what was typed still in the fields, not after the confirmation.
+        self.call("imminent.invoke", args | {"check_only": True}, lambda _: self.dismiss(args), self.show_error)

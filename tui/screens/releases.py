@@ -6,12 +6,18 @@ is ASCII (`[#####.....]`), which every terminal the appliance serves can draw.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Checkbox, DataTable, Input, Label, Static
 
 from tui.actions import bindings
+from tui.format import local, parse_local, to_api, typed
 from tui.screens.base import CustodianScreen
+from tui.screens.dialogs import Field, Fields
+
+KINDS = (("court_order", "Court order"), ("subpoena", "Subpoena"), ("search_warrant", "Search warrant"))
 
 BAR_WIDTH = 30
 POLL_SECONDS = 0.5
@@ -51,9 +57,10 @@ class ReleasesScreen(CustodianScreen):
                 table.add_row(r["id"], r["instrument"], "(sealed)", "", "", key=r["id"])
                 continue
             table.add_row(r["id"], r["instrument"], ", ".join(r["cameras"])[:18], r["recipient"][:20],
-                          (r.get("package") or {}).get("status", "")[:9], key=r["id"])
-        self.say("B builds the selected release onto a medium." if self.releases
-                 else "No releases. A release is registered under a legal instrument (C3).")
+                          (r.get("package") or {}).get("status", "").replace("_", " ")[:9], key=r["id"])
+        self.say("B builds the selected release onto a medium. I: legal instruments, and releases under them."
+                 if self.releases else "No releases. I: record the legal instrument received, the counsel "
+                 "consulted, and release under it (C3).")
 
     def action_build(self) -> None:
         row = self.query_one(DataTable).cursor_row
@@ -62,6 +69,121 @@ class ReleasesScreen(CustodianScreen):
 
     def action_open(self) -> None:
         self.action_build()
+
+    def action_instruments(self) -> None:
+        self.app.push_screen(InstrumentsScreen())
+
+
+def _cameras(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+class InstrumentsScreen(CustodianScreen):
+    """The legal instruments received (instrument.list): N records one, C the counsel consulted about the
+    selected one, L a release under it; each in a dialog that keeps what was typed when the API refuses."""
+
+    NAME = SCOPE = "instruments"
+    BINDINGS = bindings("app", "list", "instruments")
+
+    def body(self) -> ComposeResult:
+        yield DataTable(id="instruments", cursor_type="row", zebra_stripes=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("Instrument", 10), ("Kind", 14), ("Reference", 14), ("Court", 18), ("Received", 10)):
+            table.add_column(label, width=width)
+        self.instruments: list[dict] = []
+
+    def fetch(self, call):
+        return call("instrument.list")
+
+    def show(self, answer: dict) -> None:
+        self.instruments = answer["instruments"]
+        table = self.query_one(DataTable)
+        table.clear()
+        kinds = dict(KINDS)
+        for i in self.instruments:
+            if "reference" not in i:     # a sealed warrant, seen by an acting director (C13)
+                table.add_row(i["id"], kinds[i["kind"]], "(sealed)", "", "", key=i["id"])
+                continue
+            table.add_row(i["id"], kinds[i["kind"]], i["reference"][:14], i["court"][:18], i["received_on"],
+                          key=i["id"])
+        self.say("C: counsel consulted about the selected one; L: release under it. N records a new one."
+                 if self.instruments else "No instrument recorded. N records one received (C3).")
+
+    def selected(self) -> dict | None:
+        row = self.query_one(DataTable).cursor_row
+        i = self.instruments[row] if 0 <= row < len(self.instruments) else None
+        return i if i and "reference" in i else None
+
+    def action_new(self) -> None:
+        def build(v: dict) -> dict:
+            args = {"kind": v["kind"], "reference": v["reference"], "court": v["court"],
+                    "issued_on": v["issued_on"], "received_on": v["received_on"],
+                    "description": v["description"], "cameras": _cameras(v["cameras"]),
+                    "start": to_api(parse_local(v["start"])), "end": to_api(parse_local(v["end"]))}
+            return args | ({"incident": v["incident"]} if v["incident"] else {})
+
+        def confirm(a: dict) -> str:
+            return (f"Record the {dict(KINDS)[a['kind']].lower()} {a['reference']} of {a['court']}?\n"
+                    f"Its scope, {', '.join(a['cameras']) or 'every camera'} from {local(a['start'])} to "
+                    f"{local(a['end'])}, is held at once (C12).")
+
+        today = datetime.now().strftime("%Y-%m-%d")
+        fields = [Field("kind", "Kind", choices=KINDS), Field("reference", "Reference", hint="the court's number"),
+                  Field("court", "Court"), Field("issued_on", "Issued on", today, hint="YYYY-MM-DD"),
+                  Field("received_on", "Received on", today, hint="YYYY-MM-DD"),
+                  Field("description", "What it demands"), Field("cameras", "Cameras", hint="names, commas"),
+                  Field("start", "From", hint="YYYY-MM-DD HH:MM"), Field("end", "To", hint="YYYY-MM-DD HH:MM"),
+                  Field("incident", "Incident", hint="optional, e.g. inc-000001")]
+        self.app.push_screen(Fields("Record a legal instrument (C3)", fields, op="instrument.record", build=build,
+                                    confirm=confirm, yes="Record"), self.recorded)
+
+    def recorded(self, answer: dict | None) -> None:
+        if answer:
+            self.note = f"{answer['instrument']['id']} recorded; its scope is held ({answer['hold']})."
+            self.refresh_data()
+
+    def action_counsel(self) -> None:
+        i = self.selected()
+        if i is None:
+            self.say("Select an instrument first (N records one).", error=True)
+            return
+        fields = [Field("counsel", "Counsel consulted"),
+                  Field("consulted_on", "Consulted on", datetime.now().strftime("%Y-%m-%d"), hint="YYYY-MM-DD"),
+                  Field("summary", "Their advice")]
+
+        def counselled(answer: dict | None) -> None:
+            if answer:
+                self.note = f"Counsel recorded for {i['id']}. L releases under it."
+                self.refresh_data()
+        self.app.push_screen(Fields(f"Counsel about {i['id']} (C13, C14)", fields, op="counsel.record",
+                                    build=lambda v: v | {"instrument": i["id"]}, yes="Record"), counselled)
+
+    def action_release(self) -> None:
+        i = self.selected()
+        if i is None:
+            self.say("Select an instrument first (N records one).", error=True)
+            return
+
+        def build(v: dict) -> dict:
+            return {"instrument": i["id"], "cameras": _cameras(v["cameras"]), "start": to_api(parse_local(v["start"])),
+                    "end": to_api(parse_local(v["end"])), "recipient": v["recipient"], "notes": v["notes"]}
+
+        def confirm(a: dict) -> str:
+            return (f"Release {', '.join(a['cameras'])} from {local(a['start'])} to {local(a['end'])} to "
+                    f"{a['recipient']} under {i['id']}?\nThe release is registered now; B on the releases screen "
+                    "builds its package.")
+
+        def released(answer: dict | None) -> None:
+            if answer:
+                self.app.pop_screen()
+                self.app.notify_line(f"{answer['release']['id']} registered.")
+        fields = [Field("cameras", "Cameras", ", ".join(i["cameras"])), Field("start", "From", typed(i["start"])),
+                  Field("end", "To", typed(i["end"])), Field("recipient", "Recipient", hint="e.g. Det. R. Lane, PD"),
+                  Field("notes", "Notes", hint="optional")]
+        self.app.push_screen(Fields(f"Release under {i['id']} (C3)", fields, op="release.create", build=build,
+                                    confirm=confirm, yes="Release"), released)
 
 
 class BuildScreen(CustodianScreen):
