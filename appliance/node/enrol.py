@@ -1,10 +1,11 @@
 """A flashed camera's first boot: enrol with the pairing code on its card.
 
 The node makes its own Ed25519 key (it never leaves the node), fetches the central's
-public keys, logs the pairing fingerprint for IT to compare with the central's camera
-screen, and sends its key with the code, sealed to the central's live key and signed
-by the new key. On the central's sealed answer it writes its identity and deletes the
-code; a refusal ends the process for good (exit 78), a central out of reach is retried.
+public keys and sends its key with the code, sealed to the central's live key and signed
+by the new key. On the central's sealed answer it writes its identity, deletes the code
+and logs the pairing fingerprint for IT to compare with the central's camera screen; a
+refusal is logged in words and ends the process for good (exit 78), a central out of
+reach is retried.
 """
 from __future__ import annotations
 
@@ -75,9 +76,8 @@ def enrol_once(central_url: str, camera: str, signing_key: nacl.signing.SigningK
     except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, nacl.exceptions.CryptoError) as e:
         raise _TryLater(f"cannot fetch the central's keys from {central_url}: {e}") from None
     node_key = bytes(signing_key.verify_key)
+    # Logged only once the central has accepted (enrol_if_needed): a refused camera has nothing to compare.
     fingerprint = pairing_fingerprint(node_key, bytes(archive_key), bytes(live_key))
-    log.warning("pairing fingerprint %s (camera %s): IT compares it with the central's camera screen",
-                fingerprint, camera)
     time_us = time.time_ns() // 1000
     request = {"camera": camera, "node_key": node_key.hex(), "code": code, "archive_key": bytes(archive_key).hex(),
                "live_key": bytes(live_key).hex(), "time": time_us}
@@ -141,6 +141,11 @@ def enrol_if_needed(cfg, data_dir: Path, stop: threading.Event | None = None, no
             break
         except _TryLater as e:
             log.warning("enrolment: %s; trying again in %.0f s", e, delay)
+        except EnrolmentRefused as e:
+            log.error("not enrolled: %s. The camera stops here (no pairing fingerprint to compare) until it has a "
+                      "new pairing code: IT runs 'custodian camera invite %s' and re-flashes the card, or writes "
+                      "the code to %s and restarts the node", e, camera, invite_path)
+            raise
         if stop is not None and stop.wait(delay):
             return None
         if stop is None:
@@ -148,9 +153,9 @@ def enrol_if_needed(cfg, data_dir: Path, stop: threading.Event | None = None, no
         delay = min(delay * 2, 60.0)
     NodeIdentity.write_meta(data_dir, camera, keys["archive_key"], cfg.node.central_url, keys["live_key"])
     _forget(invite_path)
-    log.warning("enrolled as camera %s with the central at %s; pairing fingerprint %s; placement %s: the camera "
-                "records once the Director approves where it points (C6)", camera, cfg.node.central_url,
-                enrolled.fingerprint, enrolled.status)
+    log.warning("enrolled as camera %s with the central at %s; pairing fingerprint %s: IT compares it with the "
+                "central's camera screen; placement %s: the camera records once the Director approves where it "
+                "points (C6)", camera, cfg.node.central_url, enrolled.fingerprint, enrolled.status)
     return enrolled
 
 

@@ -152,7 +152,20 @@ def enroll(central, caller, args):
     insert_new_camera(central, camera, key, category, location, caller.user_id)
     audit_action(central, caller, "camera.enroll", target=camera,
                  details={"category": category, "location": location, "key": key})
+    close_invites_enrolled_by_key(central, caller, camera)
     return {"camera": public_camera(central, central.records.get("cameras", camera))}
+
+
+def close_invites_enrolled_by_key(central, caller, camera: str) -> None:
+    """A camera enrolled by its key leaves no pairing code open for its name: a card flashed with
+    the old code hears that the camera was enrolled by key, and the code opens nothing."""
+    now = iso(central.now())
+    for inv in central.records.search("invites", camera=camera, status="pending"):
+        central.records.update("invites", inv["id"], {"status": "enrolled_by_key", "code_hash": None,
+                                                      "closed_at": now})
+        audit_action(central, caller, "camera.invite_closed", target=camera, refs={"invite": inv["id"]},
+                     details={"reason": "the camera was enrolled by its key (camera.enroll)",
+                              "invited_by": inv["invited_by"], "invited_at": inv["invited_at"]})
 
 
 @op("camera.list", ANYONE)

@@ -6,7 +6,7 @@ kept only as a hash. When a node sends its new public key with the code
 (`central/enrolment.py` takes the request off the LAN), `enrol_request` opens and checks
 it, enrols the camera (`pending_placement`: it records nothing until the Director
 approves its placement, C6) and spends the code. Refusals: no invitation, a spent,
-replaced or expired code, a wrong code (five per invitation, then it is cancelled and
+replaced or expired code, a code closed because the camera was enrolled by key, a wrong code (five per invitation, then it is cancelled and
 the Director alerted), a request not sealed or signed as it should be.
 """
 from __future__ import annotations
@@ -129,6 +129,10 @@ def check_code(central, camera: str, code: str) -> dict:
     if inv["status"] == "spent":
         raise _Refusal(410, "spent", f"this pairing code was already used (camera {camera} enrolled at "
                        f"{when(inv['closed_at'])}): each code enrols one node once", camera, inv["id"])
+    if inv["status"] == "enrolled_by_key":
+        raise _Refusal(410, "enrolled_by_key", f"camera {camera} was enrolled by key (custodian camera add) at "
+                       f"{when(inv['closed_at'])}: its pairing code was closed then and enrols nothing", camera,
+                       inv["id"])
     if inv["status"] in ("replaced", "cancelled"):
         raise _Refusal(410, inv["status"], f"the invitation for camera {camera} was {inv['status']} at "
                        f"{when(inv['closed_at'])}: ask IT for the current code", camera, inv["id"])

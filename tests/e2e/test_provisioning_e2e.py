@@ -131,7 +131,7 @@ def test_flashed_camera_enrols_waits_for_approval_and_records(tmp_path, central,
         digest = hashlib.sha256(b"custodian-pairing-v1" + node_key + bytes(central.keys.archive_public_key())
                                 + bytes(central.keys.live_public_key())).hexdigest().upper()[:16]
         assert logged == cam["pairing_fingerprint"] == "-".join(digest[i:i + 4] for i in range(0, 16, 4))
-        assert re.search(rf"pairing fingerprint {logged} \(camera entrance\): IT compares it", node.text())
+        assert re.search(rf"pairing fingerprint {logged}: IT compares it", node.text())
         assert cam["status"] == "pending_placement" and cam["key"] == node_key.hex()
         assert not (data / "invite").exists()                                   # the code is spent and gone
         assert central.records.search("invites", camera="entrance")[0]["status"] == "spent"
@@ -158,6 +158,8 @@ def test_flashed_camera_enrols_waits_for_approval_and_records(tmp_path, central,
     reused = NodeProcess(venv, first_boot(card, again), again)
     assert reused.exit_code() == 78, reused.text()
     assert "already used" in reused.text() and not (again / "node.json").exists()
+    # Refused: the log says why and what to do, and offers no fingerprint the central will never show.
+    assert "not enrolled: the central refused" in reused.text() and not re.search(r"[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}", reused.text())
 
     # A forged code for a camera IT did invite.
     people.call("ivy", "camera.invite", camera="lobby", category="seating", location="Lobby chairs")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -283,3 +285,50 @@ def test_a_third_party_node_written_from_the_spec_enrols_with_raw_libsodium(tmp_
                                   "time": request["time"]}
     camera = central.records.get("cameras", "entrance")
     assert camera["key"] == node_pk.hex() and camera["pairing"]["fingerprint"] == fingerprint
+
+
+FINGERPRINT = re.compile(r"[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}")
+
+
+def test_camera_added_by_key_closes_its_pending_invitation(tmp_path, central, people, server):
+    """IT invited `entrance`, then enrolled it by hand with its key: the code is closed (audited), and a
+    card still holding it hears that the camera was enrolled by key, not "wrong code" nor "already used"."""
+    old_code = invite(people)["code"]
+    other = invite(people, "side-door", "corridor", "Side door, facing out")
+    key = bytes(nacl.signing.SigningKey.generate().verify_key).hex()
+    people.call("ivy", "camera.enroll", camera="entrance", key=key, category="entrance",
+                location="Main doors, facing in")
+    closed = central.records.search("invites", camera="entrance")[0]
+    assert closed["status"] == "enrolled_by_key" and closed["code_hash"] is None and closed["closed_at"]
+    entry = central.audit.query(action_prefix="camera.invite_closed")[-1]
+    assert entry["actor"] == people.ids["ivy"] and entry["target"] == "entrance"
+    assert entry["refs"]["invite"] == closed["id"] and "enrolled by its key" in entry["details"]["reason"]
+    # Only that camera's invitation: another camera's code stays open.
+    assert central.records.get("invites", other["invite"])["status"] == "pending"
+    assert len(central.audit.query(action_prefix="camera.invite_closed")) == 1
+
+    with pytest.raises(EnrolmentRefused, match="camera entrance was enrolled by key"):
+        enrol_if_needed(*flashed_node(tmp_path, server.url, "entrance", old_code))
+    assert [e["details"]["kind"] for e in refusals(central)] == ["enrolled_by_key"]
+    assert central.records.get("cameras", "entrance")["key"] == key          # the hand-enrolled key stays
+
+
+def test_node_logs_the_fingerprint_to_compare_only_once_the_central_accepts(tmp_path, central, people, server,
+                                                                            caplog):
+    code = invite(people)["code"]
+    caplog.set_level(logging.INFO, logger="custodian.node.enrol")
+    # Refused (a wrong code): the log says why in words and shows no fingerprint.
+    with pytest.raises(EnrolmentRefused):
+        enrol_if_needed(*flashed_node(tmp_path / "wrong", server.url, "entrance", "0000-0000-0000"))
+    node_said = lambda: [r.getMessage() for r in caplog.records if r.name == "custodian.node.enrol"]  # noqa: E731
+    said = "\n".join(node_said())
+    assert "not enrolled: the central refused to enrol camera entrance: wrong pairing code" in said
+    assert "no pairing fingerprint to compare" in said and "camera invite entrance" in said
+    assert not FINGERPRINT.search(said)
+    caplog.clear()
+    # Accepted: one line gives the fingerprint to compare, and it is the central's.
+    enrol_if_needed(*flashed_node(tmp_path / "right", server.url, "entrance", code))
+    lines = [m for m in node_said() if FINGERPRINT.search(m)]
+    assert len(lines) == 1 and "enrolled as camera entrance" in lines[0] and "IT compares it" in lines[0]
+    shown = people.call("ivy", "camera.list")["cameras"][0]["pairing_fingerprint"]
+    assert FINGERPRINT.search(lines[0]).group(0) == shown
