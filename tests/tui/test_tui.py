@@ -1126,3 +1126,31 @@ async def test_an_imminent_danger_use_is_linked_to_an_incident_already_filed(wor
     use = central.records.get("requests", owed.use_id)
     assert use["incident"] == filed["id"]
     assert central.records.get("grants", use["grant"])["incident"] == filed["id"]
+
+
+# --------------------------------------------------------------------------- forms checked before they are confirmed
+
+
+async def test_the_request_form_says_what_is_wrong_before_the_confirmation_and_keeps_what_was_typed(world):
+    central = world.central
+    incident = pending_request(world)["incident"]
+    before = len(central.records.all("requests"))
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        incidents = await on(pilot, IncidentsScreen)
+        await until(pilot, lambda: incidents.incidents, what="the incidents")
+        incidents.query_one(DataTable).move_cursor(row=[i["id"] for i in incidents.incidents].index(incident))
+        await pilot.press("enter")
+        await on(pilot, IncidentDetailScreen)
+        await pilot.press("q")
+        form = await on(pilot, RequestFormScreen)
+        await fill(pilot, cameras="cam-a", start=local_text(world.recorded_at - timedelta(minutes=1)),
+                   end=local_text(world.recorded_at + timedelta(minutes=1)), reason="see")   # F5 at once
+        await until(pilot, lambda: '"Reason"' in message(app), what="the short reason refused in the form")
+        assert app.screen is form and form.query_one("#reason").value == "see"   # no confirmation, nothing lost
+        form.query_one("#reason").value = "see who left the bag"
+        await send_confirmed(pilot, "see who left the bag")
+        await until(pilot, lambda: "waits for the Director" in message(app), what="the request sent")
+    assert len(central.records.all("requests")) == before + 1

@@ -221,8 +221,14 @@ class FormScreen(CustodianScreen):
 
     def action_submit(self) -> None:
         args = self.gathered()
-        if args is not None:
+        if args is None:
+            return
+        if not self.CHECKS:
             self.confirm_and_send(args)
+            return
+        # The API checks it first, whatever the check as one types has said so far: a refusal (too
+        # short a reason, a window too long) is said here with the form as typed, before any confirmation.
+        self.call(self.OP, args | {"check_only": True}, lambda _: self.confirm_and_send(args), self.show_check)
 
     def confirm_and_send(self, args: dict) -> None:
         self.call(self.OP, args, self.sent)
