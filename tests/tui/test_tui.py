@@ -1154,3 +1154,24 @@ async def test_the_request_form_says_what_is_wrong_before_the_confirmation_and_k
         await send_confirmed(pilot, "see who left the bag")
         await until(pilot, lambda: "waits for the Director" in message(app), what="the request sent")
     assert len(central.records.all("requests")) == before + 1
+
+
+async def test_a_time_that_is_not_one_keeps_the_cursor_in_its_field(world):
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sue", PEOPLE["sue"][1])
+        await pilot.press("f12")
+        dialog = await on(pilot, Fields)
+        await type_text(pilot, "a still of the entrance was shown to a visitor")
+        await pilot.press("enter")
+        dialog.query_one("#noticed_at").value = ""
+        await type_text(pilot, "25:99")
+        await pilot.press("enter")                       # not on to the next field: this one is wrong
+        assert "'25:99' is not a time" in message(app) and app.focused.id == "noticed_at"
+        dialog.query_one("#noticed_at").value = "10:00"
+        await pilot.press("enter")
+        await type_text(pilot, "yesterday")
+        await pilot.press("tab")
+        await pilot.press("f5")                          # sent from another field: the cursor goes to the wrong one
+        assert "'yesterday' is not a time" in message(app) and app.focused.id == "suspected_window_start"
+        assert app.screen is dialog

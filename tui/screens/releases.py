@@ -134,7 +134,8 @@ class InstrumentsScreen(CustodianScreen):
                   Field("court", "Court"), Field("issued_on", "Issued on", today, hint="YYYY-MM-DD"),
                   Field("received_on", "Received on", today, hint="YYYY-MM-DD"),
                   Field("description", "What it demands"), Field("cameras", "Cameras", hint="names, commas"),
-                  Field("start", "From", hint="YYYY-MM-DD HH:MM"), Field("end", "To", hint="YYYY-MM-DD HH:MM"),
+                  Field("start", "From", hint="YYYY-MM-DD HH:MM", time=True),
+                  Field("end", "To", hint="YYYY-MM-DD HH:MM", time=True),
                   Field("incident", "Incident", hint="optional, e.g. inc-000001")]
         self.app.push_screen(Fields("Record a legal instrument (C3)", fields, op="instrument.record", build=build,
                                     confirm=confirm, yes="Record"), self.recorded)
@@ -179,8 +180,9 @@ class InstrumentsScreen(CustodianScreen):
             if answer:
                 self.app.pop_screen()
                 self.app.notify_line(f"{answer['release']['id']} registered.")
-        fields = [Field("cameras", "Cameras", ", ".join(i["cameras"])), Field("start", "From", typed(i["start"])),
-                  Field("end", "To", typed(i["end"])), Field("recipient", "Recipient", hint="e.g. Det. R. Lane, PD"),
+        fields = [Field("cameras", "Cameras", ", ".join(i["cameras"])),
+                  Field("start", "From", typed(i["start"]), time=True), Field("end", "To", typed(i["end"]), time=True),
+                  Field("recipient", "Recipient", hint="e.g. Det. R. Lane, PD"),
                   Field("notes", "Notes", hint="optional")]
         self.app.push_screen(Fields(f"Release under {i['id']} (C3)", fields, op="release.create", build=build,
                                     confirm=confirm, yes="Release"), released)
