@@ -1175,3 +1175,28 @@ async def test_a_time_that_is_not_one_keeps_the_cursor_in_its_field(world):
         await pilot.press("f5")                          # sent from another field: the cursor goes to the wrong one
         assert "'yesterday' is not a time" in message(app) and app.focused.id == "suspected_window_start"
         assert app.screen is dialog
+
+
+async def test_escape_on_a_report_with_text_typed_asks_before_it_is_discarded(world):
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        incidents = await on(pilot, IncidentsScreen)
+        await pilot.press("n")
+        await on(pilot, IncidentFormScreen)
+        await pilot.press("escape")                      # nothing typed: nothing to ask
+        assert await on(pilot, IncidentsScreen) is incidents
+        await pilot.press("n")
+        form = await on(pilot, IncidentFormScreen)
+        await pilot.press("tab", "tab")
+        await type_text(pilot, "returns desk")
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        assert app.screen.title_text == "Discard this report?"
+        await pilot.press("n")
+        assert await on(pilot, IncidentFormScreen) is form and form.query_one("#where").value == "returns desk"
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        assert await on(pilot, IncidentsScreen) is incidents
