@@ -1200,3 +1200,17 @@ async def test_escape_on_a_report_with_text_typed_asks_before_it_is_discarded(wo
         await on(pilot, Confirm)
         await pilot.press("y")
         assert await on(pilot, IncidentsScreen) is incidents
+
+
+async def test_the_notices_screen_shows_no_key_for_a_notice_when_there_is_none(world):
+    people = world.people
+    for notice in people.call("director", "notice.list")["notices"]:   # what earlier tests left in force
+        people.call("director", "notice.withdraw", notice=notice["id"], reason="ended early for this test")
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("n")
+        await on(pilot, NoticesScreen)
+        await until(pilot, lambda: "No suspension notice" in message(app), what="the notices asked for")
+        assert "s" not in shown_keys(app) and "w" not in shown_keys(app)   # they would do nothing
+        assert "n" in shown_keys(app)

@@ -224,6 +224,11 @@ class BuildScreen(CustodianScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.focus_next()
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        """F5 is shown until the build starts: one build per screen, so after that it would do nothing."""
+        allowed = super().check_action(action, parameters)
+        return allowed and self.build_id is None if action == "submit" else allowed
+
     def action_submit(self) -> None:
         if self.build_id is not None:
             return
@@ -235,6 +240,7 @@ class BuildScreen(CustodianScreen):
 
     def started(self, answer: dict) -> None:
         self.build_id = answer["build"]["build"]
+        self.refresh_bindings()
         if answer.get("passphrase"):
             self.passphrase_note = ("Passphrase (shown once; give it to the recipient by another channel):\n"
                                     f"    {answer['passphrase']}\n")
