@@ -26,8 +26,10 @@ def roles_phrase(roles) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def when(t: datetime | str | None) -> str:
-    """A moment as a person reads it: local time zone, to the minute, e.g. "30 Nov 2026 13:12 EST".
+def when(t: datetime | str | None, seconds: bool = False) -> str:
+    """A moment as a person reads it, in messages and on screens alike: local time, to the minute
+    (or second), no zone; the day only when it is not today, the year only when not this year:
+    "13:12", "29 Nov 13:12", "01 Jan 2099 10:00".
 
     Accepts a datetime (naive means UTC, as everywhere in the records) or an ISO 8601 string.
     """
@@ -38,4 +40,8 @@ def when(t: datetime | str | None) -> str:
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
     local = t.astimezone()
-    return f"{local.day} {local:%b %Y %H:%M} {local:%Z}".rstrip()
+    today = datetime.now(timezone.utc).astimezone().date()
+    clock = local.strftime("%H:%M:%S" if seconds else "%H:%M")
+    if local.date() == today:
+        return clock
+    return f"{local:%d %b} {clock}" if local.year == today.year else f"{local:%d %b %Y} {clock}"

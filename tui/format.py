@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from appliance.client import ApiError
+from appliance.wording import when
 
 
 def parse(text: str) -> datetime:
@@ -12,12 +13,7 @@ def parse(text: str) -> datetime:
 
 def local(text: str | None, seconds: bool = False) -> str:
     """An API time as people read it: local, to the minute (or second), no zone noise."""
-    if not text:
-        return "-"
-    t = parse(text).astimezone()
-    today = datetime.now(timezone.utc).astimezone().date()
-    clock = t.strftime("%H:%M:%S" if seconds else "%H:%M")
-    return clock if t.date() == today else f"{t:%d %b} {clock}"
+    return when(text, seconds) if text else "-"   # as the API's messages write it (appliance.wording)
 
 
 def window(start: str, end: str) -> str:

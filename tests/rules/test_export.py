@@ -860,9 +860,11 @@ async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
             for field, text in (("#to", str(destination)), ("#medium", TAKEN["medium"]),
                                 ("#taken-by", TAKEN["taken_by"])):
                 screen.query_one(field).value = text
+            assert "f5" in app.active_bindings
             await pilot.press("f5")
             await until(pilot, lambda: "Built" in str(screen.query_one("#outcome").render()),
                         lambda: f"built: {screen.seen} {screen.query_one('#outcome').render()}")
+            assert "f5" not in app.active_bindings                                   # built: F5 would do nothing
             outcome = str(screen.query_one("#outcome").render())
     finally:
         await asyncio.to_thread(serving.__exit__, None, None, None)

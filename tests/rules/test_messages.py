@@ -30,11 +30,14 @@ def local_zone(monkeypatch):
     time.tzset()
 
 
-def test_a_time_reads_in_the_local_zone_to_the_minute(local_zone):
+def test_a_time_reads_in_the_local_zone_to_the_minute_as_the_screens_write_it(local_zone):
     local_zone("EST+5EDT,M3.2.0,M11.1.0")
-    assert when("2026-11-30T18:12:34.567890Z") == "30 Nov 2026 13:12 EST"
-    assert when(datetime(2026, 7, 1, 12, 0, 59, tzinfo=timezone.utc)) == "1 Jul 2026 08:00 EDT"
-    assert when(datetime(2026, 7, 1, 12, 0)) == "1 Jul 2026 08:00 EDT"          # naive means UTC
+    assert when("2031-11-30T18:12:34.567890Z") == "30 Nov 2031 13:12"           # no zone: local, as on screen
+    assert when(datetime(2031, 7, 1, 12, 0, 59, tzinfo=timezone.utc)) == "01 Jul 2031 08:00"
+    assert when(datetime(2031, 7, 1, 12, 0)) == "01 Jul 2031 08:00"               # naive means UTC
+    now = datetime.now(timezone.utc)
+    est = now - timedelta(hours=5 if time.localtime().tm_isdst == 0 else 4)
+    assert when(now) == est.strftime("%H:%M")                                   # today: the clock alone
 
 
 def fail_logins(central, name: str) -> None:
@@ -55,8 +58,9 @@ def test_C8_the_lockout_says_until_when_in_local_time_and_who_can_unlock_it(cent
     with pytest.raises(Refused) as e:
         central.call("session.login", {"user": who, "passphrase": "whatever-it-is"})
     until = datetime.fromisoformat(central.records.search("users", name=who)[0]["locked_until"].replace("Z", "+00:00"))
-    local = until - timedelta(hours=5)
-    assert str(e.value) == (f"too many failed logins: locked until {local.day} {local:%b %Y %H:%M} XYZ; {unlocks}")
+    local, today = until - timedelta(hours=5), (datetime.now(timezone.utc) - timedelta(hours=5)).date()
+    shown = f"{local:%H:%M}" if local.date() == today else f"{local:%d %b %H:%M}"   # as the screens write it
+    assert str(e.value) == f"too many failed logins: locked until {shown}; {unlocks}"
     assert e.value.code == "locked"
 
 
@@ -82,8 +86,19 @@ def test_a_breach_alert_shows_local_time_and_the_role_as_people_say_it(central, 
     people.call("ivy", "breach.report", what="A USB stick with exports went missing from the office",
                 noticed_at=iso(central.now()))
     alert = central.records.all("alerts")[-1]["message"]
-    assert alert.startswith("ivy (IT staff) reported a possible privacy breach at ") and " XYZ: " in alert
-    assert not ISO_TIME.search(alert)
+    assert re.match(r"ivy \(IT staff\) reported a possible privacy breach at \d\d:\d\d: ", alert)   # today
+    assert not ISO_TIME.search(alert) and "UTC" not in alert and "XYZ" not in alert
+
+
+def test_a_refusal_writes_its_time_in_local_time_as_the_screens_do(central, people, local_zone):
+    local_zone("XYZ+5")                                   # five hours behind UTC, all year
+    future = central.now().replace(microsecond=0) + timedelta(days=2)
+    with pytest.raises(BadRequest) as e:
+        people.call("sam", "breach.report", what="A printout of a still was left at the desk", noticed_at=iso(future))
+    local = future - timedelta(hours=5)
+    day = f"{local:%d %b}" + (f" {local.year}" if local.year != (central.now() - timedelta(hours=5)).year else "")
+    assert f"({day} {local:%H:%M}) is in the future" in str(e.value)
+    assert "UTC" not in str(e.value) and "XYZ" not in str(e.value)
 
 
 def test_the_policy_text_has_no_conversion_debris(central, people):

@@ -1126,3 +1126,91 @@ async def test_an_imminent_danger_use_is_linked_to_an_incident_already_filed(wor
     use = central.records.get("requests", owed.use_id)
     assert use["incident"] == filed["id"]
     assert central.records.get("grants", use["grant"])["incident"] == filed["id"]
+
+
+# --------------------------------------------------------------------------- forms checked before they are confirmed
+
+
+async def test_the_request_form_says_what_is_wrong_before_the_confirmation_and_keeps_what_was_typed(world):
+    central = world.central
+    incident = pending_request(world)["incident"]
+    before = len(central.records.all("requests"))
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        incidents = await on(pilot, IncidentsScreen)
+        await until(pilot, lambda: incidents.incidents, what="the incidents")
+        incidents.query_one(DataTable).move_cursor(row=[i["id"] for i in incidents.incidents].index(incident))
+        await pilot.press("enter")
+        await on(pilot, IncidentDetailScreen)
+        await pilot.press("q")
+        form = await on(pilot, RequestFormScreen)
+        await fill(pilot, cameras="cam-a", start=local_text(world.recorded_at - timedelta(minutes=1)),
+                   end=local_text(world.recorded_at + timedelta(minutes=1)), reason="see")   # F5 at once
+        await until(pilot, lambda: '"Reason"' in message(app), what="the short reason refused in the form")
+        assert app.screen is form and form.query_one("#reason").value == "see"   # no confirmation, nothing lost
+        form.query_one("#reason").value = "see who left the bag"
+        await send_confirmed(pilot, "see who left the bag")
+        await until(pilot, lambda: "waits for the Director" in message(app), what="the request sent")
+    assert len(central.records.all("requests")) == before + 1
+
+
+async def test_a_time_that_is_not_one_keeps_the_cursor_in_its_field(world):
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sue", PEOPLE["sue"][1])
+        await pilot.press("f12")
+        dialog = await on(pilot, Fields)
+        await type_text(pilot, "a still of the entrance was shown to a visitor")
+        await pilot.press("enter")
+        dialog.query_one("#noticed_at").value = ""
+        await type_text(pilot, "25:99")
+        await pilot.press("enter")                       # not on to the next field: this one is wrong
+        assert "'25:99' is not a time" in message(app) and app.focused.id == "noticed_at"
+        dialog.query_one("#noticed_at").value = "10:00"
+        await pilot.press("enter")
+        await type_text(pilot, "yesterday")
+        await pilot.press("tab")
+        await pilot.press("f5")                          # sent from another field: the cursor goes to the wrong one
+        assert "'yesterday' is not a time" in message(app) and app.focused.id == "suspected_window_start"
+        assert app.screen is dialog
+
+
+async def test_escape_on_a_report_with_text_typed_asks_before_it_is_discarded(world):
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        incidents = await on(pilot, IncidentsScreen)
+        await pilot.press("n")
+        await on(pilot, IncidentFormScreen)
+        await pilot.press("escape")                      # nothing typed: nothing to ask
+        assert await on(pilot, IncidentsScreen) is incidents
+        await pilot.press("n")
+        form = await on(pilot, IncidentFormScreen)
+        await pilot.press("tab", "tab")
+        await type_text(pilot, "returns desk")
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        assert app.screen.title_text == "Discard this report?"
+        await pilot.press("n")
+        assert await on(pilot, IncidentFormScreen) is form and form.query_one("#where").value == "returns desk"
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        assert await on(pilot, IncidentsScreen) is incidents
+
+
+async def test_the_notices_screen_shows_no_key_for_a_notice_when_there_is_none(world):
+    people = world.people
+    for notice in people.call("director", "notice.list")["notices"]:   # what earlier tests left in force
+        people.call("director", "notice.withdraw", notice=notice["id"], reason="ended early for this test")
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("n")
+        await on(pilot, NoticesScreen)
+        await until(pilot, lambda: "No suspension notice" in message(app), what="the notices asked for")
+        assert "s" not in shown_keys(app) and "w" not in shown_keys(app)   # they would do nothing
+        assert "n" in shown_keys(app)

@@ -153,8 +153,9 @@ class ApprovalsScreen(CustodianScreen):
             text = grant_text(r, self.who(r), a["cameras"], a["start"], a["end"], a["expires_hours"])
             return f"Approve {r['id']}?\n{text}\nReason: {a['reason']}"
 
-        fields = [Field("cameras", "Cameras", ", ".join(r["cameras"])), Field("start", "From", typed(r["start"])),
-                  Field("end", "To", typed(r["end"])), Field("expires_hours", "Expires in hours", str(EXPIRES_HOURS)),
+        fields = [Field("cameras", "Cameras", ", ".join(r["cameras"])),
+                  Field("start", "From", typed(r["start"]), time=True), Field("end", "To", typed(r["end"]), time=True),
+                  Field("expires_hours", "Expires in hours", str(EXPIRES_HOURS)),
                   Field("reason", "Your reason", hint="kept in the audit log")]
         self.app.push_screen(Fields(f"Approve {r['id']} narrower", fields, op="request.decide", build=build,
                                     confirm=confirm, yes="Approve"),

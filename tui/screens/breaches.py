@@ -51,9 +51,9 @@ def report_breach(app) -> None:
             app.notify_line(f"Reported: breach case {answer['breach']['id']}. The Director has been told.")
 
     fields = [Field("what", "What happened", hint="what was disclosed, or what you noticed"),
-              Field("noticed_at", "When you noticed it", now_typed(), TYPE_TIME),
-              Field("suspected_window_start", "Suspected from", hint="optional: " + TYPE_TIME),
-              Field("suspected_window_end", "Suspected until", hint="optional: " + TYPE_TIME)]
+              Field("noticed_at", "When you noticed it", now_typed(), TYPE_TIME, time=True),
+              Field("suspected_window_start", "Suspected from", hint="optional: " + TYPE_TIME, time=True),
+              Field("suspected_window_end", "Suspected until", hint="optional: " + TYPE_TIME, time=True)]
     app.push_screen(Fields("Report a possible privacy breach (C15)", fields, op="breach.report", build=build,
                            confirm=confirm, yes="Report",
                            intro=app.summary("breach.report", "The Director is told at once.")), reported)
@@ -230,8 +230,8 @@ class BreachCaseScreen(CustodianScreen):
 
     def window_fields(self) -> list[Field]:
         b = self.breach or {}
-        return [Field("since", "From", typed(b.get("suspected_window_start")), TYPE_TIME),
-                Field("until", "To", typed(b.get("suspected_window_end")), TYPE_TIME)]
+        return [Field("since", "From", typed(b.get("suspected_window_start")), TYPE_TIME, time=True),
+                Field("until", "To", typed(b.get("suspected_window_end")), TYPE_TIME, time=True)]
 
     def window_args(self, v: dict) -> dict:
         return {"breach": self.breach_id} | {k: typed_time(v[k]) for k in ("since", "until") if v[k]}
@@ -246,7 +246,7 @@ class BreachCaseScreen(CustodianScreen):
 
     def action_notify(self) -> None:
         fields = [Field("who", "Who was notified"), Field("how", "How", hint="letter, phone, in person"),
-                  Field("when", "When", now_typed(), TYPE_TIME), Field("notes", "Notes", hint="optional")]
+                  Field("when", "When", now_typed(), TYPE_TIME, time=True), Field("notes", "Notes", hint="optional")]
 
         def build(v: dict) -> dict:
             args = {"breach": self.breach_id, "who": v["who"], "how": v["how"], "when": typed_time(v["when"])}
@@ -255,7 +255,8 @@ class BreachCaseScreen(CustodianScreen):
                  then=lambda _: self.say("Notification recorded."))
 
     def action_complaint(self) -> None:
-        fields = [Field("complainant", "Complainant"), Field("received_at", "Received", now_typed(), TYPE_TIME),
+        fields = [Field("complainant", "Complainant"),
+                  Field("received_at", "Received", now_typed(), TYPE_TIME, time=True),
                   Field("concern", "Concern"), Field("resolution", "Resolution", hint="optional: if resolved")]
 
         def build(v: dict) -> dict:

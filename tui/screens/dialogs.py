@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, OptionList, Static
 
 from tui.actions import bindings
+from tui.format import parse_local
 from tui.screens.base import Dialog
 
 
@@ -76,6 +77,7 @@ class Field:
     value: str = ""
     hint: str = ""
     choices: tuple = ()
+    time: bool = False         # a time typed as people do (tui.format.parse_local): checked where it is typed
 
 
 class Fields(Dialog):
@@ -123,6 +125,8 @@ class Fields(Dialog):
         self.query_one(f"#{self.fields[0].name}").focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.wrong_time(event.input.id):
+            return
         if event.input is list(self.query(Input))[-1]:
             self.action_submit()
         else:
@@ -143,7 +147,22 @@ class Fields(Dialog):
                 values[f.name] = self.query_one(f"#{f.name}", Input).value.strip()
         return values
 
+    def wrong_time(self, *names: str) -> bool:
+        """Whether one of these fields (all, without names) holds what is not a time: said, with the cursor on it."""
+        for f in self.fields:
+            text = self.query_one(f"#{f.name}", Input).value if f.time else ""
+            if text.strip() and (not names or f.name in names):
+                try:
+                    parse_local(text)
+                except ValueError as e:
+                    self.say(str(e), error=True)
+                    self.query_one(f"#{f.name}").focus()
+                    return True
+        return False
+
     def action_submit(self) -> None:
+        if self.wrong_time():
+            return
         try:
             args = self.build(self.values()) if self.build else self.values()
         except ValueError as e:

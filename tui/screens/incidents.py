@@ -159,6 +159,7 @@ class FormScreen(CustodianScreen):
     BINDINGS = bindings("app", "form")
     OP = ""
     CHECKS = True        # the operation takes `check_only`; else the API judges the form when it is sent
+    DISCARD = ""         # the question Escape asks first when something is typed ("": none, Escape goes back)
 
     def on_mount(self) -> None:
         for field in self.query(Input):
@@ -216,13 +217,31 @@ class FormScreen(CustodianScreen):
     def on_input_submitted(self, event) -> None:
         self.focus_next()
 
+    def action_back(self) -> None:
+        """Escape: a form with something typed asks first, so a stray key loses nothing."""
+        typed = any(i.value.strip() for i in self.query(Input)) or any(t.text.strip() for t in self.query(TextArea))
+        if not (self.DISCARD and typed):
+            super().action_back()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                super(FormScreen, self).action_back()
+        self.app.push_screen(Confirm(self.DISCARD, "What you typed here is lost.", yes="Discard"), answered)
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_submit()
 
     def action_submit(self) -> None:
         args = self.gathered()
-        if args is not None:
+        if args is None:
+            return
+        if not self.CHECKS:
             self.confirm_and_send(args)
+            return
+        # The API checks it first, whatever the check as one types has said so far: a refusal (too
+        # short a reason, a window too long) is said here with the form as typed, before any confirmation.
+        self.call(self.OP, args | {"check_only": True}, lambda _: self.confirm_and_send(args), self.show_check)
 
     def confirm_and_send(self, args: dict) -> None:
         self.call(self.OP, args, self.sent)
@@ -232,6 +251,7 @@ class IncidentFormScreen(FormScreen):
     """File an incident report (C7, C9, C17); after an imminent-danger use, also link it (C19)."""
 
     OP = "incident.create"
+    DISCARD = "Discard this report?"
 
     def __init__(self, link_use: str | None = None):
         super().__init__()
@@ -291,6 +311,7 @@ class RequestFormScreen(FormScreen):
     """Ask the Director to review recordings, or to monitor live, for an incident (C9, C17)."""
 
     OP = "request.create"
+    DISCARD = "Discard this request?"
 
     def __init__(self, incident_id: str):
         super().__init__()

@@ -28,6 +28,14 @@ class NoticesScreen(CustodianScreen):
     def __init__(self, note: str = ""):
         super().__init__()
         self.note = note
+        self.notices: list[dict] = []
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """S and W are shown only with a notice selected: with none they would do nothing."""
+        allowed = super().check_action(action, parameters)
+        if allowed and action in ("next_still", "withdraw"):
+            return self.is_mounted and self.selected() is not None
+        return allowed
 
     def body(self) -> ComposeResult:
         yield DataTable(id="notices", cursor_type="row", zebra_stripes=False)
@@ -39,7 +47,6 @@ class NoticesScreen(CustodianScreen):
         table = self.query_one(DataTable)
         for label, width in (("Notice", 10), ("Until", 10), ("Stills", 6), ("Person", 44)):
             table.add_column(label, width=width)
-        self.notices: list[dict] = []
         self.still = 0
         self.shown = False   # serial: a picture is drawn only when asked for (S)
 
@@ -54,6 +61,7 @@ class NoticesScreen(CustodianScreen):
             table.add_row(n["id"], n["suspended_until"], str(len(n["stills"])), n["description"][:44], key=n["id"])
         self.still, self.shown = 0, False
         self.draw()
+        self.refresh_bindings()
         if not self.notices:
             hint = "No suspension notice is in force."
         elif self.director:
@@ -67,6 +75,7 @@ class NoticesScreen(CustodianScreen):
         return self.notices[row] if 0 <= row < len(self.notices) else None
 
     def on_data_table_row_highlighted(self, event) -> None:
+        self.refresh_bindings()
         self.still, self.shown = 0, False
         self.draw()
 

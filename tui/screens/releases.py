@@ -134,7 +134,8 @@ class InstrumentsScreen(CustodianScreen):
                   Field("court", "Court"), Field("issued_on", "Issued on", today, hint="YYYY-MM-DD"),
                   Field("received_on", "Received on", today, hint="YYYY-MM-DD"),
                   Field("description", "What it demands"), Field("cameras", "Cameras", hint="names, commas"),
-                  Field("start", "From", hint="YYYY-MM-DD HH:MM"), Field("end", "To", hint="YYYY-MM-DD HH:MM"),
+                  Field("start", "From", hint="YYYY-MM-DD HH:MM", time=True),
+                  Field("end", "To", hint="YYYY-MM-DD HH:MM", time=True),
                   Field("incident", "Incident", hint="optional, e.g. inc-000001")]
         self.app.push_screen(Fields("Record a legal instrument (C3)", fields, op="instrument.record", build=build,
                                     confirm=confirm, yes="Record"), self.recorded)
@@ -179,8 +180,9 @@ class InstrumentsScreen(CustodianScreen):
             if answer:
                 self.app.pop_screen()
                 self.app.notify_line(f"{answer['release']['id']} registered.")
-        fields = [Field("cameras", "Cameras", ", ".join(i["cameras"])), Field("start", "From", typed(i["start"])),
-                  Field("end", "To", typed(i["end"])), Field("recipient", "Recipient", hint="e.g. Det. R. Lane, PD"),
+        fields = [Field("cameras", "Cameras", ", ".join(i["cameras"])),
+                  Field("start", "From", typed(i["start"]), time=True), Field("end", "To", typed(i["end"]), time=True),
+                  Field("recipient", "Recipient", hint="e.g. Det. R. Lane, PD"),
                   Field("notes", "Notes", hint="optional")]
         self.app.push_screen(Fields(f"Release under {i['id']} (C3)", fields, op="release.create", build=build,
                                     confirm=confirm, yes="Release"), released)
@@ -222,6 +224,11 @@ class BuildScreen(CustodianScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.focus_next()
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        """F5 is shown until the build starts: one build per screen, so after that it would do nothing."""
+        allowed = super().check_action(action, parameters)
+        return allowed and self.build_id is None if action == "submit" else allowed
+
     def action_submit(self) -> None:
         if self.build_id is not None:
             return
@@ -233,6 +240,7 @@ class BuildScreen(CustodianScreen):
 
     def started(self, answer: dict) -> None:
         self.build_id = answer["build"]["build"]
+        self.refresh_bindings()
         if answer.get("passphrase"):
             self.passphrase_note = ("Passphrase (shown once; give it to the recipient by another channel):\n"
                                     f"    {answer['passphrase']}\n")
