@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from appliance.client import ApiError
-from appliance.wording import when
 
 
 def parse(text: str) -> datetime:
@@ -12,8 +11,16 @@ def parse(text: str) -> datetime:
 
 
 def local(text: str | None, seconds: bool = False) -> str:
-    """An API time as people read it: local, to the minute (or second), no zone noise."""
-    return when(text, seconds) if text else "-"   # as the API's messages write it (appliance.wording)
+    """An API time as people read it: local, to the minute (or second), no zone noise; the day only
+    when it is not today. As the API's messages write it (appliance.wording.when, held to agree by
+    tests/tui/test_tui_format.py), except that a screen never writes the year: its lists are of
+    this year's work, and its pictures must not change with the calendar."""
+    if not text:
+        return "-"
+    t = parse(text).astimezone()
+    today = datetime.now(timezone.utc).astimezone().date()
+    clock = t.strftime("%H:%M:%S" if seconds else "%H:%M")
+    return clock if t.date() == today else f"{t:%d %b} {clock}"
 
 
 def window(start: str, end: str) -> str:
