@@ -352,7 +352,9 @@ def test_bad_instrument_input_gets_clear_errors_and_changes_nothing(central, peo
         with pytest.raises(Refused):
             court.record(who=who)
     assert central.records.all("instruments") == [] and central.records.all("holds") == []
-    assert central.audit.next_seq == before
+    # Nothing written but the two refusals by role, for a breach check (C16).
+    assert [(e["actor"], e["action"], e["details"]["operation"]) for e in central.audit.query()[before:]] == [
+        (people.ids[who], "access.refused", "instrument.record") for who in ("sam", "ivy")]
 
     ins = court.record()["instrument"]
     before = central.audit.next_seq

@@ -78,7 +78,9 @@ def test_C7_oversight_report_per_staff_member(central, people, history):
         people.call("director", "report.oversight", user="../usr-000001")
     with pytest.raises(BadRequest, match="until"):
         people.call("director", "report.oversight", since="2026-01-02T00:00:00Z", until="2026-01-01T00:00:00Z")
-    assert central.audit.next_seq == before
+    # Nothing written but the two refusals by role, for a breach check (C16).
+    assert [(e["actor"], e["action"], e["details"]["operation"]) for e in central.audit.query()[before:]] == [
+        (people.ids[who], "access.refused", "report.oversight") for who in ("sam", "ivy")]
 
 
 def test_C7_oversight_window_excludes_older_activity(central, people, history):
@@ -169,4 +171,6 @@ def test_audit_query_for_the_director_only_with_filters(central, people, history
                 {"since": iso(central.now()), "until": iso(central.now() - timedelta(hours=1))}):
         with pytest.raises(BadRequest):
             people.call("director", "audit.query", **bad)
-    assert central.audit.next_seq == before
+    # Nothing written but the two refusals by role, for a breach check (C16).
+    assert [(e["actor"], e["action"], e["details"]["operation"]) for e in central.audit.query()[before:]] == [
+        (people.ids[who], "access.refused", "audit.query") for who in ("sam", "ivy")]
