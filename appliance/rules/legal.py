@@ -169,9 +169,13 @@ def list_instruments(central, caller, args):
 
 @op("instrument.get", DIRECTOR)
 def get_instrument(central, caller, args):
-    """One instrument with its counsel consultations, releases and hold."""
+    """One instrument with its counsel consultations, releases and hold (audited, as incident.get is)."""
     instrument = _get_instrument(central, args.id("instrument"))
     args.done()
+    # The audit log is readable by an acting director: a sealed warrant's particulars stay out (C13).
+    audit_action(central, caller, "instrument.view", target=instrument["id"],
+                 refs=audit_refs(instrument, incident=instrument["incident"]),
+                 details={"kind": instrument["kind"]} | ({"sealed": True} if is_sealed(instrument) else {}))
     if hidden_from(caller, instrument):
         return {"instrument": instrument_view(caller, instrument)}
     hold = instrument["hold"] and central.records.get("holds", instrument["hold"])

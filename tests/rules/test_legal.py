@@ -237,13 +237,42 @@ def test_C13_the_incident_a_sealed_warrant_concerns_stays_out_of_the_audit_log(c
     entries = people.call("sue", "audit.query")["entries"]
     under = [e for e in entries if e["refs"].get("instrument") == ins["id"]]
     assert {e["action"] for e in under} == {"instrument.record", "hold.place", "counsel.record", "release.create",
-                                            "export.mark_retrieved"}
+                                            "export.mark_retrieved", "instrument.view"}
     assert "inc-000001" not in str(entries)
 
     people.call("director", "instrument.mark_filed", instrument=ins["id"], filed_on=central.now().date().isoformat())
     filed = court.release(ins["id"])
     entry = central.audit.query(action_prefix="release.create")[-1]
     assert entry["target"] == filed["release"]["id"] and entry["refs"]["incident"] == "inc-000001"
+
+
+def test_C13_reading_an_instrument_is_audited_and_a_sealed_warrants_entry_names_no_more(central, people, court):
+    """instrument.get is audited as incident.get is; under a sealed warrant the entry names the
+    instrument and nothing the acting director reading the log may not know (C13)."""
+    secret = "SW-2026-0123 (Judge Hale)"
+    order = court.record(kind="court_order", reference="CO-2026-0007")["instrument"]["id"]
+    warrant = court.record(kind="search_warrant", reference=secret)["instrument"]["id"]
+    people.call("director", "instrument.get", instrument=order)
+    people.call("director", "instrument.get", instrument=warrant)
+    acting(central, people)
+    people.call("sue", "instrument.get", instrument=warrant)
+    with pytest.raises(NotFound):
+        people.call("director", "instrument.get", instrument="ins-999999")
+
+    views = central.audit.query(action_prefix="instrument.view")
+    director, sue = people.ids["director"], people.ids["sue"]
+    assert [(e["actor"], e["role"], e["target"], e["refs"], e["details"]) for e in views] == [
+        (director, "director", order, {"instrument": order, "incident": "inc-000001"}, {"kind": "court_order"}),
+        (director, "director", warrant, {"instrument": warrant}, {"kind": "search_warrant", "sealed": True}),
+        (sue, "staff", warrant, {"instrument": warrant},
+         {"kind": "search_warrant", "sealed": True, "acting_director": True}),
+    ]
+    assert secret not in str(people.call("sue", "audit.query", action_prefix="instrument.")["entries"])
+
+    people.call("director", "instrument.mark_filed", instrument=warrant, filed_on=central.now().date().isoformat())
+    people.call("sue", "instrument.get", instrument=warrant)      # filed: the entry names its incident again
+    assert central.audit.query(action_prefix="instrument.view")[-1]["refs"] == {
+        "instrument": warrant, "incident": "inc-000001"}
 
 
 def test_C13_a_copy_retrieved_under_a_sealed_warrant_keeps_from_whom_out_of_the_audit_log(central, people, court):
