@@ -10,8 +10,8 @@ import pytest
 from appliance.rules.breaches import STEPS
 from appliance.errors import BadRequest, NotAuthenticated, NotFound, Refused
 from appliance.rules.registry import iso
-from conftest import enrol_camera_record
 from test_footage import record, recording_start, review_grant
+from test_retention import Camera
 
 WHAT = "a printout of a camera still was left on the public photocopier"
 
@@ -184,8 +184,8 @@ def test_C16_breach_steps_and_access_query(central, people, h264_footage):
 
 def _case_with_two_copies(people, central) -> tuple[str, str, str]:
     """Two releases in the export register, then a breach case whose window holds both."""
-    enrol_camera_record(central, "cam-a", "66" * 32)
     now = central.now()
+    Camera(central, "cam-a").record(now - timedelta(days=2))        # the footage both releases hand over
     first = _release(people, central, now - timedelta(days=2), now - timedelta(days=1))
     second = _release(people, central, now - timedelta(days=2), now - timedelta(days=1))
     case = report(people, "sam", suspected_window_start=iso(now - timedelta(minutes=1)),

@@ -47,6 +47,8 @@ def court(central, people):
             args.update(over)
             return people.call(who, "release.create", **args)
 
+    for camera in (a, b):                  # footage for the releases below (an empty window is refused)
+        camera.record(Court.start + timedelta(hours=1, minutes=30))
     return Court()
 
 
@@ -144,6 +146,24 @@ def test_C13_warrant_release_blocked_until_counsel_consulted(central, people, co
     assert court.release(ins["id"])["export"]["kind"] == "release"
 
 
+def test_a_release_of_a_window_with_no_footage_is_refused_at_once(central, people, court):
+    """Accepted, it would fail only at release.build with nothing to package: refused when it is asked for."""
+    cam_c = Camera(central, "cam-c")                    # enrolled, nothing stored yet
+    ins = court.record(cameras=[])["instrument"]
+    court.counsel(ins["id"])
+    before = central.audit.next_seq
+    early = dict(start=iso(court.start), end=iso(court.start + timedelta(hours=1)))   # before cam-a's first segment
+    for cameras, named in ((["cam-c"], "cam-c"), (["cam-a", "cam-c"], "cam-a, cam-c")):
+        with pytest.raises(BadRequest) as refused:
+            court.release(ins["id"], cameras=cameras, **early)
+        assert str(refused.value).startswith(f"no footage is stored for {named} from "), str(refused.value)
+    assert central.records.all("releases") == [] and central.records.all("exports") == []
+    assert central.audit.next_seq == before
+    cam_c.record(court.start + timedelta(minutes=10))   # one camera with footage in the window is enough
+    release = court.release(ins["id"], cameras=["cam-a", "cam-c"], **early)["release"]
+    assert release["segments_at_approval"] == 1
+
+
 def test_release_record_holds_what_a_package_builder_needs(central, people, court):
     cam = court.cameras["cam-a"]
     for minutes in (55, 65, 75, 125):                   # two inside the window, one straddling its start
@@ -152,7 +172,7 @@ def test_release_record_holds_what_a_package_builder_needs(central, people, cour
     ins = court.record()["instrument"]
     court.counsel(ins["id"])
     release = court.release(ins["id"])["release"]
-    assert release["segments_at_approval"] == 3
+    assert release["segments_at_approval"] == 4         # those three and the fixture's own at 90 minutes
     assert release["package"]["status"] == "not_built"
     for field in ("instrument", "cameras", "start", "end", "recipient", "counsel", "created_by", "created_at",
                   "label", "export"):

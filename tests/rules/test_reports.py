@@ -9,8 +9,9 @@ import pytest
 
 from appliance.custody import keys
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import iso
+from appliance.rules.registry import iso, parse_iso
 from test_incidents import CAM, add_camera, approve, file_incident, request_review
+from test_retention import Camera
 
 
 @pytest.fixture(autouse=True)
@@ -106,6 +107,7 @@ def test_C13_transparency_counts_only_with_unfiled_warrants_withheld(central, pe
     filed = _instrument(people, "search_warrant")
     people.call("director", "instrument.mark_filed", instrument=filed["id"], filed_on=today.isoformat())
     subpoena = _instrument(people, "subpoena")
+    Camera(central, CAM, enrolled=True).record(parse_iso(subpoena["start"]))     # the footage released
     people.call("director", "counsel.record", instrument=subpoena["id"], counsel="A. Counsel",
                 consulted_on=today.isoformat(), summary="comply with the subpoena")
     people.call("director", "release.create", instrument=subpoena["id"], cameras=[CAM],
@@ -139,6 +141,7 @@ def test_C13_a_release_under_a_sealed_warrant_is_not_counted_until_it_is_filed(c
     library complied with a warrant (and on which days): it joins the count once the warrant is filed."""
     add_camera(central, CAM)
     warrant = _instrument(people, "search_warrant")
+    Camera(central, CAM, enrolled=True).record(parse_iso(warrant["start"]))      # the footage released
     today = central.now().date().isoformat()
     people.call("director", "counsel.record", instrument=warrant["id"], counsel="A. Counsel", consulted_on=today,
                 summary="comply, quietly")
