@@ -42,6 +42,9 @@ class CustodianError(Exception):
     """Base class: a refusal or fault with a clear, human message."""
 
     code = "error"
+    # A refusal by the rule table (the caller's role, or a record outside her scope): the
+    # dispatcher writes it to the audit log as `access.refused` (C16).
+    by_rule_table = False
 
     @property
     def status(self) -> int:

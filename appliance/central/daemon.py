@@ -31,10 +31,11 @@ from appliance.custody.archive import Archive
 from appliance.custody.audit import AuditLog
 from appliance.config import Config
 from appliance.datalock import CENTRAL_LOCK, lock_data_dir
-from appliance.errors import ConfigError, DiskFull, NotAuthenticated, NotFound, SegmentError
+from appliance.errors import ConfigError, CustodianError, DiskFull, NotAuthenticated, NotFound, SegmentError
 from appliance.custody.keys import ArchiveCustody, KeyStore
 from appliance.central.enrolment import PeerGuard
 from appliance.central.node_channel import NodeHub, seal_for_node
+from appliance.rules.auditing import audit_access_refused
 from appliance.rules.export import Build
 from appliance.custody.records import open_records
 
@@ -271,9 +272,14 @@ class Central:
                 # does not would take effect unaudited.
                 self.check_room_to_act()
                 caller = self.caller_for(token, background)
-                ops_mod.authorize(operation, caller)
-                if caller is not None:
-                    operation.rule.check_scope(self, caller, args)    # the record it names is the caller's
+                try:
+                    ops_mod.authorize(operation, caller)
+                    if caller is not None:
+                        operation.rule.check_scope(self, caller, args)    # the record it names is the caller's
+                except CustodianError as refusal:
+                    if refusal.by_rule_table:
+                        audit_access_refused(self, caller, operation, args, refusal)
+                    raise
                 if not operation.concurrent:
                     return operation.func(self, caller, ops_mod.Args(args, operation.labels))
             return operation.func(self, caller, ops_mod.Args(args, operation.labels))

@@ -10,7 +10,8 @@ nobody is logged in yet, so it names only the account tried.
 """
 from __future__ import annotations
 
-from appliance.rules.registry import Caller
+from appliance.errors import CustodianError
+from appliance.rules.registry import Caller, Op, refused_target
 
 
 def audit_action(central, caller: Caller, action: str, *, target: str | None = None, refs: dict | None = None,
@@ -36,3 +37,13 @@ def audit_login_attempt(central, account: str, action: str, details: dict) -> di
     (`user.locked`): `account` is the account id tried, or `-` when no account has the name
     typed (the text itself is never written: it may be a passphrase typed in the wrong field). No role and no capacity: the person has not proved who she is."""
     return central.audit.append(account, action, details=details)
+
+
+def audit_access_refused(central, caller: Caller, operation: Op, raw_args, refusal: CustodianError) -> dict:
+    """An operation refused by the rule table (`access.refused`): her role may not call it, or
+    the record it names is not hers, so a breach investigation (C16) sees the attempt. The
+    target is the id she asked for, if any; nothing else she typed is written."""
+    clause = getattr(refusal, "clause", None) or (operation.rule.scope.clause if operation.rule.scope else None)
+    return audit_action(central, caller, "access.refused", target=refused_target(operation, raw_args),
+                        why=str(refusal), details={"operation": operation.name, "code": refusal.code}
+                        | ({"clause": clause} if clause else {}))

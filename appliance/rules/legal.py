@@ -169,9 +169,13 @@ def list_instruments(central, caller, args):
 
 @op("instrument.get", DIRECTOR)
 def get_instrument(central, caller, args):
-    """One instrument with its counsel consultations, releases and hold."""
+    """One instrument with its counsel consultations, releases and hold (audited, as incident.get is)."""
     instrument = _get_instrument(central, args.id("instrument"))
     args.done()
+    # The audit log is readable by an acting director: a sealed warrant's particulars stay out (C13).
+    audit_action(central, caller, "instrument.view", target=instrument["id"],
+                 refs=audit_refs(instrument, incident=instrument["incident"]),
+                 details={"kind": instrument["kind"]} | ({"sealed": True} if is_sealed(instrument) else {}))
     if hidden_from(caller, instrument):
         return {"instrument": instrument_view(caller, instrument)}
     hold = instrument["hold"] and central.records.get("holds", instrument["hold"])
@@ -239,6 +243,10 @@ def create_release(central, caller, args):
         clause = "C13" if instrument["kind"] == "search_warrant" else "C14"
         raise Refused(f"consult legal counsel about this {KIND_NAMES[instrument['kind']]} and record that you did "
                       "before releasing footage under it", clause=clause)
+    segments = _segments_in(central, cameras, start, end)
+    if not segments:      # else it is accepted now and fails at release.build with nothing to package
+        raise BadRequest(f"no footage is stored for {', '.join(cameras)} from {when(start)} to {when(end)}: "
+                         "a release needs some footage to hand over; check the cameras and times")
     now = iso(central.now())
     export = {"kind": "release", "instrument": instrument["id"], "incident": instrument["incident"],
               "cameras": cameras, "start": iso(start), "end": iso(end), "recipient": recipient,
@@ -250,7 +258,7 @@ def create_release(central, caller, args):
                "notes": notes, "counsel": [c["id"] for c in counsel], "label": export["label"],
                "created_by": caller.user_id, "created_role": caller.role,
                "acting_director": caller.acting_director, "created_at": now,
-               "segments_at_approval": _segments_in(central, cameras, start, end),
+               "segments_at_approval": segments,
                "package": {"status": "not_built", "built_at": None, "built_by": None, "manifest_sha256": None}}
     release["id"] = central.records.insert("releases", release)
     sealed = is_sealed(instrument)

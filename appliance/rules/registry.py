@@ -20,10 +20,13 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
-from appliance.errors import BadRequest, NotAuthenticated, NotFound, Refused
+from appliance.errors import BadRequest, CustodianError, NotAuthenticated, NotFound, Refused
 from appliance.wording import role_name, roles_phrase
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The arguments that name what an operation acts on, in the order a refused call's audit entry looks for one.
+TARGET_ARGS = ("camera", "incident", "grant", "request", "instrument", "release", "export", "breach", "hold",
+               "view", "alert", "notice")
 
 
 @dataclass
@@ -137,9 +140,7 @@ class Rule:
         if not scope.mine(central, caller, record):
             words, clause = self.refusal or (scope.refusal, scope.clause)
             message = words.format(id=record_id, what_one=scope.what_one)
-            if scope.hidden:
-                raise NotFound(message)
-            raise Refused(message, clause=clause)
+            raise _by_rule_table(NotFound(message) if scope.hidden else Refused(message, clause=clause))
 
 
 ROLES = ("staff", "director", "it")
@@ -224,10 +225,29 @@ def authorize(operation: Op, caller: Caller | None) -> None:
     rule = operation.rule
     if not rule.admits(caller):
         if caller.acting_director and "director" in rule.roles:
-            raise Refused(f"an acting director may not use {operation.name}: it is the Director's own",
-                          clause=rule.herself_clause, code="forbidden")
-        raise Refused(f"only {roles_phrase(rule.roles)} may use {operation.name}; "
-                      f"you are {role_name(caller.role)}", code="forbidden")
+            raise _by_rule_table(Refused(f"an acting director may not use {operation.name}: it is the Director's "
+                                         "own", clause=rule.herself_clause, code="forbidden"))
+        raise _by_rule_table(Refused(f"only {roles_phrase(rule.roles)} may use {operation.name}; "
+                                     f"you are {role_name(caller.role)}", code="forbidden"))
+
+
+def _by_rule_table(refusal: CustodianError) -> CustodianError:
+    """Mark a refusal by role or scope: the dispatcher audits it as `access.refused` (C16)."""
+    refusal.by_rule_table = True
+    return refusal
+
+
+def refused_target(operation: Op, raw_args: Any) -> str | None:
+    """What a refused call asked for, for its audit entry: the record its scope argument names,
+    else the first record or camera id among its arguments. Only an id (`SAFE_ID`) is
+    written: never free text, which may be anything typed."""
+    if not isinstance(raw_args, dict):
+        return None
+    for name in (operation.rule.scope_arg, *TARGET_ARGS):
+        value = raw_args.get(name) if name else None
+        if isinstance(value, str) and SAFE_ID.match(value):
+            return value
+    return None
 
 
 # --------------------------------------------------------------------------- argument checking

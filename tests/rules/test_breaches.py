@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from appliance.rules.breaches import STEPS
-from appliance.errors import BadRequest, NotFound, Refused
+from appliance.errors import BadRequest, NotAuthenticated, NotFound, Refused
 from appliance.rules.registry import iso
-from conftest import enrol_camera_record
 from test_footage import record, recording_start, review_grant
+from test_retention import Camera
 
 WHAT = "a printout of a camera still was left on the public photocopier"
 
@@ -70,6 +70,49 @@ def _release(people, central, start, end) -> str:
                 consulted_on=today, summary="comply, entrance camera only")
     return people.call("director", "release.create", instrument=instrument["id"], cameras=["cam-a"],
                        start=iso(start), end=iso(end), recipient="Chariton Police Department")["export"]["id"]
+
+
+def test_C16_refusals_by_role_or_scope_reach_the_access_query(central, people):
+    """An attempt the rule table refuses (a role, or a record that is not hers) is audited
+    once, as `access.refused`, where a breach investigation's access query finds it."""
+    window_start = central.now() - timedelta(seconds=1)
+    incident = people.call("sam", "incident.create", grounds="conduct_violation", occurred_at=iso(central.now()),
+                           location="entrance", description="a patron kicked the returns box until it broke",
+                           attestation=True)["incident"]["id"]
+    ivys_report = report(people, "ivy")["breach"]["id"]
+    people.login("sue")
+    before = len(central.audit.query())
+
+    with pytest.raises(Refused) as by_role:             # IT never views footage (C8)
+        people.call("ivy", "footage.still", grant="grt-000001", camera="cam-a", at=iso(central.now()))
+    assert by_role.value.code == "forbidden"
+    with pytest.raises(Refused) as by_scope:            # another's incident (C9)
+        people.call("sue", "incident.get", incident=incident)
+    assert by_scope.value.clause == "C9"
+    with pytest.raises(NotFound):                       # another's breach report: not even its existence
+        people.call("sam", "breach.get", breach=ivys_report)
+    # No caller, or a session that is not one: nobody to name, and nothing typed is written.
+    for token in (None, "not-a-session"):
+        with pytest.raises(NotAuthenticated):
+            central.call("footage.still", {"grant": "grt-000001", "camera": "cam-a"}, token)
+    # A record that does not exist is not someone else's: nothing to audit.
+    with pytest.raises(NotFound):
+        people.call("sue", "incident.get", incident="inc-999999")
+
+    refusals = central.audit.query()[before:]
+    assert [(e["actor"], e["action"], e["role"], e["target"], e["details"]) for e in refusals] == [
+        (people.ids["ivy"], "access.refused", "it", "cam-a", {"operation": "footage.still", "code": "forbidden"}),
+        (people.ids["sue"], "access.refused", "staff", incident,
+         {"operation": "incident.get", "code": "refused", "clause": "C9"}),
+        (people.ids["sam"], "access.refused", "staff", ivys_report, {"operation": "breach.get", "code": "not_found"}),
+    ]
+    assert refusals[0]["why"] == str(by_role.value) and refusals[1]["why"] == str(by_scope.value)
+
+    case = report(people, "director", suspected_window_start=iso(window_start),
+                  suspected_window_end=iso(central.now()))["breach"]["id"]
+    found = people.call("director", "breach.access_query", breach=case)
+    assert [e["seq"] for e in found["entries"] if e["action"] == "access.refused"] == [e["seq"] for e in refusals]
+    assert found["refused"] == 3
 
 
 def test_C16_breach_steps_and_access_query(central, people, h264_footage):
@@ -141,8 +184,8 @@ def test_C16_breach_steps_and_access_query(central, people, h264_footage):
 
 def _case_with_two_copies(people, central) -> tuple[str, str, str]:
     """Two releases in the export register, then a breach case whose window holds both."""
-    enrol_camera_record(central, "cam-a", "66" * 32)
     now = central.now()
+    Camera(central, "cam-a").record(now - timedelta(days=2))        # the footage both releases hand over
     first = _release(people, central, now - timedelta(days=2), now - timedelta(days=1))
     second = _release(people, central, now - timedelta(days=2), now - timedelta(days=1))
     case = report(people, "sam", suspected_window_start=iso(now - timedelta(minutes=1)),

@@ -80,8 +80,11 @@ def caller(people, name):
 
 
 def state(central):
-    """Everything these operations could change: the tables and the audit log's length."""
-    return {t: central.records.all(t) for t in INCIDENT_TABLES}, central.audit.next_seq
+    """Everything these operations could change: the tables and the audit log's length, less the
+    `access.refused` entries the dispatcher writes for a refusal by role or scope (C16; counted
+    where a test refuses one)."""
+    refusals = len(central.audit.query(action_prefix="access.refused"))
+    return {t: central.records.all(t) for t in INCIDENT_TABLES}, central.audit.next_seq - refusals
 
 
 def entries(central, action):
@@ -594,6 +597,9 @@ def test_C8_it_is_refused_every_incident_operation(central, team):
             team.call("ivy", name, incident=incident["id"])
         assert e.value.code == "forbidden", name
     assert state(central) == before
+    refused = central.audit.query(action_prefix="access.refused")        # each attempt, for a breach check (C16)
+    assert [(e["actor"], e["details"]["operation"], e["target"]) for e in refused] == [
+        (team.ids["ivy"], name, incident["id"]) for name in sorted(set(mine) - open_to_it)]
 
 
 def test_bad_and_unknown_ids_give_clear_errors_and_change_nothing(central, team):

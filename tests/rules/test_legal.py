@@ -47,6 +47,8 @@ def court(central, people):
             args.update(over)
             return people.call(who, "release.create", **args)
 
+    for camera in (a, b):                  # footage for the releases below (an empty window is refused)
+        camera.record(Court.start + timedelta(hours=1, minutes=30))
     return Court()
 
 
@@ -144,6 +146,24 @@ def test_C13_warrant_release_blocked_until_counsel_consulted(central, people, co
     assert court.release(ins["id"])["export"]["kind"] == "release"
 
 
+def test_a_release_of_a_window_with_no_footage_is_refused_at_once(central, people, court):
+    """Accepted, it would fail only at release.build with nothing to package: refused when it is asked for."""
+    cam_c = Camera(central, "cam-c")                    # enrolled, nothing stored yet
+    ins = court.record(cameras=[])["instrument"]
+    court.counsel(ins["id"])
+    before = central.audit.next_seq
+    early = dict(start=iso(court.start), end=iso(court.start + timedelta(hours=1)))   # before cam-a's first segment
+    for cameras, named in ((["cam-c"], "cam-c"), (["cam-a", "cam-c"], "cam-a, cam-c")):
+        with pytest.raises(BadRequest) as refused:
+            court.release(ins["id"], cameras=cameras, **early)
+        assert str(refused.value).startswith(f"no footage is stored for {named} from "), str(refused.value)
+    assert central.records.all("releases") == [] and central.records.all("exports") == []
+    assert central.audit.next_seq == before
+    cam_c.record(court.start + timedelta(minutes=10))   # one camera with footage in the window is enough
+    release = court.release(ins["id"], cameras=["cam-a", "cam-c"], **early)["release"]
+    assert release["segments_at_approval"] == 1
+
+
 def test_release_record_holds_what_a_package_builder_needs(central, people, court):
     cam = court.cameras["cam-a"]
     for minutes in (55, 65, 75, 125):                   # two inside the window, one straddling its start
@@ -152,7 +172,7 @@ def test_release_record_holds_what_a_package_builder_needs(central, people, cour
     ins = court.record()["instrument"]
     court.counsel(ins["id"])
     release = court.release(ins["id"])["release"]
-    assert release["segments_at_approval"] == 3
+    assert release["segments_at_approval"] == 4         # those three and the fixture's own at 90 minutes
     assert release["package"]["status"] == "not_built"
     for field in ("instrument", "cameras", "start", "end", "recipient", "counsel", "created_by", "created_at",
                   "label", "export"):
@@ -237,13 +257,42 @@ def test_C13_the_incident_a_sealed_warrant_concerns_stays_out_of_the_audit_log(c
     entries = people.call("sue", "audit.query")["entries"]
     under = [e for e in entries if e["refs"].get("instrument") == ins["id"]]
     assert {e["action"] for e in under} == {"instrument.record", "hold.place", "counsel.record", "release.create",
-                                            "export.mark_retrieved"}
+                                            "export.mark_retrieved", "instrument.view"}
     assert "inc-000001" not in str(entries)
 
     people.call("director", "instrument.mark_filed", instrument=ins["id"], filed_on=central.now().date().isoformat())
     filed = court.release(ins["id"])
     entry = central.audit.query(action_prefix="release.create")[-1]
     assert entry["target"] == filed["release"]["id"] and entry["refs"]["incident"] == "inc-000001"
+
+
+def test_C13_reading_an_instrument_is_audited_and_a_sealed_warrants_entry_names_no_more(central, people, court):
+    """instrument.get is audited as incident.get is; under a sealed warrant the entry names the
+    instrument and nothing the acting director reading the log may not know (C13)."""
+    secret = "SW-2026-0123 (Judge Hale)"
+    order = court.record(kind="court_order", reference="CO-2026-0007")["instrument"]["id"]
+    warrant = court.record(kind="search_warrant", reference=secret)["instrument"]["id"]
+    people.call("director", "instrument.get", instrument=order)
+    people.call("director", "instrument.get", instrument=warrant)
+    acting(central, people)
+    people.call("sue", "instrument.get", instrument=warrant)
+    with pytest.raises(NotFound):
+        people.call("director", "instrument.get", instrument="ins-999999")
+
+    views = central.audit.query(action_prefix="instrument.view")
+    director, sue = people.ids["director"], people.ids["sue"]
+    assert [(e["actor"], e["role"], e["target"], e["refs"], e["details"]) for e in views] == [
+        (director, "director", order, {"instrument": order, "incident": "inc-000001"}, {"kind": "court_order"}),
+        (director, "director", warrant, {"instrument": warrant}, {"kind": "search_warrant", "sealed": True}),
+        (sue, "staff", warrant, {"instrument": warrant},
+         {"kind": "search_warrant", "sealed": True, "acting_director": True}),
+    ]
+    assert secret not in str(people.call("sue", "audit.query", action_prefix="instrument.")["entries"])
+
+    people.call("director", "instrument.mark_filed", instrument=warrant, filed_on=central.now().date().isoformat())
+    people.call("sue", "instrument.get", instrument=warrant)      # filed: the entry names its incident again
+    assert central.audit.query(action_prefix="instrument.view")[-1]["refs"] == {
+        "instrument": warrant, "incident": "inc-000001"}
 
 
 def test_C13_a_copy_retrieved_under_a_sealed_warrant_keeps_from_whom_out_of_the_audit_log(central, people, court):
@@ -352,7 +401,9 @@ def test_bad_instrument_input_gets_clear_errors_and_changes_nothing(central, peo
         with pytest.raises(Refused):
             court.record(who=who)
     assert central.records.all("instruments") == [] and central.records.all("holds") == []
-    assert central.audit.next_seq == before
+    # Nothing written but the two refusals by role, for a breach check (C16).
+    assert [(e["actor"], e["action"], e["details"]["operation"]) for e in central.audit.query()[before:]] == [
+        (people.ids[who], "access.refused", "instrument.record") for who in ("sam", "ivy")]
 
     ins = court.record()["instrument"]
     before = central.audit.next_seq

@@ -174,6 +174,7 @@ API_NAMES = re.compile(r"\b(?:[a-z]{3,}\.[a-z_]{3,}|[a-z]+_[a-z_]+)\b")   # coun
 
 def test_refusals_a_form_shows_name_fields_as_it_does_and_no_operation(central, people, tmp_path):
     from conftest import enrol_camera_record
+    from test_retention import Camera
 
     enrol_camera_record(central, "cam-a", "ab" * 32)
     now, today = central.now(), central.now().date().isoformat()
@@ -198,6 +199,9 @@ def test_refusals_a_form_shows_name_fields_as_it_does_and_no_operation(central, 
                    consulted_on="2020-01-01", summary="fine").startswith('"Consulted on"')
     people.call("director", "counsel.record", instrument=order["instrument"]["id"], counsel="M. Ortiz",
                 consulted_on=today, summary="fine")
+    assert refused("release.create", instrument=order["instrument"]["id"], recipient="Chariton PD",
+                   **scope).startswith("no footage is stored for cam-a from ")
+    Camera(central, "cam-a", enrolled=True).record(now - timedelta(minutes=30))
     release = people.call("director", "release.create", instrument=order["instrument"]["id"],
                           recipient="Chariton PD", **scope)["release"]
     people.unseal()

@@ -9,6 +9,7 @@ from appliance.rules import accounts
 from appliance.errors import CustodianError
 from appliance.rules.registry import iso
 from conftest import PEOPLE, enrol_camera_record
+from test_retention import Camera
 
 
 def code(fn):
@@ -96,8 +97,8 @@ def test_C2_an_acting_director_creates_no_accounts(central, people):
 
 
 def test_C13_sealed_warrant_particulars_stay_out_of_the_audit_log(central, people):
-    enrol_camera_record(central, "entrance", "55" * 32)
     now = central.now()
+    Camera(central, "entrance").record(now - timedelta(days=2))        # the footage released
     warrant = people.call("director", "instrument.record", kind="search_warrant", reference="SW-2026-0042",
                           court="District Court", issued_on=(now - timedelta(days=1)).date().isoformat(),
                           received_on=now.date().isoformat(), description="Entrance footage of 28 November",

@@ -9,8 +9,9 @@ import pytest
 
 from appliance.custody import keys
 from appliance.errors import BadRequest, NotFound, Refused
-from appliance.rules.registry import iso
+from appliance.rules.registry import iso, parse_iso
 from test_incidents import CAM, add_camera, approve, file_incident, request_review
+from test_retention import Camera
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,9 @@ def test_C7_oversight_report_per_staff_member(central, people, history):
         people.call("director", "report.oversight", user="../usr-000001")
     with pytest.raises(BadRequest, match="until"):
         people.call("director", "report.oversight", since="2026-01-02T00:00:00Z", until="2026-01-01T00:00:00Z")
-    assert central.audit.next_seq == before
+    # Nothing written but the two refusals by role, for a breach check (C16).
+    assert [(e["actor"], e["action"], e["details"]["operation"]) for e in central.audit.query()[before:]] == [
+        (people.ids[who], "access.refused", "report.oversight") for who in ("sam", "ivy")]
 
 
 def test_C7_oversight_window_excludes_older_activity(central, people, history):
@@ -104,6 +107,7 @@ def test_C13_transparency_counts_only_with_unfiled_warrants_withheld(central, pe
     filed = _instrument(people, "search_warrant")
     people.call("director", "instrument.mark_filed", instrument=filed["id"], filed_on=today.isoformat())
     subpoena = _instrument(people, "subpoena")
+    Camera(central, CAM, enrolled=True).record(parse_iso(subpoena["start"]))     # the footage released
     people.call("director", "counsel.record", instrument=subpoena["id"], counsel="A. Counsel",
                 consulted_on=today.isoformat(), summary="comply with the subpoena")
     people.call("director", "release.create", instrument=subpoena["id"], cameras=[CAM],
@@ -137,6 +141,7 @@ def test_C13_a_release_under_a_sealed_warrant_is_not_counted_until_it_is_filed(c
     library complied with a warrant (and on which days): it joins the count once the warrant is filed."""
     add_camera(central, CAM)
     warrant = _instrument(people, "search_warrant")
+    Camera(central, CAM, enrolled=True).record(parse_iso(warrant["start"]))      # the footage released
     today = central.now().date().isoformat()
     people.call("director", "counsel.record", instrument=warrant["id"], counsel="A. Counsel", consulted_on=today,
                 summary="comply, quietly")
@@ -169,4 +174,6 @@ def test_audit_query_for_the_director_only_with_filters(central, people, history
                 {"since": iso(central.now()), "until": iso(central.now() - timedelta(hours=1))}):
         with pytest.raises(BadRequest):
             people.call("director", "audit.query", **bad)
-    assert central.audit.next_seq == before
+    # Nothing written but the two refusals by role, for a breach check (C16).
+    assert [(e["actor"], e["action"], e["details"]["operation"]) for e in central.audit.query()[before:]] == [
+        (people.ids[who], "access.refused", "audit.query") for who in ("sam", "ivy")]

@@ -29,10 +29,15 @@ SEGMENT_US = 60_000_000
 class Camera:
     """An enrolled camera whose segments go straight into the central's archive."""
 
-    def __init__(self, central, name: str):
+    def __init__(self, central, name: str, enrolled: bool = False):
+        """`enrolled`: the camera's record exists already (a test's own); it takes this camera's key."""
         self.central, self.name = central, name
         self.key = nacl.signing.SigningKey.generate()
-        enrol_camera_record(central, name, self.key.verify_key.encode().hex())
+        if enrolled:
+            central.records.update("cameras", name, {"key": self.key.verify_key.encode().hex()})
+            central.reload_cameras()
+        else:
+            enrol_camera_record(central, name, self.key.verify_key.encode().hex())
         self.seq, self.prev = 0, None
 
     def write(self, path: Path, start: datetime | None = None) -> seg.SegmentInfo:
