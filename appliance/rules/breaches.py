@@ -151,12 +151,17 @@ def get_breach(central, caller, args):
 # --------------------------------------------------------------------------- the response (C16)
 
 
+def _made_in(central, since, until) -> list[dict]:
+    """The copies the export register says were made in [since, until), oldest first."""
+    return sorted((e for e in central.records.all("exports") if since <= parse_iso(e["created_at"]) < until),
+                  key=lambda e: e["created_at"])
+
+
 def _not_retrieved(central, check: dict) -> list[str]:
     """The copies a copy check found, and any made in its window since, not yet marked retrieved."""
-    since, until = parse_iso(check["since"]), parse_iso(check["until"])
-    return [e["id"] for e in central.records.all("exports")
-            if (e["id"] in check["exports"] or since <= parse_iso(e["created_at"]) < until)
-            and not e.get("retrieved_at")]
+    wanted = set(check["exports"]) | {e["id"] for e in _made_in(central, parse_iso(check["since"]),
+                                                                 parse_iso(check["until"]))}
+    return [e["id"] for e in central.records.all("exports") if e["id"] in wanted and not e.get("retrieved_at")]
 
 
 def _evidence_missing(central, breach: dict, step: str) -> str | None:
@@ -245,8 +250,7 @@ def copies(central, caller, args):
     breach = _open_case(central, args.id("breach"))
     since, until = _window(central, breach, args.time("since", required=False), args.time("until", required=False))
     args.done()
-    found = sorted((e for e in central.records.all("exports") if since <= parse_iso(e["created_at"]) < until),
-                   key=lambda e: e["created_at"])
+    found = _made_in(central, since, until)
     outstanding = [e["id"] for e in found if not e.get("retrieved_at")]
     check = {"since": iso(since), "until": iso(until), "exports": [e["id"] for e in found],
              "outstanding": outstanding, "by": caller.user_id, "at": iso(central.now())}
