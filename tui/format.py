@@ -54,6 +54,11 @@ def typed(text: str | None) -> str:
     return parse(text).astimezone().strftime("%Y-%m-%d %H:%M:%S") if text else ""
 
 
+def names(text: str) -> list[str]:
+    """A list a person types with commas ('entrance, stacks') as the names it holds."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def typed_time(text: str) -> str | None:
     """What a person typed as an API time; None when the field was left empty (the API says if it may be)."""
     return to_api(parse_local(text)) if text.strip() else None

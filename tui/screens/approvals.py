@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
 from tui.actions import bindings
-from tui.format import local, parse_local, to_api, typed, window
+from tui.format import local, names, parse_local, to_api, typed, window
 from tui.screens.base import CustodianScreen
 from tui.screens.dialogs import AskText, Confirm, Field, Fields
 
@@ -145,7 +145,7 @@ class ApprovalsScreen(CustodianScreen):
             except ValueError:
                 raise ValueError("Expires in hours: a whole number") from None
             return {"request": r["id"], "decision": "approve", "reason": v["reason"],
-                    "cameras": [c.strip() for c in v["cameras"].split(",") if c.strip()],
+                    "cameras": names(v["cameras"]),
                     "start": to_api(parse_local(v["start"])), "end": to_api(parse_local(v["end"])),
                     "expires_hours": hours}
 

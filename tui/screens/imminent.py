@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
+from tui.format import names
 from tui.screens.base import Dialog
 from tui.screens.dialogs import Confirm
 
@@ -72,7 +73,7 @@ class DangerDialog(Dialog):
 
     def finish(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
-        cameras = [c.strip() for c in self.query_one("#cameras", Input).value.split(",") if c.strip()]
+        cameras = names(self.query_one("#cameras", Input).value)
         try:
             minutes = int(self.query_one("#minutes", Input).value)
         except ValueError:

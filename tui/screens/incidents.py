@@ -12,7 +12,7 @@ from textual.widgets import Button, Checkbox, DataTable, Input, Label, OptionLis
 
 from appliance.client import ApiError
 from tui.actions import bindings
-from tui.format import local, parse_local, refusal, to_api, window
+from tui.format import local, names, refusal, typed_time, window
 from tui.screens.base import CustodianScreen
 from tui.screens.dialogs import Confirm, Field, Fields
 
@@ -287,7 +287,7 @@ class IncidentFormScreen(FormScreen):
         option = self.query_one("#grounds", OptionList).highlighted
         when = self.query_one("#when", Input).value
         return {"grounds": GROUNDS[option][0] if option is not None else None,
-                "occurred_at": to_api(parse_local(when)) if when.strip() else None,
+                "occurred_at": typed_time(when),
                 "location": self.query_one("#where", Input).value,
                 "description": self.query_one("#description", TextArea).text,
                 "attestation": self.query_one("#attest", Checkbox).value}
@@ -350,10 +350,9 @@ class RequestFormScreen(FormScreen):
     def arguments(self) -> dict:
         kind = self.query_one("#kind", OptionList).highlighted
         start, end = self.query_one("#start", Input).value, self.query_one("#end", Input).value
-        cameras = [c.strip() for c in self.query_one("#cameras", Input).value.split(",") if c.strip()]
+        cameras = names(self.query_one("#cameras", Input).value)
         return {"incident": self.incident_id, "kind": ("review", "monitor")[kind or 0], "cameras": cameras,
-                "start": to_api(parse_local(start)) if start.strip() else None,
-                "end": to_api(parse_local(end)) if end.strip() else None,
+                "start": typed_time(start), "end": typed_time(end),
                 "reason": self.query_one("#reason", Input).value}
 
     def confirm_and_send(self, args: dict) -> None:

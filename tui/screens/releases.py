@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Checkbox, DataTable, Input, Label, Static
 
 from tui.actions import bindings
-from tui.format import local, parse_local, to_api, typed
+from tui.format import local, names, parse_local, to_api, typed
 from tui.screens.base import CustodianScreen
 from tui.screens.dialogs import Field, Fields
 
@@ -74,10 +74,6 @@ class ReleasesScreen(CustodianScreen):
         self.app.push_screen(InstrumentsScreen())
 
 
-def _cameras(text: str) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()]
-
-
 class InstrumentsScreen(CustodianScreen):
     """The legal instruments received (instrument.list): N records one, C the counsel consulted about the
     selected one, L a release under it; each in a dialog that keeps what was typed when the API refuses."""
@@ -120,7 +116,7 @@ class InstrumentsScreen(CustodianScreen):
         def build(v: dict) -> dict:
             args = {"kind": v["kind"], "reference": v["reference"], "court": v["court"],
                     "issued_on": v["issued_on"], "received_on": v["received_on"],
-                    "description": v["description"], "cameras": _cameras(v["cameras"]),
+                    "description": v["description"], "cameras": names(v["cameras"]),
                     "start": to_api(parse_local(v["start"])), "end": to_api(parse_local(v["end"]))}
             return args | ({"incident": v["incident"]} if v["incident"] else {})
 
@@ -168,7 +164,7 @@ class InstrumentsScreen(CustodianScreen):
             return
 
         def build(v: dict) -> dict:
-            return {"instrument": i["id"], "cameras": _cameras(v["cameras"]), "start": to_api(parse_local(v["start"])),
+            return {"instrument": i["id"], "cameras": names(v["cameras"]), "start": to_api(parse_local(v["start"])),
                     "end": to_api(parse_local(v["end"])), "recipient": v["recipient"], "notes": v["notes"]}
 
         def confirm(a: dict) -> str:
