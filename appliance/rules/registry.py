@@ -45,12 +45,6 @@ class Caller:
     def is_director(self) -> bool:
         return self.role == "director" or self.acting_director
 
-    def effective_roles(self) -> set[str]:
-        roles = {self.role}
-        if self.acting_director:
-            roles.add("director")
-        return roles
-
 
 # --------------------------------------------------------------------------- the rule table
 
