@@ -439,9 +439,13 @@ def test_a_lost_stream_is_noted_with_why_and_pictures_keep_the_cameras_timing(tm
     assert ok, detail
     frames = opener.memory.frames
     steps = [b.pts_us - a.pts_us for a, b in zip(frames, frames[1:])]
-    outage = [s for s in steps if s > 2_000_000]
-    assert len(outage) == 1, outage                       # the outage lies between two pictures...
-    within = [s for s in steps if s <= 2_000_000]        # ...the rest are the camera's 100 ms (10 fps)
+    # The first picture after the reconnection is placed at its arrival, the ones before it ran
+    # on the camera's clock from the first arrival: under load that first arrival came late, which
+    # shortens the step across the outage (it was 2 s and more when idle, less under load). What
+    # holds whatever the load: it is the one step off the camera's 100 ms cadence, and a long one.
+    outage = [s for s in steps if s % 100_000 or s > 2_000_000]
+    assert len(outage) == 1 and outage[0] > 300_000, outage   # the outage lies between two pictures...
+    within = [s for s in steps if s not in outage]            # ...the rest are the camera's 100 ms (10 fps)
     assert all(s % 100_000 == 0 for s in within) and within.count(100_000) >= 0.9 * len(within), within
 
 
