@@ -113,7 +113,9 @@ async def until(pilot, check, timeout=15.0, what="the screen to change"):
 
 
 async def on(pilot, kind, timeout=15.0):
-    await until(pilot, lambda: isinstance(pilot.app.screen, kind), timeout, kind.__name__)
+    # Mounted too: a switched-to screen is on top before its widgets are (a loaded machine shows the gap).
+    await until(pilot, lambda: isinstance(pilot.app.screen, kind) and pilot.app.screen.is_mounted,
+                timeout, kind.__name__)
     return pilot.app.screen
 
 
