@@ -267,22 +267,31 @@ class CustodianApp(App):
         if not self.central_ok:
             self.central_ok = True
             self.screen.say("The central answers again.")
-            if hasattr(self.screen, "refresh_data"):
-                self.screen.refresh_data()
+            self._tell_screen("refresh_data")
         fresh = [a for a in answer["alerts"]]
         if self.latest_alert is not None and fresh:
             newest = fresh[-1]
             self.banner = f"NEW ALERT: {newest['message']}"[:200]
             self.bell()
-            if hasattr(self.screen, "alert_arrived"):
-                self.screen.alert_arrived(newest)
+            self._tell_screen("alert_arrived", newest)
         self.latest_alert = answer["latest"] or self.latest_alert or "alr-000000"
         self.unacknowledged = answer["unacknowledged"]
         changed = self.sealed is not None and answer["sealed"] != self.sealed
         self.sealed = answer["sealed"]
-        if changed and hasattr(self.screen, "seal_changed"):
-            self.screen.seal_changed(self.sealed)
+        if changed:
+            self._tell_screen("seal_changed", self.sealed)
         self._idle(answer.get("idle_left"))
+
+    def _tell_screen(self, hook: str, *args) -> None:
+        """News for the screen on top. One still mounting has no widgets to repaint yet: it
+        forgets what it fetched before the news and fetches afresh when it shows."""
+        screen = self.screen
+        if not hasattr(screen, hook):
+            return
+        if screen.is_mounted:
+            getattr(screen, hook)(*args)
+        else:
+            screen.preloaded = None
 
     def _idle(self, idle_left: float | None) -> None:
         self.idle_left, self.idle_at = idle_left, time.monotonic()

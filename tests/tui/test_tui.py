@@ -576,6 +576,27 @@ async def test_the_director_sees_a_new_alert_at_once_on_any_screen(world):
         assert "imminent danger" in kinds and not any("_" in k for k in kinds), kinds
 
 
+async def test_an_alert_for_a_screen_still_opening_is_fetched_when_it_shows(world):
+    """The watch's news for a screen pushed with data fetched before it, not yet mounted: it has
+    no table to repaint yet, so it fetches afresh when it shows (once, the watch thread died here)."""
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await until(pilot, lambda: app.latest_alert is not None, what="the watch")
+        app.session_gen += 1                             # the watch thread stops: this test plays its part
+        before = world.people.call("director", "alert.list", limit=200)
+        world.people.call("sue", "breach.report", what="a still was left on the desk screen",
+                          noticed_at=iso(world.central.now()))
+        news = world.people.call("director", "session.watch", after=app.latest_alert, wait=0)
+        screen = AlertsScreen()
+        screen.preloaded = before
+        app.push_screen(screen)
+        app._watched(news, app.session_gen)              # in the same tick: the screen is not mounted yet
+        await on(pilot, AlertsScreen)
+        await until(pilot, lambda: screen.query_one(DataTable).row_count == len(before["alerts"]) + 1,
+                    what="the new alert on the screen that was opening")
+
+
 async def test_demo_login_shows_the_accounts_and_escape_asks_before_quitting(world):
     accounts = [("director", "director", "demo-director-pass"), ("staff", "sam", "demo-staff-pass")]
     app = app_for(world, demo_accounts=accounts)
