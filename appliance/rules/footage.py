@@ -208,13 +208,22 @@ def _granted(central, caller, grant_id: str, camera: str, start=None, end=None) 
 
 def _deliver(central, caller, action: str, grant: dict, camera: str, window: tuple, details: dict) -> None:
     """After a decode (which ran outside the decision lock): check again, under the lock, that the
-    grant still stands and the archive is still unsealed; only then record the use and hand it over."""
+    caller may still see it, the grant still stands and the archive is still unsealed; only then
+    record the use and hand it over."""
     from appliance.rules.incidents import check_grant
 
     with central.decision_lock:
+        caller = caller_now(central, caller)
         check_grant(central, caller, grant["id"], camera, *window)
         require_unsealed(central)
         _audit_use(central, caller, action, grant, camera, details)
+
+
+def caller_now(central, caller):
+    """The caller as she stands now, for a result made outside the decision lock: meanwhile her
+    account may have been disabled, her session ended, or her acting director's period run out
+    (NotAuthenticated, or a caller who is no longer the Director)."""
+    return central.caller_for(caller.session, background=True) if caller.session else caller
 
 
 def _audit_use(central, caller, action: str, grant: dict, camera: str, details: dict) -> None:
