@@ -619,7 +619,7 @@ class _Job:
             for n in sorted(numbers, key=lambda n: wanted[n][1]):
                 at = wanted[n][1]
                 frames = timed_frames(self.central, key, camera, at, at, cache=cache)
-                index = _nearest(frames, [f.at for f in frames], at) if frames else None
+                index = _nearest(frames, [f.at for f in frames], at, (self.start, self.end)) if frames else None
                 if index is None:
                     continue
                 first = _keyframe_before(frames, index)

@@ -270,6 +270,24 @@ def test_C3_a_clip_never_reaches_outside_the_released_window(world, tmp_path):
     verify_package(package)
 
 
+def test_C3_a_packages_still_is_a_picture_inside_the_released_window(world, tmp_path):
+    """A still asked for at the window's first instant is the first picture inside it, never the one
+    30 ms before it that is nearer: the release is what the instrument allows, to the picture."""
+    start = world["start"]
+    opens = start + timedelta(seconds=30, milliseconds=30)      # pictures every 100 ms from `start`
+    release = world["people"].call("director", "release.create", instrument=world["instrument"]["id"],
+                                   cameras=["cam-a"], start=iso(opens), end=iso(start + timedelta(seconds=33)),
+                                   recipient="Chariton PD")["release"]
+    started = world["people"].call("director", "release.build", release=release["id"], to=str(tmp_path),
+                                   stills=[{"camera": "cam-a", "at": iso(opens)}], **TAKEN)
+    status = export_mod.wait_for(world["central"], started["build"]["build"])
+    assert status["state"] == "built", status["error"]
+    package = Path(status["result"]["package"])
+    [still] = json.loads((package / "manifest.json").read_text())["stills"]
+    assert still["frame_at"] == iso(start + timedelta(seconds=30, milliseconds=100)) and still["file"]
+    verify_package(package)
+
+
 def test_C13_a_sealed_warrant_leaves_only_as_the_api_shows_it(world, tmp_path):
     central, people, start = world["central"], world["people"], world["start"]
     secret = "SW-2026-0042 (Judge Hale)"

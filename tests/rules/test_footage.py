@@ -20,7 +20,7 @@ from appliance.rules import timeline as timeline_mod
 from appliance.formats import segment as seg
 from appliance.errors import ArchiveSealed, MediaError
 from appliance.errors import NotAuthenticated, NotFound, Refused
-from appliance.rules.registry import iso
+from appliance.rules.registry import iso, parse_iso
 from conftest import enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
@@ -259,6 +259,23 @@ def test_C8_footage_decoded_for_a_session_that_ended_meanwhile_is_not_handed_ove
     with pytest.raises(NotAuthenticated, match="session has ended"):
         people.call("sam", "footage.timeline", grant=grant)
     assert not any(audit_actions(central, f"footage.{use}") for use in ("still", "clip", "timeline"))
+
+
+def test_C9_a_still_or_clip_at_the_edge_of_a_grant_shows_no_picture_from_outside_it(central, people, h264):
+    """A still is the picture nearest the moment asked for, up to two frames away. A grant that starts
+    between two pictures must not hand over the one before it, however near: the grant is what the
+    Director approved (C9). Asked for at the grant's first instant, the still is the first picture
+    inside; a clip's first frame too."""
+    start = recording_start(central)
+    record(central, "cam-a", h264, start)
+    grant_start = start + timedelta(milliseconds=30)          # 30 ms after picture 0, 70 ms before picture 1
+    grant, _incident = review_grant(people, "cam-a", grant_start, start + timedelta(seconds=3))
+    people.unseal()
+    still = people.call("sam", "footage.still", grant=grant["id"], camera="cam-a", at=iso(grant_start))
+    assert still["frame_at"] == iso(start + timedelta(milliseconds=100))
+    clip = people.call("sam", "footage.clip", grant=grant["id"], camera="cam-a", start=iso(grant_start), seconds=1)
+    assert clip["frames"][0]["frame_at"] == iso(start + timedelta(milliseconds=100))
+    assert all(parse_iso(f["frame_at"]) >= grant_start for f in clip["frames"])
 
 
 def test_C8_it_never_views_footage(central, people, footage):
