@@ -288,6 +288,49 @@ def test_C3_a_packages_still_is_a_picture_inside_the_released_window(world, tmp_
     verify_package(package)
 
 
+@pytest.mark.parametrize("ends", ["revoked", "disabled", "revoked at the stills"])
+def test_C2_a_build_stops_when_its_acting_director_no_longer_holds_custody(world, tmp_path, monkeypatch, ends):
+    """Sam, acting director, starts a package; while it reads the first segment the Director revokes
+    her period, or disables her account. The build stops at the next segment: the copy is not
+    finished, registered or left on the medium, and the failure is audited. Revoked once the clips
+    are made (at the stills), it stops before the copy is registered. A package leaves in the
+    Director's custody, not in that of someone who no longer holds it (C2)."""
+    central, people = world["central"], world["people"]
+    now = central.now()
+    people.call("director", "director.designate_acting", user="sam", start=iso(now - timedelta(minutes=1)),
+                end=iso(now + timedelta(days=1)), why="the Director is away for the day")
+    end_it = {"disabled": lambda: people.call("director", "user.set_disabled", user="sam", disabled=True)}.get(
+        ends, lambda: people.call("director", "director.revoke_acting", user="sam"))
+    module, name = (export_mod.media, "png_frames") if ends == "revoked at the stills" else (seg, "read_verified")
+    real = getattr(module, name)
+    ended = []
+
+    def then_end(*args, **kwargs):
+        found = real(*args, **kwargs)
+        if not ended:
+            ended.append(end_it())
+        return found
+    monkeypatch.setattr(module, name, then_end)
+    try:
+        people.login("sam", "sam-passphrase-1")
+        started = people.call("sam", "release.build", release=world["release"]["id"], to=str(tmp_path), **TAKEN)
+        status = export_mod.wait_for(central, started["build"]["build"])
+    finally:                                          # the next tests use sam as plain staff, logged in
+        people.call("director", "user.set_disabled", user="sam", disabled=False)
+        people.call("director", "director.revoke_acting", user="sam")
+        people.login("sam", "sam-passphrase-1")
+    assert ended and status["state"] == "failed"
+    assert ("was disabled" if ends == "disabled" else "period ended") in status["error"]
+    steps = [h[0] for h in status["history"]]
+    assert steps[-1].startswith("failed") and ("stills" in steps) == (ends == "revoked at the stills")
+    assert list(tmp_path.iterdir()) == []
+    export = central.records.get("exports", world["release"]["export"])
+    assert all(c["build"] != started["build"]["build"] for c in export.get("copies") or [])
+    [failed] = [e for e in central.audit.query(action_prefix="release.build_failed")
+                if e["details"]["build"] == started["build"]["build"]]
+    assert failed["actor"] == people.ids["sam"]
+
+
 def test_C13_a_sealed_warrant_leaves_only_as_the_api_shows_it(world, tmp_path):
     central, people, start = world["central"], world["people"], world["start"]
     secret = "SW-2026-0042 (Judge Hale)"
