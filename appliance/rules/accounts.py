@@ -334,8 +334,15 @@ def change_passphrase(central, caller, args):
     if new == old:
         raise BadRequest("the new passphrase must differ from the old one")
     if has_slot(central, user["name"]):
-        central.keys.change_passphrase(user["name"], old, new)
-        audit_action(central, caller, "keys.slot_rewrapped", with_role=False)
+        try:
+            central.keys.change_passphrase(user["name"], old, new)
+            resumed = {}
+        except WrongPassphrase:
+            # A change cut short between her slot and her login record (the slot is written first):
+            # the slot opens with the new passphrase already, so finish with the login record.
+            central.keys.unseal_with_passphrase(user["name"], new)     # WrongPassphrase if it does not
+            resumed = {"finishes_an_interrupted_change": True}
+        audit_action(central, caller, "keys.slot_rewrapped", with_role=False, details=resumed)
     central.records.update("users", caller.user_id, {"pass_hash": keys_mod.hash_passphrase(new),
                                                      "must_change_passphrase": False})
     _end_sessions(central, caller.user_id, keep=caller.session)   # e.g. whoever knew the temporary one
