@@ -331,6 +331,40 @@ def test_C2_a_build_stops_when_its_acting_director_no_longer_holds_custody(world
     assert failed["actor"] == people.ids["sam"]
 
 
+def test_C16_a_copy_built_in_a_breach_window_is_found_and_one_built_after_a_retrieval_is_outstanding(world,
+                                                                                                   tmp_path):
+    """A breach response retrieves the copies made in its window (C16): a copy is made when a package is
+    built onto a medium, not when its release was approved. A release approved before the window and
+    built inside it is a copy to retrieve; and a copy built after the release's copies were retrieved is
+    out again, to retrieve again."""
+    central, people, start = world["central"], world["people"], world["start"]
+    release = people.call("director", "release.create", instrument=world["instrument"]["id"], cameras=["cam-a"],
+                          start=iso(start + timedelta(seconds=10)), end=iso(start + timedelta(seconds=14)),
+                          recipient="Chariton PD")["release"]
+    export = release["export"]
+    approved = parse_iso(central.records.get("exports", export)["created_at"])
+    breach = people.call("sam", "breach.report", what="a USB stick with footage was left in the copier room",
+                         noticed_at=iso(central.now()))["breach"]["id"]
+
+    def copy_check() -> tuple[list[str], list[str]]:
+        found = people.call("director", "breach.copies", breach=breach, since=iso(approved + timedelta(microseconds=1)),
+                            until=iso(central.now() + timedelta(minutes=1)))
+        return [c["id"] for c in found["copies"]], found["outstanding"]
+
+    assert export not in copy_check()[0]                   # approved before the window, nothing built yet
+    for n in (1, 2):
+        (tmp_path / str(n)).mkdir()
+        started = people.call("director", "release.build", release=release["id"], to=str(tmp_path / str(n)), **TAKEN)
+        assert export_mod.wait_for(central, started["build"]["build"])["state"] == "built"
+        found, outstanding = copy_check()
+        assert export in found and export in outstanding, n
+        with pytest.raises(Refused, match="not retrieved yet"):
+            people.call("director", "breach.step", breach=breach, step="retrieve_copies", notes="all back")
+        people.call("director", "export.mark_retrieved", export=export, note=f"copy {n} back from Det. Lane")
+        assert export not in copy_check()[1]
+    people.call("director", "breach.step", breach=breach, step="retrieve_copies", notes="both copies are back")
+
+
 def test_C13_a_sealed_warrant_leaves_only_as_the_api_shows_it(world, tmp_path):
     central, people, start = world["central"], world["people"], world["start"]
     secret = "SW-2026-0042 (Judge Hale)"
