@@ -31,7 +31,7 @@ STEPS = ("contain", "check_unauthorised_access", "retrieve_copies", "investigate
          "notify_individuals", "resolve_complaints")
 # Audit actions that touch footage, keys, accounts or records (the C16 access check).
 ACCESS_PREFIXES = ("footage.", "archive.", "keys.", "user.", "session.", "export.", "release.", "live.",
-                   "notice.", "access.")
+                   "notice.", "access.", "camera.snapshot_view")     # a snapshot is a picture of whoever is in view
 MAX_ENTRIES = 2000          # an access query returns at most this many entries (and says so)
 MAX_QUERY_DAYS = 400
 FUTURE_SLACK = timedelta(minutes=5)
