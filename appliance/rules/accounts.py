@@ -310,6 +310,8 @@ def set_disabled(central, caller, args):
     central.records.update("users", target["id"], {"disabled": disabled})
     if disabled:
         _end_sessions(central, target["id"])
+        from appliance.rules.live import close_views
+        close_views(central, "account disabled", user=target["id"])
         if target["role"] == "staff" and has_slot(central, target["name"]):
             central.keys.remove_slot(target["name"])
             central.audit.append("system", "keys.slot_removed", target=target["id"],

@@ -378,9 +378,18 @@ def revoke_grant(central, caller, args):
     return {"grant": updated}
 
 
+# What else ends with a grant, each `f(central, grant_id)`: live.py adds the live views opened under it
+# (it imports this module, so this one cannot import it).
+WHEN_A_GRANT_ENDS: list = []
+
+
 def _revoke(central, by: str, grant_id: str, reason: str) -> dict:
-    return central.records.update("grants", grant_id, {"revoked_at": iso(central.now()), "revoked_by": by,
-                                                        "revoke_reason": reason})
+    """End a grant now, and what was opened under it (WHEN_A_GRANT_ENDS)."""
+    grant = central.records.update("grants", grant_id, {"revoked_at": iso(central.now()), "revoked_by": by,
+                                                         "revoke_reason": reason})
+    for ended in WHEN_A_GRANT_ENDS:
+        ended(central, grant_id)
+    return grant
 
 
 def _as_time(value) -> datetime | None:
