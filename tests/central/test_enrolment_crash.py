@@ -11,9 +11,6 @@ its code is spent, and the log verifies.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 
 import nacl.public
@@ -24,41 +21,17 @@ from appliance.central.ingest import make_ingest_app
 from appliance.custody.audit import verify_log
 from appliance.node.enrol import enrol_if_needed
 from conftest import add_people, _cheap_kdf, new_central
+from crash_points import after_audit_entry, after_record, central_again, kill_central_at
 from test_enrolment import flashed_node, invite
 from test_node_control import ServerThread
 
 pytestmark = pytest.mark.slow
 
-DIE_AFTER = {
-    "the camera's record": """
-real = enrolment.insert_new_camera
-def insert_then_die(*args, **kwargs):
-    real(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
-enrolment.insert_new_camera = insert_then_die
-""",
-    "its audit entry": """
-real = central.audit.append
-def append_then_die(actor, action, **kwargs):
-    entry = real(actor, action, **kwargs)
-    if action == "camera.enrol_by_code":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return entry
-central.audit.append = append_then_die
-""",
-}
-
-CENTRAL_TO_KILL = """
-import os, signal, sys
-from pathlib import Path
-from appliance import config
-from appliance.central.daemon import Central
+DIE_AFTER = {"the camera's record": after_record("cameras"),
+             "its audit entry": after_audit_entry("camera.enrol_by_code")}
+ENROL = """
 from appliance.rules import enrolment
-data, body = Path(sys.argv[1]), Path(sys.argv[2]).read_bytes()
-central = Central(config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0}}), data)
-%s
-enrolment.enrol_request(central, "entrance", body, "192.0.2.7")
-sys.exit("the central was not killed: the enrolment went another way")
+enrolment.enrol_request(central, "entrance", Path(sys.argv[2]).read_bytes(), "192.0.2.7")
 """
 
 
@@ -85,11 +58,9 @@ def test_a_central_killed_mid_enrolment_finishes_it_when_the_node_asks_again(tmp
     body.write_bytes(first_request(central, node_key, code))
     central.close()
 
-    killed = subprocess.run([sys.executable, "-c", CENTRAL_TO_KILL % DIE_AFTER[step], str(data), str(body)],
-                            capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_central_at(data, DIE_AFTER[step], ENROL, str(body))
 
-    central = new_central_again(data)
+    central = central_again(data)
     server = ServerThread(lambda: make_ingest_app(central))
     try:
         cfg.node.central_url = server.url
@@ -110,9 +81,3 @@ def test_a_central_killed_mid_enrolment_finishes_it_when_the_node_asks_again(tmp
         server.stop()
         central.close()
 
-
-def new_central_again(data):
-    from appliance import config
-    from appliance.central.daemon import Central
-
-    return Central(config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0}}), data)

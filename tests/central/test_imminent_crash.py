@@ -8,52 +8,20 @@ check runs at start): the Director is alerted, the footage held, the use audited
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import pytest
 
 from appliance.custody.audit import verify_log
 from appliance.rules import incidents
 from conftest import _cheap_kdf, add_people, new_central
-from test_enrolment_crash import new_central_again
+from crash_points import after_audit_entry, after_record, central_again, kill_central_at
 from test_incidents import CAM, add_camera
 
 pytestmark = pytest.mark.slow
 
-DIE_AFTER = {
-    "its grant": """
-real = central.records.insert
-def insert_then_die(table, doc, **kwargs):
-    found = real(table, doc, **kwargs)
-    if table == "grants":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return found
-central.records.insert = insert_then_die
-""",
-    "its audit entry": """
-real = central.audit.append
-def append_then_die(actor, action, **kwargs):
-    entry = real(actor, action, **kwargs)
-    if action == "imminent.invoke":
-        os.kill(os.getpid(), signal.SIGKILL)
-    return entry
-central.audit.append = append_then_die
-""",
-}
-
-CENTRAL_TO_KILL = """
-import os, signal, sys
-from pathlib import Path
-from appliance import config
-from appliance.central.daemon import Central
-data, token_user, passphrase = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-central = Central(config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0}}), data)
-token = central.call("session.login", {"user": token_user, "passphrase": passphrase})["token"]
-%s
-central.call("imminent.invoke", {"reason": "a man is threatening staff at the desk", "cameras": [%r]}, token)
-sys.exit("the central was not killed: the use went another way")
+DIE_AFTER = {"its grant": after_record("grants"), "its audit entry": after_audit_entry("imminent.invoke")}
+INVOKE = """
+token = central.call("session.login", {"user": sys.argv[2], "passphrase": sys.argv[3]})["token"]
+central.call("imminent.invoke", {"reason": "a man is threatening staff at the desk", "cameras": [sys.argv[4]]}, token)
 """
 
 
@@ -68,11 +36,9 @@ def test_a_central_killed_mid_imminent_danger_alerts_the_director_and_holds_the_
     people.login("sam")                                  # the policy acknowledged, as before any use
     central.close()
 
-    killed = subprocess.run([sys.executable, "-c", CENTRAL_TO_KILL % (DIE_AFTER[step], CAM), str(data), "sam",
-                             "sam-passphrase-1"], capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_central_at(data, DIE_AFTER[step], INVOKE, "sam", "sam-passphrase-1", CAM)
 
-    central = new_central_again(data)
+    central = central_again(data)
     try:
         [use] = central.records.search("requests", kind="imminent_danger")
         [grant] = central.records.search("grants", request=use["id"])

@@ -10,38 +10,21 @@ audit log (a key change is an action on the keys, C22).
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import pytest
 
 from appliance.custody.audit import verify_log
 from appliance.errors import WrongPassphrase
 from conftest import DIRECTOR, _cheap_kdf, new_central
-from test_enrolment_crash import new_central_again
+from crash_points import central_again, kill_central_at
 
 pytestmark = pytest.mark.slow
 
 NEW = "the-new-director-passphrase-2"
 
-CENTRAL_TO_KILL = """
-import os, signal, sys
-from pathlib import Path
-from appliance import config
-from appliance.central.daemon import Central
-from appliance.custody import keys
-keys.ARGON2_OPSLIMIT, keys.ARGON2_MEMLIMIT = keys.argon2id.OPSLIMIT_MIN, keys.argon2id.MEMLIMIT_MIN
-data, old, new = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-central = Central(config.load(overrides={"central": {"data_dir": str(data), "ingest_port": 0}}), data)
+CHANGE = """
+old, new = sys.argv[2], sys.argv[3]
 token = central.call("session.login", {"user": "director", "passphrase": old})["token"]
-real = central.keys.change_passphrase
-def rewrap_then_die(*args, **kwargs):
-    real(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
-central.keys.change_passphrase = rewrap_then_die
 central.call("user.change_passphrase", {"old": old, "new": new}, token)
-sys.exit("the central was not killed: the change went another way")
 """
 
 
@@ -51,11 +34,9 @@ def test_a_central_killed_between_the_key_slot_and_the_login_lets_the_director_f
     data = tmp_path / "central"
     new_central(data).close()
     name, old = DIRECTOR
-    killed = subprocess.run([sys.executable, "-c", CENTRAL_TO_KILL, str(data), old, NEW],
-                            capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_central_at(data, "die_after(central.keys, 'change_passphrase')", CHANGE, old, NEW)
 
-    central = new_central_again(data)
+    central = central_again(data)
     try:
         token = central.call("session.login", {"user": name, "passphrase": old})["token"]
         # Finishing with another new passphrase than the one her slot took would part them again: refused.
