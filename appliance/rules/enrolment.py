@@ -11,6 +11,7 @@ the Director alerted), a request not sealed or signed as it should be.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -22,6 +23,7 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 
+from appliance.background import every
 from appliance.rules.cameras import _camera_id, _check_category, insert_new_camera, read_place
 from appliance.errors import Refused
 from appliance.rules.auditing import audit_action
@@ -37,6 +39,7 @@ from appliance.formats.pairing import CODE_ALPHABET, CODE_LENGTH, code_hash, for
 log = logging.getLogger("custodian.enrolment")
 
 INVITE_VALID = timedelta(hours=24)
+ENROLMENT_CHECK_SECONDS = 3600    # finishing enrolments a crash cut short: at start, then hourly
 WRONG_CODES_PER_INVITE = 5          # then the invitation is cancelled: guessing 60 bits 5 times is hopeless
 class _Refusal(Exception):
     def __init__(self, status: int, kind: str, message: str, camera: str = "", invite: str | None = None):
@@ -217,3 +220,22 @@ def _finish_enrolment(central, cam: dict, resumed: bool = False) -> None:
     central.records.update("invites", inv["id"], {"status": "spent", "code_hash": None,
                                                   "closed_at": pairing["enrolled_at"], "node_key": cam["key"],
                                                   "fingerprint": pairing["fingerprint"]})
+
+
+def finish_interrupted_enrolments(central) -> list[str]:
+    """Cameras enrolled by code whose enrolment a crash cut short (their code not spent): audit and
+    spend it now, as the node's retry would (it may never come: a node unplugged for good)."""
+    finished = []
+    for cam in central.records.all("cameras"):
+        invite_id = (cam.get("pairing") or {}).get("invite")
+        inv = invite_id and central.records.get("invites", invite_id)
+        if inv and inv["status"] != "spent":
+            _finish_enrolment(central, cam, resumed=True)
+            finished.append(cam["id"])
+    return finished
+
+
+def periodic(central):
+    """At start (and hourly, which costs a scan of the cameras): enrolments a crash cut short."""
+    return [every(ENROLMENT_CHECK_SECONDS, functools.partial(finish_interrupted_enrolments, central),
+                  name="finishing interrupted enrolments", lock=central.decision_lock)]

@@ -20,6 +20,7 @@ import pytest
 from appliance.central.ingest import make_ingest_app
 from appliance.custody.audit import verify_log
 from appliance.node.enrol import enrol_if_needed
+from appliance.rules import enrolment
 from conftest import add_people, _cheap_kdf, new_central
 from crash_points import after_audit_entry, after_record, central_again, kill_central_at
 from test_enrolment import flashed_node, invite
@@ -81,3 +82,27 @@ def test_a_central_killed_mid_enrolment_finishes_it_when_the_node_asks_again(tmp
         server.stop()
         central.close()
 
+
+def test_a_central_killed_mid_enrolment_finishes_it_at_start_when_the_node_never_asks_again(tmp_path, monkeypatch):
+    """The node may never ask again (unplugged for good): the central's own check, run at start, audits
+    the enrolment a kill left unaudited and spends its code, once."""
+    _cheap_kdf(monkeypatch)
+    data = tmp_path / "central"
+    central = new_central(data)
+    code = invite(add_people(central))["code"]
+    body = tmp_path / "request"
+    body.write_bytes(first_request(central, nacl.signing.SigningKey.generate(), code))
+    central.close()
+    kill_central_at(data, DIE_AFTER["the camera's record"], ENROL, str(body))
+
+    central = central_again(data)
+    try:
+        assert central.audit.query(action_prefix="camera.enrol_by_code") == []          # what the kill left
+        enrolment.finish_interrupted_enrolments(central)                                # the check run at start
+        enrolment.finish_interrupted_enrolments(central)                                # again: nothing more
+        [entry] = central.audit.query(action_prefix="camera.enrol_by_code")
+        [spent] = central.records.search("invites", camera="entrance")
+        assert entry["target"] == "entrance" and spent["status"] == "spent" and spent["code_hash"] is None
+        assert verify_log(central.paths.audit, central.keys.verify_key()).ok
+    finally:
+        central.close()
