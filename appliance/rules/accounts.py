@@ -310,6 +310,8 @@ def set_disabled(central, caller, args):
     central.records.update("users", target["id"], {"disabled": disabled})
     if disabled:
         _end_sessions(central, target["id"])
+        from appliance.rules.live import close_views
+        close_views(central, "account disabled", user=target["id"])
         if target["role"] == "staff" and has_slot(central, target["name"]):
             central.keys.remove_slot(target["name"])
             central.audit.append("system", "keys.slot_removed", target=target["id"],
@@ -334,8 +336,15 @@ def change_passphrase(central, caller, args):
     if new == old:
         raise BadRequest("the new passphrase must differ from the old one")
     if has_slot(central, user["name"]):
-        central.keys.change_passphrase(user["name"], old, new)
-        audit_action(central, caller, "keys.slot_rewrapped", with_role=False)
+        try:
+            central.keys.change_passphrase(user["name"], old, new)
+            resumed = {}
+        except WrongPassphrase:
+            # A change cut short between her slot and her login record (the slot is written first):
+            # the slot opens with the new passphrase already, so finish with the login record.
+            central.keys.unseal_with_passphrase(user["name"], new)     # WrongPassphrase if it does not
+            resumed = {"finishes_an_interrupted_change": True}
+        audit_action(central, caller, "keys.slot_rewrapped", with_role=False, details=resumed)
     central.records.update("users", caller.user_id, {"pass_hash": keys_mod.hash_passphrase(new),
                                                      "must_change_passphrase": False})
     _end_sessions(central, caller.user_id, keep=caller.session)   # e.g. whoever knew the temporary one

@@ -25,7 +25,7 @@ from appliance.rules.registry import ANYONE, iso, op, parse_iso
 
 # What IT is told: the health of what it runs. Nothing about people (C8: IT runs the system).
 SYSTEM_KINDS = ("camera_offline", "camera_online", "camera_moved", "gap", "integrity", "disk_full",
-                "retention", "signage")
+                "retention", "signage", "enrolment")
 WATCH_MAX_SECONDS = 25
 LIST_MAX = 500
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from appliance.errors import BadRequest, NotFound, Refused
 from appliance.rules.auditing import audit_action
+from appliance.rules.legal import copy_times, outstanding
 from appliance.rules.registry import ANYONE, DIRECTOR, iso, op, parse_iso, Scope
 from appliance.wording import role_name, when
 
@@ -30,7 +31,7 @@ STEPS = ("contain", "check_unauthorised_access", "retrieve_copies", "investigate
          "notify_individuals", "resolve_complaints")
 # Audit actions that touch footage, keys, accounts or records (the C16 access check).
 ACCESS_PREFIXES = ("footage.", "archive.", "keys.", "user.", "session.", "export.", "release.", "live.",
-                   "notice.", "access.")
+                   "notice.", "access.", "camera.snapshot_view")     # a snapshot is a picture of whoever is in view
 MAX_ENTRIES = 2000          # an access query returns at most this many entries (and says so)
 MAX_QUERY_DAYS = 400
 FUTURE_SLACK = timedelta(minutes=5)
@@ -152,16 +153,18 @@ def get_breach(central, caller, args):
 
 
 def _made_in(central, since, until) -> list[dict]:
-    """The copies the export register says were made in [since, until), oldest first."""
-    return sorted((e for e in central.records.all("exports") if since <= parse_iso(e["created_at"]) < until),
+    """The register's entries with a copy made in [since, until): approved then, or a package built
+    then (a release approved before the window and built inside it is a copy made in it), oldest first."""
+    return sorted((e for e in central.records.all("exports")
+                   if any(since <= t < until for t in [parse_iso(e["created_at"]), *copy_times(e)])),
                   key=lambda e: e["created_at"])
 
 
 def _not_retrieved(central, check: dict) -> list[str]:
-    """The copies a copy check found, and any made in its window since, not yet marked retrieved."""
+    """The copies a copy check found, and any made in its window since, not retrieved (or built again since)."""
     wanted = set(check["exports"]) | {e["id"] for e in _made_in(central, parse_iso(check["since"]),
                                                                  parse_iso(check["until"]))}
-    return [e["id"] for e in central.records.all("exports") if e["id"] in wanted and not e.get("retrieved_at")]
+    return [e["id"] for e in central.records.all("exports") if e["id"] in wanted and outstanding(e)]
 
 
 def _evidence_missing(central, breach: dict, step: str) -> str | None:
@@ -251,15 +254,15 @@ def copies(central, caller, args):
     since, until = _window(central, breach, args.time("since", required=False), args.time("until", required=False))
     args.done()
     found = _made_in(central, since, until)
-    outstanding = [e["id"] for e in found if not e.get("retrieved_at")]
+    still_out = [e["id"] for e in found if outstanding(e)]
     check = {"since": iso(since), "until": iso(until), "exports": [e["id"] for e in found],
-             "outstanding": outstanding, "by": caller.user_id, "at": iso(central.now())}
+             "outstanding": still_out, "by": caller.user_id, "at": iso(central.now())}
     _append(central, breach["id"], "copy_checks", check)
     _audit(central, caller, "breach.copies", breach["id"],
            details={"since": check["since"], "until": check["until"], "exports": check["exports"],
-                    "outstanding": outstanding})
+                    "outstanding": still_out})
     return {"since": check["since"], "until": check["until"],
-            "copies": [_copy_view(central, caller, e) for e in found], "outstanding": outstanding}
+            "copies": [_copy_view(central, caller, e) for e in found], "outstanding": still_out}
 
 
 @op("breach.notification", DIRECTOR,

@@ -11,6 +11,7 @@ the Director alerted), a request not sealed or signed as it should be.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -22,6 +23,7 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 
+from appliance.background import every
 from appliance.rules.cameras import _camera_id, _check_category, insert_new_camera, read_place
 from appliance.errors import Refused
 from appliance.rules.auditing import audit_action
@@ -37,6 +39,7 @@ from appliance.formats.pairing import CODE_ALPHABET, CODE_LENGTH, code_hash, for
 log = logging.getLogger("custodian.enrolment")
 
 INVITE_VALID = timedelta(hours=24)
+ENROLMENT_CHECK_SECONDS = 3600    # finishing enrolments a crash cut short: at start, then hourly
 WRONG_CODES_PER_INVITE = 5          # then the invitation is cancelled: guessing 60 bits 5 times is hopeless
 class _Refusal(Exception):
     def __init__(self, status: int, kind: str, message: str, camera: str = "", invite: str | None = None):
@@ -179,6 +182,8 @@ def enrol_request(central, camera: str, body: bytes, peer: str) -> dict:
     cam = central.records.get("cameras", camera)
     if cam is not None and cam["key"] == node_key:
         # The same node asking again (its answer was lost): only it holds this key's secret half.
+        # A central killed in the middle of enrolling it finishes now what it had not written.
+        _finish_enrolment(central, cam, resumed=True)
         return {"camera": camera, "status": cam["status"], "fingerprint": fingerprint, "time": doc["time"]}
     inv = check_code(central, camera, doc["code"])
     if cam is not None:
@@ -190,10 +195,47 @@ def enrol_request(central, camera: str, body: bytes, peer: str) -> dict:
     pairing = {"fingerprint": fingerprint, "invite": inv["id"], "enrolled_at": now, "peer": peer}
     insert_new_camera(central, camera, node_key, inv["category"], inv["location"], inv["invited_by"],
                       pairing=pairing)
-    central.records.update("invites", inv["id"], {"status": "spent", "code_hash": None, "closed_at": now,
-                                                  "node_key": node_key, "fingerprint": fingerprint})
-    central.audit.append("system", "camera.enrol_by_code", target=camera, refs={"invite": inv["id"]},
-                         details={"category": inv["category"], "location": inv["location"], "key": node_key,
-                                  "fingerprint": fingerprint, "invited_by": inv["invited_by"], "peer": peer})
+    _finish_enrolment(central, central.records.get("cameras", camera))
     log.warning("camera %s enrolled by pairing code from %s; pairing fingerprint %s", camera, peer, fingerprint)
     return {"camera": camera, "status": "pending_placement", "fingerprint": fingerprint, "time": doc["time"]}
+
+
+def _finish_enrolment(central, cam: dict, resumed: bool = False) -> None:
+    """After the camera's record (which names its invitation): its audit entry, then its code spent,
+    which marks the enrolment done. A central killed between these steps finishes them when the node
+    asks again (it got no answer, so it does): the enrolment is audited once and its code spent."""
+    pairing = cam.get("pairing") or {}
+    inv = pairing.get("invite") and central.records.get("invites", pairing["invite"])
+    if not inv or inv["status"] == "spent":
+        return
+    camera = cam["id"]
+    # Resumed: the central may have died after the entry (the log is read only then: a rare retry).
+    written = resumed and any(e["target"] == camera and e["refs"].get("invite") == inv["id"]
+                              for e in central.audit.query(action_prefix="camera.enrol_by_code"))
+    if not written:
+        central.audit.append("system", "camera.enrol_by_code", target=camera, refs={"invite": inv["id"]},
+                             details={"category": cam["category"], "location": cam["location"], "key": cam["key"],
+                                      "fingerprint": pairing["fingerprint"], "invited_by": inv["invited_by"],
+                                      "peer": pairing["peer"]})
+    central.records.update("invites", inv["id"], {"status": "spent", "code_hash": None,
+                                                  "closed_at": pairing["enrolled_at"], "node_key": cam["key"],
+                                                  "fingerprint": pairing["fingerprint"]})
+
+
+def finish_interrupted_enrolments(central) -> list[str]:
+    """Cameras enrolled by code whose enrolment a crash cut short (their code not spent): audit and
+    spend it now, as the node's retry would (it may never come: a node unplugged for good)."""
+    finished = []
+    for cam in central.records.all("cameras"):
+        invite_id = (cam.get("pairing") or {}).get("invite")
+        inv = invite_id and central.records.get("invites", invite_id)
+        if inv and inv["status"] != "spent":
+            _finish_enrolment(central, cam, resumed=True)
+            finished.append(cam["id"])
+    return finished
+
+
+def periodic(central):
+    """At start (and hourly, which costs a scan of the cameras): enrolments a crash cut short."""
+    return [every(ENROLMENT_CHECK_SECONDS, functools.partial(finish_interrupted_enrolments, central),
+                  name="finishing interrupted enrolments", lock=central.decision_lock)]

@@ -49,7 +49,7 @@ from appliance.background import Ahead
 from appliance.formats import export_package as fmt
 from appliance.media import decode as media
 from appliance.formats import segment as seg
-from appliance.rules.accounts import require_unsealed
+from appliance.rules.accounts import acting_director_now, require_unsealed
 from appliance.formats.canonical import canonical_json
 from appliance.media.report import custody_report, readme
 from appliance.errors import CustodianError, MediaError, SegmentError
@@ -496,6 +496,7 @@ class _Job:
             # central killed between the rename and the register would otherwise leave a
             # package nobody could find to retrieve after a breach (C16).
             self.build.step = "registering the copy"
+            self.check_builder()
             self._register_copy(sink.final, manifest_digest)
             registered = True
             self.build.step = "renaming into place"
@@ -509,6 +510,17 @@ class _Job:
                 if registered:
                     self._copy_failed(e)
             self._failed(e, writing_the_medium=writing)
+
+    def check_builder(self) -> None:
+        """The person building may still: her account not disabled, and an acting director still inside
+        her period (revoked or run out, the package is no longer hers to make, C2). Checked at each
+        segment and before the copy is registered."""
+        user = self.central.records.get("users", self.caller.user_id)
+        if user is None or user.get("disabled"):
+            raise Refused("the account that started this build was disabled: the build stopped", clause="C8")
+        if self.caller.acting_director and not acting_director_now(self.central, user):
+            raise Refused("the acting director's period ended during this build: it stopped; the Director may "
+                          "build the release again", clause="C2")
 
     # ---------------------------------------------------------------- the files
 
@@ -619,7 +631,7 @@ class _Job:
             for n in sorted(numbers, key=lambda n: wanted[n][1]):
                 at = wanted[n][1]
                 frames = timed_frames(self.central, key, camera, at, at, cache=cache)
-                index = _nearest(frames, [f.at for f in frames], at) if frames else None
+                index = _nearest(frames, [f.at for f in frames], at, (self.start, self.end)) if frames else None
                 if index is None:
                     continue
                 first = _keyframe_before(frames, index)
@@ -808,6 +820,7 @@ def _segment_stream(job: _Job, camera: str, segments: list[tuple]) -> Iterator[_
             piece.sources.append((stored, info))
         previous = (stored, info)
         key = require_unsealed(job.central)          # sealing the archive stops a build at the next segment
+        job.check_builder()                          # and so does her custody ending
         fed = _SegmentFed(stored, info)
         header_start = info.header["start_us"]
         batch: list[bytes] = []

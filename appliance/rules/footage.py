@@ -130,12 +130,15 @@ def timed_frames(central, key, camera: str, start: datetime, end: datetime,
     return frames
 
 
-def _nearest(frames: list[TimedFrame], times: list[datetime], at: datetime) -> int | None:
+def _nearest(frames: list[TimedFrame], times: list[datetime], at: datetime,
+             within: tuple[datetime, datetime] | None = None) -> int | None:
     """Index of the picture nearest `at`, or None when the recording has a gap there
-    (no picture within two frame intervals)."""
+    (no picture within two frame intervals). `within`: the window a grant or a release allows
+    (`at` inside it); a picture outside it is never chosen, however near (C3, C9)."""
     i = bisect_left(times, at)
-    best = min((j for j in (i - 1, i) if 0 <= j < len(frames)), key=lambda j: abs(times[j] - at),
-               default=None)
+    allowed = [j for j in (i - 1, i) if 0 <= j < len(frames)
+               and (within is None or within[0] <= times[j] <= within[1])]
+    best = min(allowed, key=lambda j: abs(times[j] - at), default=None)
     if best is None or abs(times[best] - at) > timedelta(seconds=GAP_FRAMES / frames[best].fps):
         return None
     return best
@@ -155,12 +158,13 @@ def _b64(pixels: bytes) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
-def render_still(central, camera: str, at: datetime, width: int, height: int | None = None) -> dict:
-    """The grey picture of `camera` nearest `at`, `width` wide (or fitting inside width x height).
-    No grant check: callers check first."""
+def render_still(central, camera: str, at: datetime, width: int, height: int | None = None, *,
+                 within: tuple[datetime, datetime]) -> dict:
+    """The grey picture of `camera` nearest `at`, `width` wide (or fitting inside width x height),
+    taken inside `within` (the grant's window). No grant check: callers check first."""
     key = require_unsealed(central)
     frames = timed_frames(central, key, camera, at, at)
-    index = _nearest(frames, [f.at for f in frames], at)
+    index = _nearest(frames, [f.at for f in frames], at, within)
     if index is None:
         raise NotFound(f"camera {camera} has no recording at {when(at)} (a gap, or outside what is stored)")
     key_index = _keyframe_before(frames, index)
@@ -170,14 +174,16 @@ def render_still(central, camera: str, at: datetime, width: int, height: int | N
             "format": "gray8", "pixels": _b64(pixels)}
 
 
-def render_clip(central, camera: str, start: datetime, seconds: int, fps: int, width: int) -> dict:
-    """A flipbook: the picture nearest each of start, start + 1/fps, ... (gaps listed as missing)."""
+def render_clip(central, camera: str, start: datetime, seconds: int, fps: int, width: int, *,
+                within: tuple[datetime, datetime]) -> dict:
+    """A flipbook: the picture nearest each of start, start + 1/fps, ... inside `within` (the grant's
+    window; gaps listed as missing)."""
     key = require_unsealed(central)
     end = start + timedelta(seconds=seconds)
     frames = timed_frames(central, key, camera, start, end)
     wanted = [start + timedelta(seconds=k / fps) for k in range(seconds * fps)]
     times = [f.at for f in frames]
-    picks = [(t, _nearest(frames, times, t)) for t in wanted]
+    picks = [(t, _nearest(frames, times, t, within)) for t in wanted]
     found = [i for _, i in picks if i is not None]
     if not found:
         raise NotFound(f"camera {camera} has no recording between {when(start)} and {when(end)}")
@@ -208,13 +214,26 @@ def _granted(central, caller, grant_id: str, camera: str, start=None, end=None) 
 
 def _deliver(central, caller, action: str, grant: dict, camera: str, window: tuple, details: dict) -> None:
     """After a decode (which ran outside the decision lock): check again, under the lock, that the
-    grant still stands and the archive is still unsealed; only then record the use and hand it over."""
+    caller may still see it, the grant still stands and the archive is still unsealed; only then
+    record the use and hand it over."""
     from appliance.rules.incidents import check_grant
 
     with central.decision_lock:
+        caller = caller_now(central, caller)
         check_grant(central, caller, grant["id"], camera, *window)
         require_unsealed(central)
         _audit_use(central, caller, action, grant, camera, details)
+
+
+def caller_now(central, caller):
+    """The caller as she stands now, for a result made outside the decision lock: meanwhile her
+    account may have been disabled, her session ended, or her acting director's period run out
+    (NotAuthenticated, or a caller who is no longer the Director)."""
+    return central.caller_for(caller.session, background=True) if caller.session else caller
+
+
+def _window(grant: dict) -> tuple[datetime, datetime]:
+    return parse_iso(grant["start"]), parse_iso(grant["end"])
 
 
 def _audit_use(central, caller, action: str, grant: dict, camera: str, details: dict) -> None:
@@ -252,7 +271,7 @@ def still(central, caller, args):
     args.done()
     grant = _granted(central, caller, grant_id, camera, at, at)
     require_unsealed(central)
-    result = render_still(central, camera, at, width, height)
+    result = render_still(central, camera, at, width, height, within=_window(grant))
     _deliver(central, caller, "footage.still", grant, camera, (at, at),
              {"at": result["at"], "frame_at": result["frame_at"], "width": result["width"]})
     return result
@@ -270,7 +289,7 @@ def clip(central, caller, args):
     args.done()
     grant = _granted(central, caller, grant_id, camera, start, start + timedelta(seconds=seconds))
     require_unsealed(central)
-    result = render_clip(central, camera, start, seconds, fps, width)
+    result = render_clip(central, camera, start, seconds, fps, width, within=_window(grant))
     _deliver(central, caller, "footage.clip", grant, camera, (start, start + timedelta(seconds=seconds)),
              {"start": result["start"], "seconds": seconds, "fps": fps, "width": result["width"],
               "frames": len(result["frames"]), "missing": len(result["missing"])})

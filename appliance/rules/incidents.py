@@ -378,9 +378,18 @@ def revoke_grant(central, caller, args):
     return {"grant": updated}
 
 
+# What else ends with a grant, each `f(central, grant_id)`: live.py adds the live views opened under it
+# (it imports this module, so this one cannot import it).
+WHEN_A_GRANT_ENDS: list = []
+
+
 def _revoke(central, by: str, grant_id: str, reason: str) -> dict:
-    return central.records.update("grants", grant_id, {"revoked_at": iso(central.now()), "revoked_by": by,
-                                                        "revoke_reason": reason})
+    """End a grant now, and what was opened under it (WHEN_A_GRANT_ENDS)."""
+    grant = central.records.update("grants", grant_id, {"revoked_at": iso(central.now()), "revoked_by": by,
+                                                         "revoke_reason": reason})
+    for ended in WHEN_A_GRANT_ENDS:
+        ended(central, grant_id)
+    return grant
 
 
 def _as_time(value) -> datetime | None:
@@ -520,7 +529,7 @@ def invoke_imminent(central, caller, args):
     start, end = iso(now - timedelta(minutes=minutes_back)), iso(now + IMMINENT_LIVE)
     use = {"incident": None, "kind": "imminent_danger", "cameras": cameras, "start": start, "end": end,
            "reason": reason, "requested_by": caller.user_id, "requested_at": iso(now), "status": "self_granted",
-           "grant": None, "hold": None, "review": None, "overdue_alerted_at": None}
+           "grant": None, "hold": None, "alert": None, "review": None, "overdue_alerted_at": None}
     use_id = central.records.insert("requests", use)
     grant = {"request": use_id, "incident": None, "kind": "imminent_danger", "cameras": cameras,
              "start": start, "end": end, "expires_at": end, "holders": [caller.user_id], "granted_by": None,
@@ -528,11 +537,44 @@ def invoke_imminent(central, caller, args):
     grant["id"] = central.records.insert("grants", grant)
     audit_action(central, caller, "imminent.invoke", target=use_id, refs={"request": use_id, "grant": grant["id"]},
            why=reason, details={"cameras": cameras, "start": start, "end": end})
-    hold_id = _place_hold(central, grant, "imminent_danger", f"imminent danger: {reason}", None)
-    use = central.records.update("requests", use_id, {"grant": grant["id"], "hold": hold_id})
-    alert = central.alert("imminent_danger", f"{caller.name} invoked imminent danger on {', '.join(cameras)}: "
-                                             f"{reason}", request=use_id, grant=grant["id"], user=caller.user_id)
-    return {"request": use, "grant": grant, "hold": hold_id, "alert": alert["id"]}
+    use = _finish_use(central, central.records.get("requests", use_id), grant, caller.name)
+    return {"request": use, "grant": grant, "hold": use["hold"], "alert": use["alert"]}
+
+
+def _finish_use(central, use: dict, grant: dict, invoker: str) -> dict:
+    """After its grant and its audit entry: the use's hold and the Director's alert, each marked in the
+    use when done. A central killed before both were written finishes them at its next start
+    (`finish_interrupted_uses`): a grant given must never go untold or its footage unheld (C19)."""
+    if use["hold"] is None:
+        hold_id = _place_hold(central, grant, "imminent_danger", f"imminent danger: {use['reason']}", None)
+        use = central.records.update("requests", use["id"], {"grant": grant["id"], "hold": hold_id})
+    if use.get("alert", "alerted before this field") is None:
+        alert = central.alert("imminent_danger", f"{invoker} invoked imminent danger on {', '.join(use['cameras'])}: "
+                                                 f"{use['reason']}", request=use["id"], grant=grant["id"],
+                              user=use["requested_by"])
+        use = central.records.update("requests", use["id"], {"alert": alert["id"]})
+    return use
+
+
+def finish_interrupted_uses(central) -> list[str]:
+    """Imminent-danger uses a crash cut short after their grant: write what is missing (the audit entry,
+    the hold, the Director's alert). A use cut short before its grant gave nothing: it is left as it is."""
+    finished = []
+    for use in central.records.search("requests", kind="imminent_danger"):
+        if use["hold"] is not None and use.get("alert", "alerted before this field") is not None:
+            continue
+        grants = central.records.search("grants", request=use["id"])
+        if not grants:
+            continue
+        grant, user = grants[0], central.records.get("users", use["requested_by"])
+        if not any(e["target"] == use["id"] for e in central.audit.query(action_prefix="imminent.invoke")):
+            central.audit.append(user["id"], "imminent.invoke", role=user["role"], target=use["id"],
+                                 refs={"request": use["id"], "grant": grant["id"]}, why=use["reason"],
+                                 details={"cameras": use["cameras"], "start": use["start"], "end": use["end"],
+                                          "written_after_a_restart": True})
+        _finish_use(central, use, grant, user["name"])
+        finished.append(use["id"])
+    return finished
 
 
 @op("imminent.link_incident", STAFF_OR_DIRECTOR.own(
@@ -598,6 +640,12 @@ def alert_overdue_incidents(central) -> list[str]:
     return alerted
 
 
+def imminent_checks(central) -> None:
+    """At start and every few minutes: finish uses a crash cut short, alert overdue incident reports."""
+    finish_interrupted_uses(central)
+    alert_overdue_incidents(central)
+
+
 def periodic(central):
-    return [every(OVERDUE_CHECK_SECONDS, functools.partial(alert_overdue_incidents, central),
-                  name="imminent-danger overdue check", lock=central.decision_lock)]
+    return [every(OVERDUE_CHECK_SECONDS, functools.partial(imminent_checks, central),
+                  name="imminent-danger checks", lock=central.decision_lock)]

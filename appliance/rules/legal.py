@@ -20,7 +20,7 @@ of work: a release record holds what that builder needs (see docs/api/legal.md).
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from appliance.errors import BadRequest, NotFound, Refused
 from appliance.rules.auditing import audit_action
@@ -283,13 +283,24 @@ def list_releases(central, caller, args):
 # --------------------------------------------------------------------------- the export register (C4, C16)
 
 
+def copy_times(export: dict) -> list[datetime]:
+    """When copies of it were made onto a medium: each package built (a failed build left nothing)."""
+    return [parse_iso(c["built_at"]) for c in export.get("copies") or [] if c.get("state") != "failed"]
+
+
+def outstanding(export: dict) -> bool:
+    """A copy is out: never marked retrieved, or a package was built after it was (C16)."""
+    retrieved = export.get("retrieved_at")
+    return not retrieved or any(t > parse_iso(retrieved) for t in copy_times(export))
+
+
 @op("export.list", DIRECTOR,
     labels={"open_only": "Open only"})
 def list_exports(central, caller, args):
     """The export register: every release and review export, newest first; `open_only` leaves out retrieved ones."""
     open_only = args.bool("open_only")
     args.done()
-    found = [e for e in central.records.all("exports") if not (open_only and e.get("retrieved_at"))]
+    found = [e for e in central.records.all("exports") if not open_only or outstanding(e)]
     found.sort(key=lambda e: e["created_at"], reverse=True)
     return {"exports": [_release_view(central, caller, e) for e in found]}
 
@@ -306,8 +317,9 @@ def mark_retrieved(central, caller, args):
     instrument = export.get("instrument") and central.records.get("instruments", export["instrument"])
     if instrument:
         _refuse_if_hidden(caller, instrument)
-    if export.get("retrieved_at"):
-        raise Refused(f"{export_id} was already marked retrieved at {when(export['retrieved_at'])}")
+    if not outstanding(export):
+        raise Refused(f"{export_id} was already marked retrieved at {when(export['retrieved_at'])} (no copy of it "
+                      "was built since)")
     export = central.records.update("exports", export_id, {"retrieved_at": iso(central.now()),
                                                            "retrieved_note": note})
     # The open breach cases whose copy check listed this copy: the retrieval answers them (C16).

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from appliance.rules import incidents
 from appliance.rules.ports import public_image
 from appliance.errors import BadRequest, NotFound, Refused
 from appliance.rules.auditing import audit_action
@@ -83,10 +84,8 @@ def open_view(central, caller, args):
     until = now + timedelta(minutes=minutes)
     incident = None
     if grant_id is not None:
-        from appliance.rules.incidents import check_grant
-
         try:
-            grant = check_grant(central, caller, grant_id, camera, live=True)
+            grant = incidents.check_grant(central, caller, grant_id, camera, live=True)
         except Refused as e:
             _audit_refused(central, caller, camera, {"grant": grant_id}, e)
             raise
@@ -172,5 +171,18 @@ def expire_views(central) -> int:
 
 
 def close_camera_views(central, camera: str, reason: str) -> None:
-    for view in central.records.search("live_views", camera=camera, closed_at=None):
+    close_views(central, reason, camera=camera)
+
+
+def close_views(central, reason: str, **which) -> None:
+    """End the open live views that match `which` (a camera, a user, a grant) now, by the system: what
+    they were watched under (a placement, an account, a grant) ended (C8, C17)."""
+    for view in central.records.search("live_views", closed_at=None, **which):
         _close(central, view, min(central.now(), parse_iso(view["until"])), reason, None)
+
+
+def _grant_ended(central, grant_id: str) -> None:
+    close_views(central, f"grant {grant_id} revoked", grant=grant_id)
+
+
+incidents.WHEN_A_GRANT_ENDS.append(_grant_ended)

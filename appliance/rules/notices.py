@@ -117,6 +117,11 @@ def _check_still_grants(central, caller, incident_id: str, refs) -> list[str]:
     return list(dict.fromkeys(grants))
 
 
+def _grant_window(central, grant_id: str) -> tuple[datetime, datetime]:
+    grant = central.records.get("grants", grant_id)
+    return parse_iso(grant["start"]), parse_iso(grant["end"])
+
+
 @op("notice.create", DIRECTOR,
     labels={"suspended_until": "Suspended until"})
 def create_notice(central, caller, args):
@@ -137,7 +142,8 @@ def create_notice(central, caller, args):
         raise NotFound(f"no incident {incident_id}")
     grants = _check_still_grants(central, caller, incident_id, refs)
     require_unsealed(central)
-    stills = [render_still(central, camera, at, width) | {"grant": grant_id} for grant_id, camera, at in refs]
+    stills = [render_still(central, camera, at, width, within=_grant_window(central, grant_id)) | {"grant": grant_id}
+              for grant_id, camera, at in refs]
     now = central.now()
     notice = {"incident": incident_id, "description": description, "reason": reason,
               "suspended_until": until.isoformat(), "expires_at": iso(suspension_end(until)), "stills": stills,

@@ -445,6 +445,15 @@ def list_holds(central, caller, args):
     return {"holds": [hold_view(central, caller, h) for h in holds]}
 
 
+def _her_own_matter(central, caller, hold: dict) -> bool:
+    """Whether a hold keeps the footage of an incident the caller filed or a request (an imminent-danger
+    use included) she made: how long that is kept is not hers to judge (C20, as C18 and C19)."""
+    refs = hold.get("refs") or {}
+    incident = refs.get("incident") and central.records.get("incidents", refs["incident"])
+    request = refs.get("request") and central.records.get("requests", refs["request"])
+    return caller.user_id in ((incident or {}).get("filed_by"), (request or {}).get("requested_by"))
+
+
 @op("hold.release", DIRECTOR,
     labels={"reason": "Why release it", "override_reason": "Why it is no longer needed"})
 def release(central, caller, args):
@@ -458,6 +467,9 @@ def release(central, caller, args):
     if hold_hidden_from(central, caller, hold):
         raise Refused("that hold keeps a sealed search warrant's footage: only the Director releases it",
                       clause="C13")
+    if caller.acting_director and _her_own_matter(central, caller, hold):
+        raise Refused("that hold keeps footage of your own incident or imminent-danger use: an acting director "
+                      "decides other people's matters; the Director releases it", clause="C20")
     kept_for = held_by_release(central, hold)
     if kept_for and not override:
         raise Refused(f"hold {hold['id']} keeps footage released under its instrument: {'; '.join(kept_for)}. "

@@ -21,7 +21,8 @@ import nacl.signing
 from appliance.formats import segment as seg
 from appliance.rules.accounts import require_unsealed
 from appliance.formats.canonical import CanonicalError, parse_canonical
-from appliance.rules.footage import _audit_use, _granted, _time, overlapping_segments
+from appliance.rules.footage import _audit_use, _granted, _time, caller_now, overlapping_segments
+from appliance.rules.incidents import check_grant
 from appliance.rules.registry import STAFF_OR_DIRECTOR, iso, op, parse_iso
 
 JOIN = timedelta(seconds=1)      # spans closer than this are drawn as one
@@ -115,7 +116,11 @@ def timeline(central, caller, args):
     require_unsealed(central)
     start, end = parse_iso(grant["start"]), parse_iso(grant["end"])
     result = [camera_timeline(central, caller, c, start, end) for c in cameras]
-    with central.decision_lock:
+    with central.decision_lock:   # read outside the lock: may she still see it (as footage._deliver asks)?
+        caller = caller_now(central, caller)
+        for c in cameras:
+            check_grant(central, caller, grant_id, c)
+        require_unsealed(central)
         _audit_use(central, caller, "footage.timeline", grant, ",".join(cameras),
                    {"start": grant["start"], "end": grant["end"], "cameras": cameras})
     return {"grant": grant_id, "start": grant["start"], "end": grant["end"], "kind": grant["kind"],

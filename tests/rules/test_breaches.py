@@ -11,6 +11,7 @@ from appliance.rules.breaches import STEPS
 from appliance.errors import BadRequest, NotAuthenticated, NotFound, Refused
 from appliance.rules.registry import iso
 from test_footage import record, recording_start, review_grant
+from test_node_control import approved_camera, server  # noqa: F401  (server: the served ingest app fixture)
 from test_retention import Camera
 
 WHAT = "a printout of a camera still was left on the public photocopier"
@@ -236,3 +237,16 @@ def h264_footage(central):
     start = recording_start(central)
     record(central, "cam-a", encode_testsrc2(), start)
     return start
+
+
+def test_C16_a_camera_snapshot_someone_viewed_is_in_the_access_query(tmp_path, central, people, server):
+    """A camera's snapshot is a picture of whoever stands in its view: a breach's access check (C16)
+    must find who looked at one in its window, as it finds footage and live views."""
+    window_start = central.now() - timedelta(seconds=1)
+    approved_camera(tmp_path, central, people, server)
+    people.call("director", "camera.snapshot", camera="cam-a")
+    case = report(people, "sue", suspected_window_start=iso(window_start),
+                  suspected_window_end=iso(central.now()))["breach"]["id"]
+    found = people.call("director", "breach.access_query", breach=case)
+    assert (people.ids["director"], "camera.snapshot_view", "cam-a") in {
+        (e["actor"], e["action"], e["target"]) for e in found["entries"]}

@@ -165,6 +165,8 @@ def test_forged_codes_are_refused_and_five_cancel_the_invitation(tmp_path, centr
             enrol_if_needed(*flashed_node(tmp_path / str(attempt), server.url, "entrance", forged))
     assert len(refusals(central, "wrong_code")) == 5
     assert any(a["kind"] == "enrolment" for a in central.records.all("alerts"))
+    # IT, whom the alert tells to issue a new invitation, sees it (it is about the system, not a person).
+    assert "enrolment" in [a["kind"] for a in people.call("ivy", "alert.list")["alerts"]]
     # Cancelled: even the real code no longer works.
     with pytest.raises(EnrolmentRefused, match="cancelled"):
         enrol_if_needed(*flashed_node(tmp_path / "real", server.url, "entrance", real))

@@ -270,6 +270,101 @@ def test_C3_a_clip_never_reaches_outside_the_released_window(world, tmp_path):
     verify_package(package)
 
 
+def test_C3_a_packages_still_is_a_picture_inside_the_released_window(world, tmp_path):
+    """A still asked for at the window's first instant is the first picture inside it, never the one
+    30 ms before it that is nearer: the release is what the instrument allows, to the picture."""
+    start = world["start"]
+    opens = start + timedelta(seconds=30, milliseconds=30)      # pictures every 100 ms from `start`
+    release = world["people"].call("director", "release.create", instrument=world["instrument"]["id"],
+                                   cameras=["cam-a"], start=iso(opens), end=iso(start + timedelta(seconds=33)),
+                                   recipient="Chariton PD")["release"]
+    started = world["people"].call("director", "release.build", release=release["id"], to=str(tmp_path),
+                                   stills=[{"camera": "cam-a", "at": iso(opens)}], **TAKEN)
+    status = export_mod.wait_for(world["central"], started["build"]["build"])
+    assert status["state"] == "built", status["error"]
+    package = Path(status["result"]["package"])
+    [still] = json.loads((package / "manifest.json").read_text())["stills"]
+    assert still["frame_at"] == iso(start + timedelta(seconds=30, milliseconds=100)) and still["file"]
+    verify_package(package)
+
+
+@pytest.mark.parametrize("ends", ["revoked", "disabled", "revoked at the stills"])
+def test_C2_a_build_stops_when_its_acting_director_no_longer_holds_custody(world, tmp_path, monkeypatch, ends):
+    """Sam, acting director, starts a package; while it reads the first segment the Director revokes
+    her period, or disables her account. The build stops at the next segment: the copy is not
+    finished, registered or left on the medium, and the failure is audited. Revoked once the clips
+    are made (at the stills), it stops before the copy is registered. A package leaves in the
+    Director's custody, not in that of someone who no longer holds it (C2)."""
+    central, people = world["central"], world["people"]
+    now = central.now()
+    people.call("director", "director.designate_acting", user="sam", start=iso(now - timedelta(minutes=1)),
+                end=iso(now + timedelta(days=1)), why="the Director is away for the day")
+    end_it = {"disabled": lambda: people.call("director", "user.set_disabled", user="sam", disabled=True)}.get(
+        ends, lambda: people.call("director", "director.revoke_acting", user="sam"))
+    module, name = (export_mod.media, "png_frames") if ends == "revoked at the stills" else (seg, "read_verified")
+    real = getattr(module, name)
+    ended = []
+
+    def then_end(*args, **kwargs):
+        found = real(*args, **kwargs)
+        if not ended:
+            ended.append(end_it())
+        return found
+    monkeypatch.setattr(module, name, then_end)
+    try:
+        people.login("sam", "sam-passphrase-1")
+        started = people.call("sam", "release.build", release=world["release"]["id"], to=str(tmp_path), **TAKEN)
+        status = export_mod.wait_for(central, started["build"]["build"])
+    finally:                                          # the next tests use sam as plain staff, logged in
+        people.call("director", "user.set_disabled", user="sam", disabled=False)
+        people.call("director", "director.revoke_acting", user="sam")
+        people.login("sam", "sam-passphrase-1")
+    assert ended and status["state"] == "failed"
+    assert ("was disabled" if ends == "disabled" else "period ended") in status["error"]
+    steps = [h[0] for h in status["history"]]
+    assert steps[-1].startswith("failed") and ("stills" in steps) == (ends == "revoked at the stills")
+    assert list(tmp_path.iterdir()) == []
+    export = central.records.get("exports", world["release"]["export"])
+    assert all(c["build"] != started["build"]["build"] for c in export.get("copies") or [])
+    [failed] = [e for e in central.audit.query(action_prefix="release.build_failed")
+                if e["details"]["build"] == started["build"]["build"]]
+    assert failed["actor"] == people.ids["sam"]
+
+
+def test_C16_a_copy_built_in_a_breach_window_is_found_and_one_built_after_a_retrieval_is_outstanding(world,
+                                                                                                   tmp_path):
+    """A breach response retrieves the copies made in its window (C16): a copy is made when a package is
+    built onto a medium, not when its release was approved. A release approved before the window and
+    built inside it is a copy to retrieve; and a copy built after the release's copies were retrieved is
+    out again, to retrieve again."""
+    central, people, start = world["central"], world["people"], world["start"]
+    release = people.call("director", "release.create", instrument=world["instrument"]["id"], cameras=["cam-a"],
+                          start=iso(start + timedelta(seconds=10)), end=iso(start + timedelta(seconds=14)),
+                          recipient="Chariton PD")["release"]
+    export = release["export"]
+    approved = parse_iso(central.records.get("exports", export)["created_at"])
+    breach = people.call("sam", "breach.report", what="a USB stick with footage was left in the copier room",
+                         noticed_at=iso(central.now()))["breach"]["id"]
+
+    def copy_check() -> tuple[list[str], list[str]]:
+        found = people.call("director", "breach.copies", breach=breach, since=iso(approved + timedelta(microseconds=1)),
+                            until=iso(central.now() + timedelta(minutes=1)))
+        return [c["id"] for c in found["copies"]], found["outstanding"]
+
+    assert export not in copy_check()[0]                   # approved before the window, nothing built yet
+    for n in (1, 2):
+        (tmp_path / str(n)).mkdir()
+        started = people.call("director", "release.build", release=release["id"], to=str(tmp_path / str(n)), **TAKEN)
+        assert export_mod.wait_for(central, started["build"]["build"])["state"] == "built"
+        found, outstanding = copy_check()
+        assert export in found and export in outstanding, n
+        with pytest.raises(Refused, match="not retrieved yet"):
+            people.call("director", "breach.step", breach=breach, step="retrieve_copies", notes="all back")
+        people.call("director", "export.mark_retrieved", export=export, note=f"copy {n} back from Det. Lane")
+        assert export not in copy_check()[1]
+    people.call("director", "breach.step", breach=breach, step="retrieve_copies", notes="both copies are back")
+
+
 def test_C13_a_sealed_warrant_leaves_only_as_the_api_shows_it(world, tmp_path):
     central, people, start = world["central"], world["people"], world["start"]
     secret = "SW-2026-0042 (Judge Hale)"

@@ -16,10 +16,11 @@ import nacl.signing
 import pytest
 
 from appliance.media import decode as media
+from appliance.rules import timeline as timeline_mod
 from appliance.formats import segment as seg
 from appliance.errors import ArchiveSealed, MediaError
-from appliance.errors import NotFound, Refused
-from appliance.rules.registry import iso
+from appliance.errors import NotAuthenticated, NotFound, Refused
+from appliance.rules.registry import iso, parse_iso
 from conftest import enrol_camera_record
 from hw.annexb import split_access_units
 from hw.backend import Frame
@@ -206,6 +207,75 @@ def test_C17_a_grant_revoked_while_its_footage_decodes_hands_nothing_over(centra
         people.call("sam", "footage.still", grant=grant, camera="cam-a", at=at(footage, 15))
     assert refused.value.clause == "C17"
     assert not audit_actions(central, "footage.still")
+
+
+def test_C8_footage_decoded_for_a_session_that_ended_meanwhile_is_not_handed_over(central, people, footage,
+                                                                                  monkeypatch):
+    """A still or a clip decodes outside the decision lock, for a caller read before it began. If her
+    account is disabled meanwhile, or the acting director using a grant as the Director may has her
+    period end, the pictures are not handed over and no use is recorded: who may see footage is asked
+    again when it is handed over, not only when the decode started."""
+    people.unseal()
+    grant = footage["grant"]["id"]
+    real_still, real_clip = media.decode_gray, media.decode_gray_all
+    meanwhile: list = []
+
+    def decode_then(real):
+        def decode(*args, **kwargs):
+            pixels = real(*args, **kwargs)
+            if meanwhile:                  # once (decode_gray decodes through decode_gray_all)
+                meanwhile.pop()()
+            return pixels
+        return decode
+    monkeypatch.setattr(media, "decode_gray", decode_then(real_still))
+    monkeypatch.setattr(media, "decode_gray_all", decode_then(real_clip))
+
+    # Sam's account is disabled while his still decodes.
+    meanwhile.append(lambda: people.call("director", "user.set_disabled", user="sam", disabled=True))
+    with pytest.raises(NotAuthenticated, match="session has ended"):
+        people.call("sam", "footage.still", grant=grant, camera="cam-a", at=at(footage, 15))
+    assert meanwhile == []                 # the decode ran, and the account was disabled while it ran
+
+    # Sue, acting director for the next minute, may use sam's grant as the Director may; her
+    # period ends while her clip decodes.
+    now = central.now()
+    people.call("director", "director.designate_acting", user="sue", start=iso(now - timedelta(minutes=1)),
+                end=iso(now + timedelta(minutes=1)), why="the Director is at a conference")
+    meanwhile.append(lambda: setattr(central.clock, "offset", central.clock.offset + timedelta(minutes=2)))
+    with pytest.raises(Refused, match="not yours") as refused:
+        people.call("sue", "footage.clip", grant=grant, camera="cam-a", start=at(footage, 0), seconds=1)
+    assert refused.value.clause == "C17" and meanwhile == []
+
+    # Sam again, disabled while his grant's timeline is read (its segments' signed times, no pictures).
+    people.call("director", "user.set_disabled", user="sam", disabled=False)
+    people.login("sam")
+    real_timeline = timeline_mod.camera_timeline
+
+    def timeline_then_disable(*args, **kwargs):
+        found = real_timeline(*args, **kwargs)
+        people.call("director", "user.set_disabled", user="sam", disabled=True)
+        return found
+    monkeypatch.setattr(timeline_mod, "camera_timeline", timeline_then_disable)
+    with pytest.raises(NotAuthenticated, match="session has ended"):
+        people.call("sam", "footage.timeline", grant=grant)
+    assert not any(audit_actions(central, f"footage.{use}") for use in ("still", "clip", "timeline"))
+
+
+def test_C9_a_still_or_clip_at_the_edge_of_a_grant_shows_no_picture_from_outside_it(central, people, h264):
+    """A still is the picture nearest the moment asked for, up to two frames away. A grant that starts
+    between two pictures must not hand over the one before it, however near: the grant is what the
+    Director approved (C9). Asked for at the grant's first instant, the still is the first picture
+    inside; a clip's first frame too."""
+    start = recording_start(central)
+    record(central, "cam-a", h264, start)
+    grant_start = start + timedelta(milliseconds=30)          # 30 ms after picture 0, 70 ms before picture 1
+    grant, _incident = review_grant(people, "cam-a", grant_start, start + timedelta(seconds=3))
+    people.unseal()
+    still = people.call("sam", "footage.still", grant=grant["id"], camera="cam-a", at=iso(grant_start))
+    assert still["frame_at"] == iso(start + timedelta(milliseconds=100))
+    clip = people.call("sam", "footage.clip", grant=grant["id"], camera="cam-a", start=iso(grant_start), seconds=1)
+    assert clip["frames"][0]["frame_at"] == iso(start + timedelta(milliseconds=100))
+    assert all(parse_iso(f["frame_at"]) >= grant_start for f in clip["frames"])
 
 
 def test_C8_it_never_views_footage(central, people, footage):

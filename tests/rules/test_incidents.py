@@ -407,6 +407,28 @@ def test_C18_C19_an_acting_director_neither_judges_her_own_incident_nor_reviews_
     team.call("director", "imminent.review", request=use["id"], finding="justified", notes="a real threat")
 
 
+def test_C20_an_acting_director_does_not_release_the_holds_on_her_own_matters(central, team):
+    """How long an incident's recordings are kept is the Director's judgement (C20): an acting director
+    releases the holds on other people's matters, never the one on her own break-glass use or on her own
+    incident's review (her own conduct is on that footage, as in C18 and C19)."""
+    now = central.now()
+    team.call("director", "director.designate_acting", user=team.ids["sue"], start=iso(now - timedelta(hours=1)),
+              end=iso(now + timedelta(hours=2)), why="Director on leave")
+    her_use = team.call("sue", "imminent.invoke", reason="man threatening staff with a bat", cameras=[CAM])["hold"]
+    hers = file_incident(team, "sue")
+    her_review = approve(team, request_review(team, hers, who="sue"))["hold"]
+    placed = team.call("director", "hold.place", kind="incident", incident=hers["id"], cameras=[CAM],
+                       start=hers["occurred_at"], end=iso(now), why="her incident, kept longer")["hold"]["id"]
+    sams_review = approve(team, request_review(team, file_incident(team, "sam")))["hold"]
+    before = state(central)
+    for hold in (her_use, her_review, placed):
+        refused("C20", team.call, "sue", "hold.release", hold=hold, reason="no longer needed")
+    assert state(central) == before
+    released = team.call("sue", "hold.release", hold=sams_review, reason="the patron was identified")["hold"]
+    assert released["released_by"] == team.ids["sue"]
+    team.call("director", "hold.release", hold=her_use, reason="reviewed: a real threat")
+
+
 # --------------------------------------------------------------------------- outcomes (C18)
 
 

@@ -170,3 +170,26 @@ def test_C19_imminent_danger_grant_opens_live_view_bounded_by_the_grant(tmp_path
     assert audit_actions(central, "live.open")[-1]["refs"]["grant"] == grant["id"]
     assert central.custody.is_sealed                                        # live view works sealed
     assert central.nodes.live == {}
+
+
+def test_C8_a_live_view_ends_with_its_account_or_its_grant(tmp_path, central, people, server):
+    """A live view is watched under its owner's account and, when opened under one, a grant. Disabling
+    the account, or the Director revoking the grant, ends the view there and then: the node stops
+    sending frames and the view is closed in the log with the reason, not left open to run out."""
+    client = approved_camera(tmp_path, central, people, server)
+    view = people.call("sue", "live.open", camera="cam-a", purpose="queue at the desk")["view"]
+    assert send_frame(client, view["id"]) == 200
+    people.call("director", "user.set_disabled", user="sue", disabled=True)
+    assert central.records.get("live_views", view["id"])["close_reason"] == "account disabled"
+    assert client.control()["live"] is None and send_frame(client, view["id"]) == 409
+
+    grant = people.call("sam", "imminent.invoke", reason="a man is threatening staff at the desk",
+                        cameras=["cam-a"])["grant"]
+    view = people.call("sam", "live.open", camera="cam-a", purpose="watch the desk", grant=grant["id"])["view"]
+    people.call("director", "grant.revoke", grant=grant["id"], reason="it was a misunderstanding")
+    assert central.records.get("live_views", view["id"])["close_reason"] == f"grant {grant['id']} revoked"
+    assert client.control()["live"] is None and send_frame(client, view["id"]) == 409
+    with pytest.raises(Refused):
+        people.call("sam", "live.frame", view=view["id"])
+    ended = [(e["why"], e["details"]["user"]) for e in audit_actions(central, "live.expired")]
+    assert ended == [("account disabled", people.ids["sue"]), (f"grant {grant['id']} revoked", people.ids["sam"])]

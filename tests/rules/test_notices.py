@@ -128,3 +128,17 @@ def test_C21_every_still_traces_to_a_grant_for_the_incident(central, people, cas
         assert getattr(raised.value, "clause", None) == clause, overrides
     assert central.records.all("notices") == []
     assert central.audit.query(action_prefix="notice.create") == []
+
+
+def test_C21_a_notices_still_is_a_picture_inside_its_grant(central, people, case):
+    """A grant for the incident that starts between two pictures: a still asked for at its first instant
+    is the first picture inside it, never the nearer one 30 ms before (C9: only what the grant allows)."""
+    opens = case["start"] + timedelta(milliseconds=30)          # pictures every 100 ms from the start
+    request = people.call("sam", "request.create", incident=case["incident"], kind="review", cameras=["cam-a"],
+                          start=iso(opens), end=iso(opens + timedelta(seconds=2)),
+                          reason="the moment the patron came in")["request"]
+    grant = people.call("director", "request.decide", request=request["id"], decision="approve",
+                        reason="the same incident")["grant"]
+    people.unseal()
+    notice = create(people, central, case, stills=[{"grant": grant["id"], "camera": "cam-a", "at": iso(opens)}])
+    assert [s["frame_at"] for s in notice["stills"]] == [iso(case["start"] + timedelta(milliseconds=100))]
