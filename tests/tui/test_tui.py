@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
+from textual import events
 from textual.geometry import Region
 from textual.widgets import DataTable
 
@@ -25,7 +26,7 @@ from tui.format import local
 from tui.profiles import PROFILES
 from tui.screens.alerts import AlertsScreen
 from tui.screens.approvals import ApprovalsScreen
-from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, CopiesScreen
+from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, BreachReportScreen, CopiesScreen
 from tui.screens.dialogs import Confirm, Fields
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
@@ -123,6 +124,16 @@ async def type_text(pilot, text: str):
     names = {"-": "minus", " ": "space", ":": "colon", ",": "comma", ".": "full_stop", "'": "apostrophe"}
     for ch in text:
         await pilot.press(names.get(ch, ch))
+
+
+async def press_twice_at_once(pilot, key: str):
+    """A key pressed twice in one burst, as a terminal delivers a quick double press: the app reads
+    both before any answer from the central can come back."""
+    for _ in range(2):
+        event = events.Key(key, None)
+        event.set_sender(pilot.app)
+        pilot.app.post_message(event)
+    await pilot.pause()
 
 
 def message(app) -> str:
@@ -818,10 +829,22 @@ async def test_anyone_reports_a_possible_breach_from_any_screen_in_the_apis_word
         await until(pilot, lambda: "What happened" in message(app), what="the API's refusal in the dialog")
         assert app.screen is dialog and dialog.query_one("#what").value == "a still"   # nothing typed is lost
         await type_text(pilot, " of the entrance was shown to a visitor at the desk")
+        since = (central.now() - timedelta(minutes=30)).replace(second=0, microsecond=0)
+        dialog.query_one("#suspected_window_start").value = local_text(since)   # one end only: said as given
         await send_confirmed(pilot, "Tell the Director now")
         await until(pilot, lambda: "Reported: breach case" in message(app), what="the report sent")
         assert app.screen is live
-    [case] = [b for b in central.records.all("breaches") if b["id"] not in before]
+        [case] = [b for b in central.records.all("breaches") if b["id"] not in before]
+        await pilot.press("f2")
+        await on(pilot, HomeScreen)
+        await pilot.press("b")
+        cases = await on(pilot, BreachesScreen)
+        await until(pilot, lambda: any(b["id"] == case["id"] for b in cases.breaches), what="her report listed")
+        cases.query_one(DataTable).move_cursor(row=[b["id"] for b in cases.breaches].index(case["id"]))
+        await pilot.press("enter")
+        report = await on(pilot, BreachReportScreen)
+        await until(pilot, lambda: f"suspected window: from {local(iso(since))}" in " ".join(
+            str(report.query_one("#case-text").render()).split()), what="the window's one end, as given")
     assert case["what"] == "a still of the entrance was shown to a visitor at the desk"
     assert case["reported_by"] == world.people.ids["sue"]
     assert [a["breach"] for a in central.records.search("alerts", kind="breach")][-1] == case["id"]
@@ -1223,6 +1246,43 @@ async def test_escape_on_a_report_with_text_typed_asks_before_it_is_discarded(wo
         await on(pilot, Confirm)
         await pilot.press("y")
         assert await on(pilot, IncidentsScreen) is incidents
+
+
+async def test_f5_pressed_twice_files_one_report_and_sends_one_request(world):
+    """A second F5 while the first is on its way does nothing: before, it filed the report twice, and
+    stacked two confirmations of a request, the second of which was left over the sent form."""
+    central, sam = world.central, world.people.ids["sam"]
+    filed = {i["id"] for i in central.records.all("incidents")}
+    asked = {r["id"] for r in central.records.all("requests")}
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        await on(pilot, IncidentsScreen)
+        await pilot.press("n")
+        form = await on(pilot, IncidentFormScreen)
+        form.query_one("#when").value = local_text(world.recorded_at)
+        form.query_one("#where").value = "the stairs"
+        form.query_one("#description").text = "a patron pushed another down the stairs"
+        form.query_one("#attest").value = True
+        await press_twice_at_once(pilot, "f5")
+        detail = await on(pilot, IncidentDetailScreen)
+        await pilot.pause(1.0)                           # time for a second report to arrive, if one was sent
+        assert [i["id"] for i in central.records.all("incidents")
+                if i["id"] not in filed and i["filed_by"] == sam] == [detail.incident_id]
+        await pilot.press("q")
+        form = await on(pilot, RequestFormScreen)
+        form.query_one("#cameras").value = "cam-a"
+        form.query_one("#start").value = local_text(world.recorded_at)
+        form.query_one("#end").value = local_text(world.recorded_at + timedelta(minutes=1))
+        form.query_one("#reason").value = "see who pushed whom on the stairs"
+        await press_twice_at_once(pilot, "f5")
+        await on(pilot, Confirm)
+        await pilot.pause(0.5)                           # a second confirmation, if one was coming
+        await pilot.press("y")
+        assert await on(pilot, IncidentDetailScreen) is detail
+        await until(pilot, lambda: "waits for the Director" in message(app), what="the request sent")
+    assert len([r for r in central.records.all("requests") if r["id"] not in asked]) == 1
 
 
 async def test_the_notices_screen_shows_no_key_for_a_notice_when_there_is_none(world):
