@@ -63,6 +63,11 @@ class PlainText(LineFilter):
 # The role in the status line, as people say it (not the API's role codes).
 ROLE_WORDS = {"director": "the Director", "staff": "staff", "it": "IT staff"}
 
+def may_invoke_danger(user: dict | None) -> bool:
+    """Staff and the Director (C19: "any staff member"); IT never sees pictures (C8), so F9 is not offered."""
+    return bool(user) and user.get("role") != "it"
+
+
 class CustodianApp(App):
     CSS_PATH = "custodian.tcss"
     TITLE = "Custodian"
@@ -347,12 +352,32 @@ class CustodianApp(App):
 
     # ------------------------------------------------------------------ going places
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        from textual.screen import ModalScreen
+
+        if action == "go" and isinstance(self.screen, ModalScreen):
+            return False     # a question on screen is answered (or Escaped) first: F-keys do not leave it
+        if action == "danger":
+            return may_invoke_danger(self.user)
+        return True
+
     def action_go(self, name: str) -> None:
-        from tui.screens import registry
-        from tui.screens.base import CustodianScreen
+        from tui.screens.dialogs import Confirm
 
         if not self.user or len(self.screen_stack) < 2 or not getattr(self.screen_stack[1], "is_home", False):
             return
+        # Leaving by an F-key closes every screen above home: one with something typed asks first, as Escape does.
+        question = next((q for s in reversed(self.screen_stack[2:]) if (q := getattr(s, "discard_question", str)())), "")
+        if question:
+            self.push_screen(Confirm(question, "What you typed here is lost.", yes="Discard"),
+                             lambda yes: self._go(name) if yes else None)
+        else:
+            self._go(name)
+
+    def _go(self, name: str) -> None:
+        from tui.screens import registry
+        from tui.screens.base import CustodianScreen
+
         if name == "alerts":
             self.banner = ""
         screen = None if name == "home" else registry.make(name, self)
@@ -372,7 +397,7 @@ class CustodianApp(App):
     def action_danger(self) -> None:
         from tui.screens.imminent import start_imminent
 
-        if self.user and self.user.get("role") != "it":
+        if may_invoke_danger(self.user):
             start_imminent(self)
 
     def action_report_breach(self) -> None:

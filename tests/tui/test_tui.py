@@ -36,7 +36,7 @@ from tui.screens.incidents import (IncidentDetailScreen, IncidentFormScreen, Inc
 from tui.screens.login import LoginScreen
 from tui.screens.live import LiveScreen, LiveViewScreen
 from tui.screens.notices import NoticeFormScreen, NoticesScreen
-from tui.screens.releases import InstrumentsScreen, ReleasesScreen
+from tui.screens.releases import BuildScreen, InstrumentsScreen, ReleasesScreen
 from tui.screens.review import GrantsScreen, ReviewScreen
 from tui.screens.seal import SealScreen
 from tui.screens.session import PassphraseScreen, PolicyScreen
@@ -180,6 +180,14 @@ async def fill(pilot, **values):
     for field, text in values.items():
         pilot.app.screen.query_one(f"#{field}").value = text
     await pilot.press("f5")
+
+
+async def discard_typed(pilot):
+    """Escape from a dialog with something typed: it asks first; Y throws it away."""
+    await pilot.press("escape")
+    await on(pilot, Confirm)
+    assert "discard" in pilot.app.screen.title_text
+    await pilot.press("y")
 
 
 def confirm_text(app) -> str:
@@ -900,12 +908,12 @@ async def test_the_director_works_a_breach_case_through_its_steps(world):
         await pilot.press("y")
         await until(pilot, lambda: "Refused (C16)" in message(app) and "investigate" in message(app),
                     what="the refusal to close")
-        await pilot.press("escape")
+        await discard_typed(pilot)
         await step("check_unauthorised_access")
         await pilot.press("d")                           # done needs its evidence first (C16)
         await fill(pilot, notes="looked at the log")
         await until(pilot, lambda: "Refused (C16)" in message(app), what="the evidence asked for")
-        await pilot.press("escape")
+        await discard_typed(pilot)
         await pilot.press("enter")                       # the step's work: the audit log over the window
         window = await on(pilot, Fields)
         assert window.query_one("#since").value         # the case's suspected window, to search
@@ -998,7 +1006,7 @@ async def test_the_director_records_an_instrument_counsel_and_a_release_from_the
         await on(pilot, Confirm)
         await pilot.press("y")
         await until(pilot, lambda: "counsel" in message(app) and "C14" in message(app), what="the C14 refusal")
-        await pilot.press("escape")
+        await discard_typed(pilot)
         await pilot.press("c")
         await fill(pilot, counsel="A. Lawyer", summary="comply, entrance camera only")
         await on(pilot, InstrumentsScreen)
@@ -1283,6 +1291,97 @@ async def test_f5_pressed_twice_files_one_report_and_sends_one_request(world):
         assert await on(pilot, IncidentDetailScreen) is detail
         await until(pilot, lambda: "waits for the Director" in message(app), what="the request sent")
     assert len([r for r in central.records.all("requests") if r["id"] not in asked]) == 1
+
+
+async def test_a_dialog_or_form_with_text_typed_asks_before_escape_or_an_f_key_discards_it(world):
+    """Before: Escape on a dialog of fields (the breach report, an instrument...) threw away what was
+    typed without a word, and an F-key on a form left it, and from a confirmation left both."""
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        await on(pilot, IncidentsScreen)
+        await pilot.press("n")
+        form = await on(pilot, IncidentFormScreen)
+        form.query_one("#where").value = "returns desk"
+        await pilot.press("f7")                          # another screen: it asks first, as Escape does
+        await on(pilot, Confirm)
+        assert app.screen.title_text == "Discard this report?"
+        await pilot.press("f3")                          # a question on screen is answered first
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("n")
+        assert await on(pilot, IncidentFormScreen) is form and form.query_one("#where").value == "returns desk"
+        await pilot.press("f12")
+        await on(pilot, Fields)
+        await pilot.press("escape")                      # nothing typed but what it offered: it closes
+        assert await on(pilot, IncidentFormScreen) is form
+        await pilot.press("f12")
+        dialog = await on(pilot, Fields)
+        await type_text(pilot, "a still")
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        await pilot.press("n")
+        assert await on(pilot, Fields) is dialog and dialog.query_one("#what").value == "a still"
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        assert await on(pilot, IncidentFormScreen) is form
+        await pilot.press("f7")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await on(pilot, LiveScreen)
+
+
+async def test_it_staff_are_not_offered_the_danger_key(world):
+    """IT never sees pictures (C8) and may not invoke imminent danger: F9 was shown to IT and did nothing."""
+    people = world.people
+    if "ivy" not in people.ids:
+        temporary = "temporary-ivy-1"
+        world.central.call("user.create", {"name": "ivy", "role": "it", "passphrase": temporary},
+                           people.tokens["director"])
+        token = world.central.call("session.login", {"user": "ivy", "passphrase": temporary})["token"]
+        world.central.call("user.change_passphrase", {"old": temporary, "new": PEOPLE["ivy"][1]}, token)
+        people.login("ivy")
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        home = await log_in(pilot, "ivy", PEOPLE["ivy"][1])
+        await until(pilot, lambda: home.items, what="IT's home")
+        assert "f9" not in app.active_bindings
+        await pilot.press("f1")
+        keys = (await on(pilot, HelpScreen)).query_one("#keys")
+        assert "F9" not in [str(keys.get_row_at(n)[0]).split(",")[0] for n in range(keys.row_count)]
+
+
+async def test_the_build_starts_once_and_shows_its_progress_not_an_older_refusal(world, tmp_path):
+    release_to_police(world)
+    release = max(r["id"] for r in world.central.records.all("releases"))
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("f11")
+        releases = await on(pilot, ReleasesScreen)
+        await until(pilot, lambda: any(r["id"] == release for r in releases.releases), what="the release listed")
+        releases.query_one(DataTable).move_cursor(row=[r["id"] for r in releases.releases].index(release))
+        await pilot.press("b")
+        build = await on(pilot, BuildScreen)
+        build.query_one("#to").value = str(tmp_path / "not-mounted")
+        build.query_one("#medium").value = "USB stick 4411"
+        build.query_one("#taken-by").value = "Det. R. Lane"
+        await pilot.press("escape")                      # what was typed is not thrown away unasked
+        await on(pilot, Confirm)
+        await pilot.press("n")
+        assert await on(pilot, BuildScreen) is build
+        await pilot.press("f5")
+        await until(pilot, lambda: "not a folder" in message(app), what="the destination refused")
+        build.query_one("#to").value = str(tmp_path)
+        await press_twice_at_once(pilot, "f5")
+        await until(pilot, lambda: build.seen and "built" in build.seen[-1], timeout=60, what="the build to end")
+        assert "not a folder" not in message(app) and "Building" in message(app)
+        await pilot.pause(1.0)                           # a second build, if one was started, ends too
+        await pilot.press("escape")                      # built: nothing to lose, back at once
+        await on(pilot, ReleasesScreen)
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 async def test_the_notices_screen_shows_no_key_for_a_notice_when_there_is_none(world):

@@ -231,17 +231,6 @@ class FormScreen(CustodianScreen):
         typed = any(i.value.strip() for i in self.query(Input)) or any(t.text.strip() for t in self.query(TextArea))
         return self.DISCARD if typed else ""
 
-    def action_back(self) -> None:
-        """Escape: a form with something typed asks first, so a stray key loses nothing."""
-        if not self.discard_question():
-            super().action_back()
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                super(FormScreen, self).action_back()
-        self.app.push_screen(Confirm(self.DISCARD, "What you typed here is lost.", yes="Discard"), answered)
-
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_submit()
 
