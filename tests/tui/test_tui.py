@@ -1333,8 +1333,9 @@ async def test_a_dialog_or_form_with_text_typed_asks_before_escape_or_an_f_key_d
         await on(pilot, LiveScreen)
 
 
-async def test_it_staff_are_not_offered_the_danger_key(world):
-    """IT never sees pictures (C8) and may not invoke imminent danger: F9 was shown to IT and did nothing."""
+async def test_it_staff_are_not_offered_the_danger_key_and_are_told_the_clause_of_a_refusal(world):
+    """IT never sees pictures (C8) and may not invoke imminent danger: F9 was shown to IT and did nothing.
+    A refusal by role names its clause, as every other refusal does."""
     people = world.people
     if "ivy" not in people.ids:
         temporary = "temporary-ivy-1"
@@ -1351,6 +1352,10 @@ async def test_it_staff_are_not_offered_the_danger_key(world):
         await pilot.press("f1")
         keys = (await on(pilot, HelpScreen)).query_one("#keys")
         assert "F9" not in [str(keys.get_row_at(n)[0]).split(",")[0] for n in range(keys.row_count)]
+        await pilot.press("escape")
+        await pilot.press("f4")
+        await until(pilot, lambda: "Refused (C8): only staff or the Director may use incident.list" in message(app),
+                    what="the refusal with its clause")
 
 
 async def test_the_build_starts_once_and_shows_its_progress_not_an_older_refusal(world, tmp_path):
