@@ -63,6 +63,7 @@ class PlainText(LineFilter):
 # The role in the status line, as people say it (not the API's role codes).
 ROLE_WORDS = {"director": "the Director", "staff": "staff", "it": "IT staff"}
 
+
 def may_invoke_danger(user: dict | None) -> bool:
     """Staff and the Director (C19: "any staff member"); IT never sees pictures (C8), so F9 is not offered."""
     return bool(user) and user.get("role") != "it"
@@ -361,16 +362,20 @@ class CustodianApp(App):
             return may_invoke_danger(self.user)
         return True
 
-    def action_go(self, name: str) -> None:
+    def ask_to_discard(self, question: str, then) -> None:
+        """Ask before what was typed is thrown away (Escape, or an F-key that leaves); `then()` on yes."""
         from tui.screens.dialogs import Confirm
 
+        self.push_screen(Confirm(question, "What you typed here is lost.", yes="Discard"),
+                         lambda yes: then() if yes else None)
+
+    def action_go(self, name: str) -> None:
         if not self.user or len(self.screen_stack) < 2 or not getattr(self.screen_stack[1], "is_home", False):
             return
         # Leaving by an F-key closes every screen above home: one with something typed asks first, as Escape does.
         question = next((q for s in reversed(self.screen_stack[2:]) if (q := getattr(s, "discard_question", str)())), "")
         if question:
-            self.push_screen(Confirm(question, "What you typed here is lost.", yes="Discard"),
-                             lambda yes: self._go(name) if yes else None)
+            self.ask_to_discard(question, lambda: self._go(name))
         else:
             self._go(name)
 

@@ -154,12 +154,9 @@ class CustodianScreen(ApiCalls, Screen):
 
     def action_back(self) -> None:
         """Escape: a screen with something typed asks first (Escape, or an F-key: App.action_go)."""
-        from tui.screens.dialogs import Confirm
-
         question = self.discard_question()
         if question:
-            self.app.push_screen(Confirm(question, "What you typed here is lost.", yes="Discard"),
-                                 lambda yes: self._back() if yes else None)
+            self.app.ask_to_discard(question, self._back)
         else:
             self._back()
 

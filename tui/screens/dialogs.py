@@ -148,11 +148,10 @@ class Fields(Dialog):
     def action_back(self) -> None:
         """Escape: with something typed it asks first (a stray key loses nothing), else closes."""
         question = self.discard_question()
-        if not question:
+        if question:
+            self.app.ask_to_discard(question, lambda: self.dismiss(None))
+        else:
             self.dismiss(None)
-            return
-        self.app.push_screen(Confirm(question, "What you typed here is lost.", yes="Discard"),
-                             lambda yes: self.dismiss(None) if yes else None)
 
     def values(self) -> dict:
         values = {}
