@@ -358,9 +358,15 @@ class CustodianApp(App):
 
         if action == "go" and isinstance(self.screen, ModalScreen):
             return False     # a question on screen is answered (or Escaped) first: F-keys do not leave it
+        if action in ("go", "danger") and not self.at_work():
+            return False     # choosing one's passphrase, or reading the policy: the API opens nothing else yet
         if action == "danger":
             return may_invoke_danger(self.user)
         return True
+
+    def at_work(self) -> bool:
+        """Logged in, her own passphrase chosen and the policy acknowledged: home is under every screen."""
+        return bool(self.user) and len(self.screen_stack) >= 2 and getattr(self.screen_stack[1], "is_home", False)
 
     def ask_to_discard(self, question: str, then) -> None:
         """Ask before what was typed is thrown away (Escape, or an F-key that leaves); `then()` on yes."""
@@ -370,7 +376,7 @@ class CustodianApp(App):
                          lambda yes: then() if yes else None)
 
     def action_go(self, name: str) -> None:
-        if not self.user or len(self.screen_stack) < 2 or not getattr(self.screen_stack[1], "is_home", False):
+        if not self.at_work():
             return
         # Leaving by an F-key closes every screen above home: one with something typed asks first, as Escape does.
         question = next((q for s in reversed(self.screen_stack[2:]) if (q := getattr(s, "discard_question", str)())), "")
