@@ -735,11 +735,15 @@ async def test_live_view_opens_with_its_purpose_and_closes_with_one_key(world):
         await pilot.press("enter")
         await until(pilot, lambda: "Purpose" in str(pilot.app.screen.query_one("Label.dialog-title").render())
                     or "Purpose" in str(pilot.app.screen.query("Label")[1].render()), what="the purpose question")
-        await type_text(pilot, "watch the entrance at closing")
+        purpose = "watch the entrance at closing for the patron who broke the returns box this morning"
+        pilot.app.screen.query_one("#answer").value = purpose
         await pilot.press("enter")
         screen = await on(pilot, LiveViewScreen)
         view = central.records.get("live_views", screen.view["id"])
-        assert view["purpose"] == "watch the entrance at closing" and view["closed_at"] is None
+        assert view["purpose"] == purpose and view["closed_at"] is None
+        title = screen.query_one("#live-title")           # in full at 80 columns, frame or not (it was cut at 40)
+        painted = " ".join(s.text for s in title.render_lines(Region(0, 0, title.size.width, title.size.height)))
+        assert " ".join(painted.split()) == f"Live: cam-a purpose: {purpose}"
         await until(pilot, lambda: screen.query_one(Picture)._message, what="the frame, or why there is none")
         await pilot.pause(0.3)
         assert "unexpected" not in message(app) and not message(app).strip().startswith("error")
