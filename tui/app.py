@@ -63,6 +63,12 @@ class PlainText(LineFilter):
 # The role in the status line, as people say it (not the API's role codes).
 ROLE_WORDS = {"director": "the Director", "staff": "staff", "it": "IT staff"}
 
+
+def may_invoke_danger(user: dict | None) -> bool:
+    """Staff and the Director (C19: "any staff member"); IT never sees pictures (C8), so F9 is not offered."""
+    return bool(user) and user.get("role") != "it"
+
+
 class CustodianApp(App):
     CSS_PATH = "custodian.tcss"
     TITLE = "Custodian"
@@ -347,12 +353,42 @@ class CustodianApp(App):
 
     # ------------------------------------------------------------------ going places
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        from textual.screen import ModalScreen
+
+        if action == "go" and isinstance(self.screen, ModalScreen):
+            return False     # a question on screen is answered (or Escaped) first: F-keys do not leave it
+        if action in ("go", "danger") and not self.at_work():
+            return False     # choosing one's passphrase, or reading the policy: the API opens nothing else yet
+        if action == "danger":
+            return may_invoke_danger(self.user)
+        return True
+
+    def at_work(self) -> bool:
+        """Logged in, her own passphrase chosen and the policy acknowledged: home is under every screen."""
+        return bool(self.user) and len(self.screen_stack) >= 2 and getattr(self.screen_stack[1], "is_home", False)
+
+    def ask_to_discard(self, question: str, then) -> None:
+        """Ask before what was typed is thrown away (Escape, or an F-key that leaves); `then()` on yes."""
+        from tui.screens.dialogs import Confirm
+
+        self.push_screen(Confirm(question, "What you typed here is lost.", yes="Discard"),
+                         lambda yes: then() if yes else None)
+
     def action_go(self, name: str) -> None:
+        if not self.at_work():
+            return
+        # Leaving by an F-key closes every screen above home: one with something typed asks first, as Escape does.
+        question = next((q for s in reversed(self.screen_stack[2:]) if (q := getattr(s, "discard_question", str)())), "")
+        if question:
+            self.ask_to_discard(question, lambda: self._go(name))
+        else:
+            self._go(name)
+
+    def _go(self, name: str) -> None:
         from tui.screens import registry
         from tui.screens.base import CustodianScreen
 
-        if not self.user or len(self.screen_stack) < 2 or not getattr(self.screen_stack[1], "is_home", False):
-            return
         if name == "alerts":
             self.banner = ""
         screen = None if name == "home" else registry.make(name, self)
@@ -372,7 +408,7 @@ class CustodianApp(App):
     def action_danger(self) -> None:
         from tui.screens.imminent import start_imminent
 
-        if self.user and self.user.get("role") != "it":
+        if may_invoke_danger(self.user):
             start_imminent(self)
 
     def action_report_breach(self) -> None:

@@ -222,7 +222,13 @@ def authorize(operation: Op, caller: Caller | None) -> None:
             raise _by_rule_table(Refused(f"an acting director may not use {operation.name}: it is the Director's "
                                          "own", clause=rule.herself_clause, code="forbidden"))
         raise _by_rule_table(Refused(f"only {roles_phrase(rule.roles)} may use {operation.name}; "
-                                     f"you are {role_name(caller.role)}", code="forbidden"))
+                                     f"you are {role_name(caller.role)}", clause=role_clause(rule), code="forbidden"))
+
+
+def role_clause(rule: Rule) -> str:
+    """The clause a refusal by role rests on: the Director's own custody (C2, or the clause her rule
+    names), else who may access the system and what each role may do (C8: IT never sees pictures)."""
+    return rule.herself_clause if rule.roles == ("director",) else "C8"
 
 
 def _by_rule_table(refusal: CustodianError) -> CustodianError:

@@ -190,6 +190,17 @@ def test_a_forbidden_operation_says_who_may_use_it_as_people_say_it(central, cal
             assert str(e.value) == f"only {said(EXPECTED[name])} may use {name}; you are {SAID[role]}"
 
 
+def test_C8_C2_a_refusal_by_role_names_its_clause(central, callers):
+    """Staff refused the Director's custody (C2; a sealed warrant's filing, C13); IT refused what
+    staff and the Director do (C8). Written out by hand, not read from the rule table."""
+    for name, who, clause in (("archive.unseal", "staff", "C2"), ("archive.unseal", "it", "C2"),
+                              ("instrument.mark_filed", "staff", "C13"), ("incident.list", "it", "C8"),
+                              ("footage.still", "it", "C8"), ("camera.enroll", "staff", "C8")):
+        with pytest.raises(CustodianError) as e:
+            central.call(name, {}, callers[who])
+        assert (e.value.code, e.value.clause) == ("forbidden", clause), (name, who)
+
+
 def test_no_session_is_refused_everywhere_but_login(central):
     for name, roles in EXPECTED.items():
         if roles != "public":

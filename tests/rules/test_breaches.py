@@ -86,7 +86,7 @@ def test_C16_refusals_by_role_or_scope_reach_the_access_query(central, people):
 
     with pytest.raises(Refused) as by_role:             # IT never views footage (C8)
         people.call("ivy", "footage.still", grant="grt-000001", camera="cam-a", at=iso(central.now()))
-    assert by_role.value.code == "forbidden"
+    assert (by_role.value.code, by_role.value.clause) == ("forbidden", "C8")
     with pytest.raises(Refused) as by_scope:            # another's incident (C9)
         people.call("sue", "incident.get", incident=incident)
     assert by_scope.value.clause == "C9"
@@ -102,7 +102,8 @@ def test_C16_refusals_by_role_or_scope_reach_the_access_query(central, people):
 
     refusals = central.audit.query()[before:]
     assert [(e["actor"], e["action"], e["role"], e["target"], e["details"]) for e in refusals] == [
-        (people.ids["ivy"], "access.refused", "it", "cam-a", {"operation": "footage.still", "code": "forbidden"}),
+        (people.ids["ivy"], "access.refused", "it", "cam-a",
+         {"operation": "footage.still", "code": "forbidden", "clause": "C8"}),
         (people.ids["sue"], "access.refused", "staff", incident,
          {"operation": "incident.get", "code": "refused", "clause": "C9"}),
         (people.ids["sam"], "access.refused", "staff", ivys_report, {"operation": "breach.get", "code": "not_found"}),

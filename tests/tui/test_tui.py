@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import pytest
+from textual import events
 from textual.geometry import Region
 from textual.widgets import DataTable
 
@@ -25,7 +26,7 @@ from tui.format import local
 from tui.profiles import PROFILES
 from tui.screens.alerts import AlertsScreen
 from tui.screens.approvals import ApprovalsScreen
-from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, CopiesScreen
+from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, BreachReportScreen, CopiesScreen
 from tui.screens.dialogs import Confirm, Fields
 from tui.screens.help import HelpScreen
 from tui.screens.home import HomeScreen
@@ -35,7 +36,7 @@ from tui.screens.incidents import (IncidentDetailScreen, IncidentFormScreen, Inc
 from tui.screens.login import LoginScreen
 from tui.screens.live import LiveScreen, LiveViewScreen
 from tui.screens.notices import NoticeFormScreen, NoticesScreen
-from tui.screens.releases import InstrumentsScreen, ReleasesScreen
+from tui.screens.releases import BuildScreen, InstrumentsScreen, ReleasesScreen
 from tui.screens.review import GrantsScreen, ReviewScreen
 from tui.screens.seal import SealScreen
 from tui.screens.session import PassphraseScreen, PolicyScreen
@@ -125,6 +126,16 @@ async def type_text(pilot, text: str):
         await pilot.press(names.get(ch, ch))
 
 
+async def press_twice_at_once(pilot, key: str):
+    """A key pressed twice in one burst, as a terminal delivers a quick double press: the app reads
+    both before any answer from the central can come back."""
+    for _ in range(2):
+        event = events.Key(key, None)
+        event.set_sender(pilot.app)
+        pilot.app.post_message(event)
+    await pilot.pause()
+
+
 def message(app) -> str:
     try:
         return str(app.screen.query_one("#message").render())
@@ -169,6 +180,14 @@ async def fill(pilot, **values):
     for field, text in values.items():
         pilot.app.screen.query_one(f"#{field}").value = text
     await pilot.press("f5")
+
+
+async def discard_typed(pilot):
+    """Escape from a dialog with something typed: it asks first; Y throws it away."""
+    await pilot.press("escape")
+    await on(pilot, Confirm)
+    assert "discard" in pilot.app.screen.title_text
+    await pilot.press("y")
 
 
 def confirm_text(app) -> str:
@@ -644,12 +663,18 @@ async def test_a_temporary_passphrase_is_changed_first_then_the_policy(world):
         await type_text(pilot, "temporary-ann-1")
         await pilot.press("enter")
         await on(pilot, PassphraseScreen)
+        # Only what works here is offered: F10 logs out; home and danger open nothing before (C8, C22).
+        footer = {key for key, b in app.active_bindings.items() if b.binding.show}
+        assert "f10" in footer and not {"f2", "f9"} & footer
         for text in ("temporary-ann-1", "ann-own-passphrase-1", "ann-own-passphrase-1"):
             await type_text(pilot, text)
             await pilot.press("enter")
         await on(pilot, PolicyScreen)
+        footer = {key for key, b in app.active_bindings.items() if b.binding.show}
+        assert "f10" in footer and not {"f2", "f9"} & footer
         await pilot.press("a")
         await on(pilot, HomeScreen)
+        assert {"f2", "f9"} <= {key for key, b in app.active_bindings.items() if b.binding.show}
     ann = central.records.search("users", name="ann")[0]
     assert ann["must_change_passphrase"] is False and ann["policy_ack"]
     assert central.audit.query(action_prefix="user.change_passphrase")[-1]["actor"] == ann["id"]
@@ -710,11 +735,15 @@ async def test_live_view_opens_with_its_purpose_and_closes_with_one_key(world):
         await pilot.press("enter")
         await until(pilot, lambda: "Purpose" in str(pilot.app.screen.query_one("Label.dialog-title").render())
                     or "Purpose" in str(pilot.app.screen.query("Label")[1].render()), what="the purpose question")
-        await type_text(pilot, "watch the entrance at closing")
+        purpose = "watch the entrance at closing for the patron who broke the returns box this morning"
+        pilot.app.screen.query_one("#answer").value = purpose
         await pilot.press("enter")
         screen = await on(pilot, LiveViewScreen)
         view = central.records.get("live_views", screen.view["id"])
-        assert view["purpose"] == "watch the entrance at closing" and view["closed_at"] is None
+        assert view["purpose"] == purpose and view["closed_at"] is None
+        title = screen.query_one("#live-title")           # in full at 80 columns, frame or not (it was cut at 40)
+        painted = " ".join(s.text for s in title.render_lines(Region(0, 0, title.size.width, title.size.height)))
+        assert " ".join(painted.split()) == f"Live: cam-a purpose: {purpose}"
         await until(pilot, lambda: screen.query_one(Picture)._message, what="the frame, or why there is none")
         await pilot.pause(0.3)
         assert "unexpected" not in message(app) and not message(app).strip().startswith("error")
@@ -818,10 +847,22 @@ async def test_anyone_reports_a_possible_breach_from_any_screen_in_the_apis_word
         await until(pilot, lambda: "What happened" in message(app), what="the API's refusal in the dialog")
         assert app.screen is dialog and dialog.query_one("#what").value == "a still"   # nothing typed is lost
         await type_text(pilot, " of the entrance was shown to a visitor at the desk")
+        since = (central.now() - timedelta(minutes=30)).replace(second=0, microsecond=0)
+        dialog.query_one("#suspected_window_start").value = local_text(since)   # one end only: said as given
         await send_confirmed(pilot, "Tell the Director now")
         await until(pilot, lambda: "Reported: breach case" in message(app), what="the report sent")
         assert app.screen is live
-    [case] = [b for b in central.records.all("breaches") if b["id"] not in before]
+        [case] = [b for b in central.records.all("breaches") if b["id"] not in before]
+        await pilot.press("f2")
+        await on(pilot, HomeScreen)
+        await pilot.press("b")
+        cases = await on(pilot, BreachesScreen)
+        await until(pilot, lambda: any(b["id"] == case["id"] for b in cases.breaches), what="her report listed")
+        cases.query_one(DataTable).move_cursor(row=[b["id"] for b in cases.breaches].index(case["id"]))
+        await pilot.press("enter")
+        report = await on(pilot, BreachReportScreen)
+        await until(pilot, lambda: f"suspected window: from {local(iso(since))}" in " ".join(
+            str(report.query_one("#case-text").render()).split()), what="the window's one end, as given")
     assert case["what"] == "a still of the entrance was shown to a visitor at the desk"
     assert case["reported_by"] == world.people.ids["sue"]
     assert [a["breach"] for a in central.records.search("alerts", kind="breach")][-1] == case["id"]
@@ -877,12 +918,12 @@ async def test_the_director_works_a_breach_case_through_its_steps(world):
         await pilot.press("y")
         await until(pilot, lambda: "Refused (C16)" in message(app) and "investigate" in message(app),
                     what="the refusal to close")
-        await pilot.press("escape")
+        await discard_typed(pilot)
         await step("check_unauthorised_access")
         await pilot.press("d")                           # done needs its evidence first (C16)
         await fill(pilot, notes="looked at the log")
         await until(pilot, lambda: "Refused (C16)" in message(app), what="the evidence asked for")
-        await pilot.press("escape")
+        await discard_typed(pilot)
         await pilot.press("enter")                       # the step's work: the audit log over the window
         window = await on(pilot, Fields)
         assert window.query_one("#since").value         # the case's suspected window, to search
@@ -975,7 +1016,7 @@ async def test_the_director_records_an_instrument_counsel_and_a_release_from_the
         await on(pilot, Confirm)
         await pilot.press("y")
         await until(pilot, lambda: "counsel" in message(app) and "C14" in message(app), what="the C14 refusal")
-        await pilot.press("escape")
+        await discard_typed(pilot)
         await pilot.press("c")
         await fill(pilot, counsel="A. Lawyer", summary="comply, entrance camera only")
         await on(pilot, InstrumentsScreen)
@@ -1223,6 +1264,139 @@ async def test_escape_on_a_report_with_text_typed_asks_before_it_is_discarded(wo
         await on(pilot, Confirm)
         await pilot.press("y")
         assert await on(pilot, IncidentsScreen) is incidents
+
+
+async def test_f5_pressed_twice_files_one_report_and_sends_one_request(world):
+    """A second F5 while the first is on its way does nothing: before, it filed the report twice, and
+    stacked two confirmations of a request, the second of which was left over the sent form."""
+    central, sam = world.central, world.people.ids["sam"]
+    filed = {i["id"] for i in central.records.all("incidents")}
+    asked = {r["id"] for r in central.records.all("requests")}
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        await on(pilot, IncidentsScreen)
+        await pilot.press("n")
+        form = await on(pilot, IncidentFormScreen)
+        form.query_one("#when").value = local_text(world.recorded_at)
+        form.query_one("#where").value = "the stairs"
+        form.query_one("#description").text = "a patron pushed another down the stairs"
+        form.query_one("#attest").value = True
+        await press_twice_at_once(pilot, "f5")
+        detail = await on(pilot, IncidentDetailScreen)
+        await pilot.pause(1.0)                           # time for a second report to arrive, if one was sent
+        assert [i["id"] for i in central.records.all("incidents")
+                if i["id"] not in filed and i["filed_by"] == sam] == [detail.incident_id]
+        await pilot.press("q")
+        form = await on(pilot, RequestFormScreen)
+        form.query_one("#cameras").value = "cam-a"
+        form.query_one("#start").value = local_text(world.recorded_at)
+        form.query_one("#end").value = local_text(world.recorded_at + timedelta(minutes=1))
+        form.query_one("#reason").value = "see who pushed whom on the stairs"
+        await press_twice_at_once(pilot, "f5")
+        await on(pilot, Confirm)
+        await pilot.pause(0.5)                           # a second confirmation, if one was coming
+        await pilot.press("y")
+        assert await on(pilot, IncidentDetailScreen) is detail
+        await until(pilot, lambda: "waits for the Director" in message(app), what="the request sent")
+    assert len([r for r in central.records.all("requests") if r["id"] not in asked]) == 1
+
+
+async def test_a_dialog_or_form_with_text_typed_asks_before_escape_or_an_f_key_discards_it(world):
+    """Before: Escape on a dialog of fields (the breach report, an instrument...) threw away what was
+    typed without a word, and an F-key on a form left it, and from a confirmation left both."""
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sam", PEOPLE["sam"][1])
+        await pilot.press("f4")
+        await on(pilot, IncidentsScreen)
+        await pilot.press("n")
+        form = await on(pilot, IncidentFormScreen)
+        form.query_one("#where").value = "returns desk"
+        await pilot.press("f7")                          # another screen: it asks first, as Escape does
+        await on(pilot, Confirm)
+        assert app.screen.title_text == "Discard this report?"
+        await pilot.press("f3")                          # a question on screen is answered first
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, Confirm)
+        await pilot.press("n")
+        assert await on(pilot, IncidentFormScreen) is form and form.query_one("#where").value == "returns desk"
+        await pilot.press("f12")
+        await on(pilot, Fields)
+        await pilot.press("escape")                      # nothing typed but what it offered: it closes
+        assert await on(pilot, IncidentFormScreen) is form
+        await pilot.press("f12")
+        dialog = await on(pilot, Fields)
+        await type_text(pilot, "a still")
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        await pilot.press("n")
+        assert await on(pilot, Fields) is dialog and dialog.query_one("#what").value == "a still"
+        await pilot.press("escape")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        assert await on(pilot, IncidentFormScreen) is form
+        await pilot.press("f7")
+        await on(pilot, Confirm)
+        await pilot.press("y")
+        await on(pilot, LiveScreen)
+
+
+async def test_it_staff_are_not_offered_the_danger_key_and_are_told_the_clause_of_a_refusal(world):
+    """IT never sees pictures (C8) and may not invoke imminent danger: F9 was shown to IT and did nothing.
+    A refusal by role names its clause, as every other refusal does."""
+    people = world.people
+    if "ivy" not in people.ids:
+        temporary = "temporary-ivy-1"
+        world.central.call("user.create", {"name": "ivy", "role": "it", "passphrase": temporary},
+                           people.tokens["director"])
+        token = world.central.call("session.login", {"user": "ivy", "passphrase": temporary})["token"]
+        world.central.call("user.change_passphrase", {"old": temporary, "new": PEOPLE["ivy"][1]}, token)
+        people.login("ivy")
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        home = await log_in(pilot, "ivy", PEOPLE["ivy"][1])
+        await until(pilot, lambda: home.items, what="IT's home")
+        assert "f9" not in app.active_bindings
+        await pilot.press("f1")
+        keys = (await on(pilot, HelpScreen)).query_one("#keys")
+        assert "F9" not in [str(keys.get_row_at(n)[0]).split(",")[0] for n in range(keys.row_count)]
+        await pilot.press("escape")
+        await pilot.press("f4")
+        await until(pilot, lambda: "Refused (C8): only staff or the Director may use incident.list" in message(app),
+                    what="the refusal with its clause")
+
+
+async def test_the_build_starts_once_and_shows_its_progress_not_an_older_refusal(world, tmp_path):
+    release_to_police(world)
+    release = max(r["id"] for r in world.central.records.all("releases"))
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await pilot.press("f11")
+        releases = await on(pilot, ReleasesScreen)
+        await until(pilot, lambda: any(r["id"] == release for r in releases.releases), what="the release listed")
+        releases.query_one(DataTable).move_cursor(row=[r["id"] for r in releases.releases].index(release))
+        await pilot.press("b")
+        build = await on(pilot, BuildScreen)
+        build.query_one("#to").value = str(tmp_path / "not-mounted")
+        build.query_one("#medium").value = "USB stick 4411"
+        build.query_one("#taken-by").value = "Det. R. Lane"
+        await pilot.press("escape")                      # what was typed is not thrown away unasked
+        await on(pilot, Confirm)
+        await pilot.press("n")
+        assert await on(pilot, BuildScreen) is build
+        await pilot.press("f5")
+        await until(pilot, lambda: "not a folder" in message(app), what="the destination refused")
+        build.query_one("#to").value = str(tmp_path)
+        await press_twice_at_once(pilot, "f5")
+        await until(pilot, lambda: build.seen and "built" in build.seen[-1], timeout=60, what="the build to end")
+        assert "not a folder" not in message(app) and "Building" in message(app)
+        await pilot.pause(1.0)                           # a second build, if one was started, ends too
+        await pilot.press("escape")                      # built: nothing to lose, back at once
+        await on(pilot, ReleasesScreen)
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 async def test_the_notices_screen_shows_no_key_for_a_notice_when_there_is_none(world):

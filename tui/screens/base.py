@@ -116,6 +116,8 @@ class CustodianScreen(ApiCalls, Screen):
     def check_action(self, action: str, parameters) -> bool | None:
         """The Director's actions (`director` in the registry) are shown and bound for her alone;
         the API decides all the same."""
+        if action == "danger":
+            return self.app.check_action(action, parameters)   # the help lists F9 only where the app offers it
         return not (action in directors_actions(type(self)) and not self.director)
 
     def say(self, text: str, error: bool = False) -> None:
@@ -146,7 +148,19 @@ class CustodianScreen(ApiCalls, Screen):
         elif type(self).fetch is not CustodianScreen.fetch:
             self.work(self.fetch, self.show, background=background)
 
+    def discard_question(self) -> str:
+        """What to ask before leaving throws away what was typed here ("": nothing to lose)."""
+        return ""
+
     def action_back(self) -> None:
+        """Escape: a screen with something typed asks first (Escape, or an F-key: App.action_go)."""
+        question = self.discard_question()
+        if question:
+            self.app.ask_to_discard(question, self._back)
+        else:
+            self._back()
+
+    def _back(self) -> None:
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
 

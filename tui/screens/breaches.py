@@ -99,8 +99,10 @@ class BreachesScreen(CustodianScreen):
 
 
 def case_lines(b: dict, reporter: str = "") -> list[str]:
-    suspected = (window(b["suspected_window_start"], b["suspected_window_end"])
-                 if b["suspected_window_start"] and b["suspected_window_end"] else "not given")
+    since, until = b["suspected_window_start"], b["suspected_window_end"]
+    # One end alone is said as given: a report of "from 20:00" is not "not given".
+    suspected = (window(since, until) if since and until else f"from {local(since)}" if since
+                 else f"until {local(until)}" if until else "not given")
     by = f" by {reporter}" if reporter else ""
     lines = [f"{b['id']}  {b['status'].upper()}  reported{by} {local(b['reported_at'])}, noticed "
              f"{local(b['noticed_at'])}; suspected window: {suspected}", f"What: {b['what']}"]

@@ -91,6 +91,7 @@ class Fields(Dialog):
     API's own (`GET /v1/operations`) where it names the argument."""
 
     BINDINGS = bindings("app", "form")
+    sending = False      # sent (or asking to confirm): until the answer, F5 does nothing
 
     def __init__(self, title: str, fields: list[Field], *, intro: str = "", op: str | None = None,
                  build: Callable[[dict], dict] | None = None, confirm: Callable[[dict], str] | None = None,
@@ -138,6 +139,20 @@ class Fields(Dialog):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_submit()
 
+    def discard_question(self) -> str:
+        """Asked before what was typed is thrown away ("": nothing typed beyond what the dialog offered)."""
+        typed = any(self.query_one(f"#{f.name}", Input).value.strip() != f.value.strip()
+                    for f in self.fields if not f.choices)
+        return f"{self.title_text}: discard what you typed?" if typed else ""
+
+    def action_back(self) -> None:
+        """Escape: with something typed it asks first (a stray key loses nothing), else closes."""
+        question = self.discard_question()
+        if question:
+            self.app.ask_to_discard(question, lambda: self.dismiss(None))
+        else:
+            self.dismiss(None)
+
     def values(self) -> dict:
         values = {}
         for f in self.fields:
@@ -161,13 +176,14 @@ class Fields(Dialog):
         return False
 
     def action_submit(self) -> None:
-        if self.wrong_time():
-            return
+        if self.sending or self.wrong_time():
+            return      # a second F5 while the first is on its way would send it twice
         try:
             args = self.build(self.values()) if self.build else self.values()
         except ValueError as e:
             self.say(str(e), error=True)
             return
+        self.sending = True
         if self.confirm is None:
             self.send(args)
             return
@@ -175,6 +191,8 @@ class Fields(Dialog):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.send(args)
+            else:
+                self.sending = False
         self.app.push_screen(Confirm(self.title_text, self.confirm(args), yes=self.yes), answered)
 
     def send(self, args: dict) -> None:
@@ -183,6 +201,10 @@ class Fields(Dialog):
         else:
             self.say("asking the central...")
             self.call(self.op, args, self.dismiss, self.refused)
+
+    def show_error(self, e) -> None:
+        self.sending = False      # refused (or the central did not answer): F5 may send it again
+        super().show_error(e)
 
     def refused(self, e) -> None:
         """Said here, with its clause; the field the API names (`field`) gets the cursor."""

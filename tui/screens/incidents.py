@@ -160,6 +160,7 @@ class FormScreen(CustodianScreen):
     OP = ""
     CHECKS = True        # the operation takes `check_only`; else the API judges the form when it is sent
     DISCARD = ""         # the question Escape asks first when something is typed ("": none, Escape goes back)
+    sending = False      # F5 was pressed and the form is on its way: a second F5 must not send it twice
 
     def on_mount(self) -> None:
         for field in self.query(Input):
@@ -214,34 +215,38 @@ class FormScreen(CustodianScreen):
     def show_check(self, e: ApiError) -> None:
         self.say(refusal(e), error=True)
 
+    def show_error(self, e) -> None:
+        self.sending = False      # refused (or the central did not answer): F5 may send it again
+        super().show_error(e)
+
+    def not_sent(self, e: ApiError) -> None:
+        self.sending = False
+        self.show_check(e)
+
     def on_input_submitted(self, event) -> None:
         self.focus_next()
 
-    def action_back(self) -> None:
-        """Escape: a form with something typed asks first, so a stray key loses nothing."""
+    def discard_question(self) -> str:
+        """What to ask before this form is closed ("": nothing typed, nothing to ask)."""
         typed = any(i.value.strip() for i in self.query(Input)) or any(t.text.strip() for t in self.query(TextArea))
-        if not (self.DISCARD and typed):
-            super().action_back()
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                super(FormScreen, self).action_back()
-        self.app.push_screen(Confirm(self.DISCARD, "What you typed here is lost.", yes="Discard"), answered)
+        return self.DISCARD if typed else ""
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.action_submit()
 
     def action_submit(self) -> None:
+        if self.sending:
+            return
         args = self.gathered()
         if args is None:
             return
+        self.sending = True
         if not self.CHECKS:
             self.confirm_and_send(args)
             return
         # The API checks it first, whatever the check as one types has said so far: a refusal (too
         # short a reason, a window too long) is said here with the form as typed, before any confirmation.
-        self.call(self.OP, args | {"check_only": True}, lambda _: self.confirm_and_send(args), self.show_check)
+        self.call(self.OP, args | {"check_only": True}, lambda _: self.confirm_and_send(args), self.not_sent)
 
     def confirm_and_send(self, args: dict) -> None:
         self.call(self.OP, args, self.sent)
@@ -363,6 +368,8 @@ class RequestFormScreen(FormScreen):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.call(self.OP, args, self.sent)
+            else:
+                self.sending = False
         self.app.push_screen(Confirm("Send this request?", text, yes="Send"), answered)
 
     def sent(self, answer: dict) -> None:

@@ -87,7 +87,9 @@ class LiveViewScreen(CustodianScreen):
         self.view = view
 
     def body(self) -> ComposeResult:
-        yield Static("", id="live-title")
+        # Said from the start, frame or not: which camera, and what for (two lines at most, marked if cut).
+        purpose = self.view["purpose"] if len(self.view["purpose"]) <= 120 else self.view["purpose"][:117] + "..."
+        yield Static(f"Live: {self.view['camera']}  purpose: {purpose}", id="live-title", markup=False)
         with Horizontal(id="review-main"):
             yield Picture(mode=self.app.profile.picture, id="picture")
             yield Static("", id="frame-info")
@@ -107,8 +109,6 @@ class LiveViewScreen(CustodianScreen):
     def show_frame(self, frame: dict) -> None:
         self.query_one(Picture).show(frame)
         left = max(0, int((self.until - parse(frame["at"])).total_seconds())) if frame.get("at") else 0
-        self.query_one("#live-title", Static).update(
-            f"Live: {self.view['camera']}  purpose: {self.view['purpose'][:40]}")
         self.query_one("#frame-info", Static).update(
             f"frame {local(frame.get('at'), seconds=True)}\nopen until {local(self.view['until'])}\n"
             f"about {left // 60} min left\nC closes")

@@ -177,6 +177,8 @@ class NoticeFormScreen(FormScreen):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.call(self.OP, args, self.sent)
+            else:
+                self.sending = False
         self.app.push_screen(Confirm("Share a suspension notice", text, yes="Share"), answered)
 
     def sent(self, answer: dict) -> None:

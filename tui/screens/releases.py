@@ -194,6 +194,7 @@ class BuildScreen(CustodianScreen):
         super().__init__()
         self.release = release
         self.build_id: str | None = None
+        self.starting = False              # F5 pressed: the central is asked to start the build
         self.timer = None
         self.passphrase_note = ""
         self.seen: list[str] = []          # every progress line shown (the tests read it)
@@ -225,9 +226,19 @@ class BuildScreen(CustodianScreen):
         allowed = super().check_action(action, parameters)
         return allowed and self.build_id is None if action == "submit" else allowed
 
+    def show_error(self, e) -> None:
+        self.starting = False     # refused (or the central did not answer): F5 may start it again
+        super().show_error(e)
+
+    def discard_question(self) -> str:
+        """Before the build starts, what was typed is lost on leaving; once it runs, it runs on by itself."""
+        typed = any(i.value.strip() for i in self.query(Input))
+        return "Leave without building?" if typed and self.build_id is None else ""
+
     def action_submit(self) -> None:
-        if self.build_id is not None:
-            return
+        if self.build_id is not None or self.starting:
+            return      # a second F5 while the first is on its way would start a second build
+        self.starting = True
         args = {"release": self.release, "to": self.query_one("#to", Input).value.strip(),
                 "medium": self.query_one("#medium", Input).value.strip(),
                 "taken_by": self.query_one("#taken-by", Input).value.strip(),
@@ -237,6 +248,7 @@ class BuildScreen(CustodianScreen):
     def started(self, answer: dict) -> None:
         self.build_id = answer["build"]["build"]
         self.refresh_bindings()
+        self.say("Building: its progress is shown here; Escape goes back and the build goes on.")
         if answer.get("passphrase"):
             self.passphrase_note = ("Passphrase (shown once; give it to the recipient by another channel):\n"
                                     f"    {answer['passphrase']}\n")

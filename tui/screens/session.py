@@ -33,6 +33,8 @@ class PassphraseScreen(CustodianScreen):
     """Choose a passphrase: forced after a temporary one set by IT or the Director, or any time."""
 
     NAME = "passphrase"
+    # Forced, Escape logs out (action_back): said in the footer, as on the policy screen.
+    BINDINGS = [Binding("f10", "app.logout", "Log out", id="logout")]
 
     def __init__(self, forced: bool = False):
         super().__init__()
