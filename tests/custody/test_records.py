@@ -312,14 +312,13 @@ def test_kill_9_mid_migration_leaves_a_file_the_next_start_reads_at_one_version(
     never half migrated, and the next open carries on from there."""
     path = tmp_path / "records" / "records.json"
     path.parent.mkdir()
-    # How long a whole migration takes on this machine (it varies tenfold with load): the kills
-    # are spread evenly over 0 to 1.5 times that, so they land in every phase, and after it.
+    # How long one migration takes on this machine (it varies tenfold with load).
     _big_v1(path, 1200)
     proc = subprocess.Popen([sys.executable, "-c", MIGRATOR, str(path)], stdout=subprocess.PIPE, cwd=REPO)
     assert proc.stdout.readline() == b"opening\n"
     t0 = time.monotonic()
     assert proc.stdout.readline() == b"migrated %d\n" % SCHEMA_VERSION
-    whole = time.monotonic() - t0
+    one = (time.monotonic() - t0) / (SCHEMA_VERSION - 1)
     proc.wait()
     proc.stdout.close()
     seen_versions = []
@@ -330,7 +329,14 @@ def test_kill_9_mid_migration_leaves_a_file_the_next_start_reads_at_one_version(
                 leftover.unlink()
         proc = subprocess.Popen([sys.executable, "-c", MIGRATOR, str(path)], stdout=subprocess.PIPE, cwd=REPO)
         assert proc.stdout.readline() == b"opening\n"
-        time.sleep(whole * 1.5 * round_no / 10)
+        # The kill lands after `writes` whole files were written (each atomic write is a new file),
+        # then part of the way into the next: every phase is hit however loaded the machine is.
+        writes, fraction = round_no % SCHEMA_VERSION, (round_no * 0.37) % 1
+        seen, inode = 0, path.stat().st_ino
+        while seen < writes and proc.poll() is None:
+            if (now := path.stat().st_ino) != inode:
+                seen, inode = seen + 1, now
+        time.sleep(one * fraction)
         proc.kill()
         proc.wait()
         proc.stdout.close()
