@@ -139,10 +139,11 @@ class CustodianApp(App):
 
     def api_failed(self, e: ApiError, screen, failed=None) -> None:
         """Every error from a worker comes here (in the UI thread): sorted once for every screen."""
+        from tui.screens.base import when_shown
+
         if e.code == "unavailable":
             self.connection_lost(e.message)
-            if screen.is_attached:
-                screen.show_error("The central is not answering; retrying.")
+            when_shown(screen, screen.show_error, "The central is not answering; retrying.")
         elif e.code == "not_authenticated" and self.user:
             self.session_ended(e.message)
         elif e.code == "passphrase_change_required":
@@ -151,9 +152,9 @@ class CustodianApp(App):
         elif e.code == "policy_ack_required":
             self.load_policy()
         elif failed is not None:
-            failed(e)
-        elif screen.is_attached:
-            screen.show_error(e)
+            when_shown(screen, failed, e)
+        else:
+            when_shown(screen, screen.show_error, e)
 
     # ------------------------------------------------------------------ the session
 
@@ -258,11 +259,12 @@ class CustodianApp(App):
                 return
 
     def _watch_failed(self, e: ApiError, gen: int) -> None:
-        if gen == self.session_gen:
+        if gen == self.session_gen and self.is_running:
             self.api_failed(e, self.screen)
 
     def _watched(self, answer: dict, gen: int) -> None:
-        if gen != self.session_gen:
+        # Not running: the app is closing its screens (the stack may be empty) before its unmount ends the watch.
+        if gen != self.session_gen or not self.is_running:
             return
         if not self.central_ok:
             self.central_ok = True
@@ -283,15 +285,12 @@ class CustodianApp(App):
         self._idle(answer.get("idle_left"))
 
     def _tell_screen(self, hook: str, *args) -> None:
-        """News for the screen on top. One still mounting has no widgets to repaint yet: it
-        forgets what it fetched before the news and fetches afresh when it shows."""
+        """News for the screen on top; one still mounting hears it once it has its widgets."""
+        from tui.screens.base import when_shown
+
         screen = self.screen
-        if not hasattr(screen, hook):
-            return
-        if screen.is_mounted:
-            getattr(screen, hook)(*args)
-        else:
-            screen.preloaded = None
+        if hasattr(screen, hook):
+            when_shown(screen, getattr(screen, hook), *args)
 
     def _idle(self, idle_left: float | None) -> None:
         self.idle_left, self.idle_at = idle_left, time.monotonic()
@@ -335,6 +334,8 @@ class CustodianApp(App):
     def update_status(self) -> None:
         from tui.screens.base import StatusLine
 
+        if not self.is_running:   # closing: its screens are going (a worker's answer can still come)
+            return
         for line in self.screen.query(StatusLine):
             line.update_from(self)
 

@@ -15,7 +15,7 @@ import pytest
 from textual.geometry import Region
 from textual.widgets import DataTable
 
-from appliance.client import ApiClient
+from appliance.client import ApiClient, ApiError
 from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, PEOPLE, People, ServingCentral
 from test_footage import encode_testsrc2, record
@@ -595,6 +595,39 @@ async def test_an_alert_for_a_screen_still_opening_is_fetched_when_it_shows(worl
         await on(pilot, AlertsScreen)
         await until(pilot, lambda: screen.query_one(DataTable).row_count == len(before["alerts"]) + 1,
                     what="the new alert on the screen that was opening")
+
+
+async def test_an_answer_for_a_screen_still_opening_is_shown_once_it_has_its_widgets(world):
+    """A call made through `app.screen` right after a push can answer before the pushed screen has
+    composed: `is_attached` is already true then, and painting it raised NoMatches (the answer lost)."""
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        answer = world.people.call("director", "alert.list", limit=200)
+        screen = AlertsScreen()
+        app.push_screen(screen)
+        screen._deliver(screen.show, answer)             # in the same tick: not composed yet
+        await on(pilot, AlertsScreen)
+        await until(pilot, lambda: screen.query_one(DataTable).row_count == len(answer["alerts"]) > 0,
+                    what="the answer on the screen that was opening")
+
+
+async def test_the_watchs_news_as_the_app_closes_is_dropped_not_raised_in_its_thread(world):
+    """The app closes its screens before its unmount ends the watch: news in between found no
+    screen (ScreenStackError in the watch thread)."""
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await until(pilot, lambda: app.latest_alert is not None, what="the watch")
+        gen = app.session_gen = app.session_gen + 1      # the watch thread stops: this test plays its part
+        world.people.call("sue", "breach.report", what="a still was left on the printer",
+                          noticed_at=iso(world.central.now()))
+        news = world.people.call("director", "session.watch", after=app.latest_alert, wait=0)
+        assert news["alerts"]
+    assert not app.is_running and not app.screen_stack
+    app.session_gen = gen                                # as in the gap before the unmount
+    app._watched(news, gen)
+    app._watch_failed(ApiError("unavailable", "the central is not answering"), gen)
 
 
 async def test_demo_login_shows_the_accounts_and_escape_asks_before_quitting(world):
