@@ -152,6 +152,17 @@ def shown_keys(app) -> list[str]:
             if b.binding.show and not key.startswith("f") and key != "question_mark"]
 
 
+def highlighted_command(app) -> str:
+    """The command the palette would run on Enter."""
+    from textual.command import CommandList
+
+    commands = app.screen.query_one(CommandList)
+    if commands.highlighted is None:
+        return ""
+    prompt = commands.get_option_at_index(commands.highlighted).prompt
+    return getattr(prompt, "plain", str(prompt))
+
+
 async def log_in(pilot, user: str, passphrase: str):
     await on(pilot, LoginScreen)
     await type_text(pilot, user)
@@ -522,10 +533,14 @@ async def test_background_refresh_does_not_extend_the_session_a_key_press_does(w
     fast = replace(PROFILES["full"], refresh_seconds=0.2)
     app = app_for(world, profile=fast)
     async with app.run_test(size=(80, 24)) as pilot:
-        await log_in(pilot, "sue", PEOPLE["sue"][1])
+        home = await log_in(pilot, "sue", PEOPLE["sue"][1])
         token = app.api.token
         session = world.central.sessions[token]
-        await pilot.pause(0.5)
+        # The home screen's first fetch is a person's call (it extends the session): wait until it and
+        # every call started with it have answered, not a fixed time (loaded, it came after the rewind).
+        await until(pilot, lambda: home.items, what="the home screen's first answer")
+        first_calls = list(app.workers)
+        await until(pilot, lambda: all(w.is_finished for w in first_calls), what="the first calls answered")
         assert "idle" not in status(app)
         session["last_seen"] -= 13 * 60                  # thirteen idle minutes
         seen = session["last_seen"]
@@ -553,7 +568,7 @@ async def test_an_ended_session_returns_to_the_login_with_the_reason(world):
 
 async def test_the_director_sees_a_new_alert_at_once_on_any_screen(world):
     app = app_for(world)
-    app.watch_wait = 20
+    app.watch_wait = 25   # the longest wait the central allows: what comes well before its end came at once
     async with app.run_test(size=(80, 24)) as pilot:
         await log_in(pilot, *DIRECTOR)
         await pilot.press("f4")
@@ -562,7 +577,7 @@ async def test_the_director_sees_a_new_alert_at_once_on_any_screen(world):
         await pilot.pause(0.3)
         world.people.call("sue", "breach.report", what="a still was shown to a visitor at the desk",
                           noticed_at=iso(world.central.now()))
-        await until(pilot, lambda: "NEW ALERT" in status(app), timeout=5, what="the alert at once")
+        await until(pilot, lambda: "NEW ALERT" in status(app), timeout=12, what="the alert at once")
         assert isinstance(app.screen, IncidentsScreen)
         who, alert = status(app).splitlines()
         assert "director (the Director)" in who                      # the role in words, not its code
@@ -691,7 +706,7 @@ async def test_a_temporary_passphrase_is_changed_first_then_the_policy(world):
 async def test_the_director_unseals_and_everyone_sees_the_seal_in_the_status_line(world):
     world.people.call("director", "archive.seal")
     staff = app_for(world)
-    staff.watch_wait = 20
+    staff.watch_wait = 25   # the longest wait the central allows: what comes well before its end came at once
     async with staff.run_test(size=(80, 24)) as staff_pilot:
         await log_in(staff_pilot, "sue", PEOPLE["sue"][1])
         await until(staff_pilot, lambda: "archive SEALED" in status(staff), what="the seal shown")
@@ -711,7 +726,7 @@ async def test_the_director_unseals_and_everyone_sees_the_seal_in_the_status_lin
             await until(pilot, lambda: "archive unsealed" in status(director), what="unsealed")
             await until(pilot, lambda: message(director).startswith("Archive unsealed"), what="what was done")
             assert shown_keys(director) == ["s"]
-        await until(staff_pilot, lambda: "archive unsealed" in status(staff), timeout=5,
+        await until(staff_pilot, lambda: "archive unsealed" in status(staff), timeout=8,
                     what="the seal change on another terminal at once")
         staff.watch_wait = 1
     assert world.central.custody.is_sealed is False
@@ -725,7 +740,8 @@ async def test_the_command_palette_reads_the_action_registry(world):
         await pilot.press("ctrl+p")
         await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="the palette")
         await type_text(pilot, "Incident reports")
-        await pilot.pause(0.5)
+        # The palette searches in a worker: Enter before its answer selects nothing (a fixed pause was a guess).
+        await until(pilot, lambda: "Incident reports" in highlighted_command(app), what="the command found")
         await pilot.press("enter")
         await on(pilot, IncidentsScreen)
 
