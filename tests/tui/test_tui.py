@@ -327,7 +327,9 @@ async def test_director_approves_narrower(world):
         queue = await on(pilot, ApprovalsScreen)
         await until(pilot, lambda: any(r["id"] == request["id"] for r in queue.requests), what="the queue")
         queue.query_one("#queue").move_cursor(row=[r["id"] for r in queue.requests].index(request["id"]))
-        await pilot.pause(0.1)
+        # The text follows the highlight's message, not the move itself: wait for it (0.1 s was a guess).
+        await until(pilot, lambda: "car park" in str(queue.query_one("#request-text").render()),
+                    what="the highlighted request in full")
         asked = str(queue.query_one("#request-text").render())   # in full: the table cuts what does not fit
         assert "sam asks to review the recordings of cam-a, cam-b" in asked and "car park" in asked
         await pilot.press("n")
@@ -357,8 +359,9 @@ async def test_director_approves_narrower(world):
         await pilot.press("y")
         await until(pilot, lambda: "grant" in message(app), what="the decision")
         await until(pilot, lambda: "Enter: the incident report." in message(app), what="the queue's hint")
-        await pilot.pause(0.1)
-        assert painted_message(app) == " ".join(message(app).split())   # the note and the hint, none cut off
+        # The note and the hint, none cut off, once the line is laid out again (0.1 s was a guess).
+        await until(pilot, lambda: painted_message(app) == " ".join(message(app).split()),
+                    what="the message painted in full")
     decided = world.central.records.get("requests", request["id"])
     grant = world.central.records.get("grants", decided["grant"])
     assert decided["status"] == "approved"
@@ -793,7 +796,8 @@ async def test_the_flipbook_plays_in_place_pauses_and_steps_with_each_frames_tim
         await on(pilot, ReviewScreen)
         await pilot.press("p")
         info = review.query_one("#frame-info")
-        await until(pilot, lambda: "frame 2/" in str(info.render()), what="the flipbook playing")
+        # Playing and past its first frame (waiting to read "frame 2/" missed it when a loaded poll slept past it).
+        await until(pilot, lambda: review.playing is not None and review.frame >= 1, what="the flipbook playing")
         await pilot.press("p")                           # pause
         paused = review.frame
         await pilot.pause(1.2)
