@@ -741,7 +741,8 @@ async def test_the_command_palette_reads_the_action_registry(world):
     async with app.run_test(size=(80, 24)) as pilot:
         await log_in(pilot, "sue", PEOPLE["sue"][1])
         await pilot.press("ctrl+p")
-        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", what="the palette")
+        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette" and app.screen.is_mounted,
+                    what="the palette")
         await type_text(pilot, "Incident reports")
         # The palette searches in a worker: Enter before its answer selects nothing (a fixed pause was a guess).
         await until(pilot, lambda: "Incident reports" in highlighted_command(app), what="the command found")
