@@ -27,7 +27,11 @@ def is_director(app) -> bool:
 def has_widgets(screen) -> bool:
     """Whether `screen` can be painted now. `is_attached` alone is not enough: a pushed screen is
     on top before it has composed its widgets, and a popped one loses them before it leaves."""
-    return screen.is_attached and screen.is_mounted and not screen._pruning
+    return screen.is_attached and screen.is_mounted and not _being_removed(screen)
+
+
+def _being_removed(screen) -> bool:
+    return getattr(screen, "_pruning", False)   # Textual marks a node it is removing (no public name for it)
 
 
 def when_shown(screen, fn: Callable, *args) -> None:
@@ -36,7 +40,7 @@ def when_shown(screen, fn: Callable, *args) -> None:
     Every answer and every piece of news for a screen goes through here."""
     if has_widgets(screen):
         fn(*args)
-    elif screen.is_attached and not screen.is_mounted and not screen._pruning:
+    elif screen.is_attached and not screen.is_mounted and not _being_removed(screen):
         screen.call_later(fn, *args)
 
 
