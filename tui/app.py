@@ -413,6 +413,15 @@ class CustodianApp(App):
                 super().write(data)
         return TerminalFont
 
+    def _handle_exception(self, error: Exception) -> None:
+        """Quitting as a screen opens: the app removes its widgets before that screen's on_mount looks them
+        up. Nothing is left to paint then, so that NoMatches is no error to show (or to exit with)."""
+        from textual.css.query import NoMatches
+
+        if isinstance(error, NoMatches) and (self._exit or not self.is_running):   # _exit: exit() was called
+            return
+        super()._handle_exception(error)
+
     def get_key_display(self, binding) -> str:
         return display(binding.key)
 

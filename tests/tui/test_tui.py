@@ -648,6 +648,17 @@ async def test_the_watchs_news_as_the_app_closes_is_dropped_not_raised_in_its_th
     app._watch_failed(ApiError("unavailable", "the central is not answering"), gen)
 
 
+async def test_quitting_while_a_screen_opens_is_quiet(world):
+    """The app closes its screens before a screen just pushed has run its on_mount: its widgets are
+    gone, and each on_mount that looks one up raised NoMatches as the app closed (a traceback on quitting)."""
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        app.push_screen(AlertsScreen())
+        app.exit()                                       # Ctrl+Q in the same tick
+    assert app.return_code in (0, None)
+
+
 async def test_demo_login_shows_the_accounts_and_escape_asks_before_quitting(world):
     accounts = [("director", "director", "demo-director-pass"), ("staff", "sam", "demo-staff-pass")]
     app = app_for(world, demo_accounts=accounts)
