@@ -143,7 +143,7 @@ class CustodianApp(App):
 
         if e.code == "unavailable":
             self.connection_lost(e.message)
-            when_shown(screen, screen.show_error, "The central is not answering; retrying.")
+            self._tell(screen, "show_error", "The central is not answering; retrying.")
         elif e.code == "not_authenticated" and self.user:
             self.session_ended(e.message)
         elif e.code == "passphrase_change_required":
@@ -154,7 +154,7 @@ class CustodianApp(App):
         elif failed is not None:
             when_shown(screen, failed, e)
         else:
-            when_shown(screen, screen.show_error, e)
+            self._tell(screen, "show_error", e)
 
     # ------------------------------------------------------------------ the session
 
@@ -174,7 +174,9 @@ class CustodianApp(App):
 
         def show(policy: dict) -> None:
             self.switch_screen(PolicyScreen(policy["text"], policy["version"]))
-        self.screen.call("policy.text", None, show)
+        # Asked by our topmost screen: Textual's own (the command palette) make no API calls.
+        asking = next(s for s in reversed(self.screen_stack) if hasattr(s, "call"))
+        asking.call("policy.text", None, show)
 
     def after_login(self) -> None:
         """The policy acknowledged and the passphrase the person's own: home, and the watch."""
@@ -268,7 +270,7 @@ class CustodianApp(App):
             return
         if not self.central_ok:
             self.central_ok = True
-            self.screen.say("The central answers again.")
+            self._tell_screen("say", "The central answers again.")
             self._tell_screen("refresh_data")
         fresh = [a for a in answer["alerts"]]
         if self.latest_alert is not None and fresh:
@@ -285,10 +287,13 @@ class CustodianApp(App):
         self._idle(answer.get("idle_left"))
 
     def _tell_screen(self, hook: str, *args) -> None:
-        """News for the screen on top; one still mounting hears it once it has its widgets."""
+        self._tell(self.screen, hook, *args)
+
+    def _tell(self, screen, hook: str, *args) -> None:
+        """News for `screen` if it has `hook` (Textual's own, like the command palette, have no message
+        line); one still mounting hears it once it has its widgets."""
         from tui.screens.base import when_shown
 
-        screen = self.screen
         if hasattr(screen, hook):
             when_shown(screen, getattr(screen, hook), *args)
 

@@ -694,6 +694,27 @@ async def test_a_stopped_central_recovers(world):
         del login
 
 
+async def test_the_central_going_and_coming_back_under_the_command_palette(world):
+    """The watch tells the screen on top; Textual's command palette has no message line (an
+    AttributeError there ended the watch thread: the central's return was never noticed)."""
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "sue", PEOPLE["sue"][1])
+        await until(pilot, lambda: app.latest_alert is not None, what="the watch")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette" and app.screen.is_mounted,
+                    what="the palette")
+        world.serving.stop()
+        try:
+            await until(pilot, lambda: not app.central_ok, what="the central's absence noticed")
+        finally:
+            world.serving = ServingCentral(world.central)
+        await until(pilot, lambda: app.central_ok, what="the central's return noticed")
+        assert type(app.screen).__name__ == "CommandPalette"
+        await pilot.press("escape")
+        await until(pilot, lambda: "archive" in status(app), what="the status line whole again")
+
+
 async def test_a_temporary_passphrase_is_changed_first_then_the_policy(world):
     central, people = world.central, world.people
     central.call("user.create", {"name": "ann", "role": "staff", "passphrase": "temporary-ann-1"},
