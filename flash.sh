@@ -399,6 +399,8 @@ else
   cmp -n "$image_size" <(decompress) \
       <(dd if="$target" bs=4M count="$image_size" iflag=count_bytes,fullblock status=progress) \
     || { say "read-back differs from the image: the card may be faulty"; exit 3; }
+  # bash does not wait for a <(...) by itself: dd's last lines (bytes copied) come before the verdict.
+  wait $! 2>/dev/null || true
 fi
 say "read-back: $image_size bytes identical to the image"
 

@@ -145,10 +145,11 @@ class CustodianApp(App):
 
     def api_failed(self, e: ApiError, screen, failed=None) -> None:
         """Every error from a worker comes here (in the UI thread): sorted once for every screen."""
+        from tui.screens.base import when_shown
+
         if e.code == "unavailable":
             self.connection_lost(e.message)
-            if screen.is_attached:
-                screen.show_error("The central is not answering; retrying.")
+            self._tell(screen, "show_error", "The central is not answering; retrying.")
         elif e.code == "not_authenticated" and self.user:
             self.session_ended(e.message)
         elif e.code == "passphrase_change_required":
@@ -157,9 +158,9 @@ class CustodianApp(App):
         elif e.code == "policy_ack_required":
             self.load_policy()
         elif failed is not None:
-            failed(e)
-        elif screen.is_attached:
-            screen.show_error(e)
+            when_shown(screen, failed, e)
+        else:
+            self._tell(screen, "show_error", e)
 
     # ------------------------------------------------------------------ the session
 
@@ -179,7 +180,9 @@ class CustodianApp(App):
 
         def show(policy: dict) -> None:
             self.switch_screen(PolicyScreen(policy["text"], policy["version"]))
-        self.screen.call("policy.text", None, show)
+        # Asked by our topmost screen: Textual's own (the command palette) make no API calls.
+        asking = next(s for s in reversed(self.screen_stack) if hasattr(s, "call"))
+        asking.call("policy.text", None, show)
 
     def after_login(self) -> None:
         """The policy acknowledged and the passphrase the person's own: home, and the watch."""
@@ -264,15 +267,16 @@ class CustodianApp(App):
                 return
 
     def _watch_failed(self, e: ApiError, gen: int) -> None:
-        if gen == self.session_gen:
+        if gen == self.session_gen and self.is_running:
             self.api_failed(e, self.screen)
 
     def _watched(self, answer: dict, gen: int) -> None:
-        if gen != self.session_gen:
+        # Not running: the app is closing its screens (the stack may be empty) before its unmount ends the watch.
+        if gen != self.session_gen or not self.is_running:
             return
         if not self.central_ok:
             self.central_ok = True
-            self.screen.say("The central answers again.")
+            self._tell_screen("say", "The central answers again.")
             self._tell_screen("refresh_data")
         fresh = [a for a in answer["alerts"]]
         if self.latest_alert is not None and fresh:
@@ -289,15 +293,15 @@ class CustodianApp(App):
         self._idle(answer.get("idle_left"))
 
     def _tell_screen(self, hook: str, *args) -> None:
-        """News for the screen on top. One still mounting has no widgets to repaint yet: it
-        forgets what it fetched before the news and fetches afresh when it shows."""
-        screen = self.screen
-        if not hasattr(screen, hook):
-            return
-        if screen.is_mounted:
-            getattr(screen, hook)(*args)
-        else:
-            screen.preloaded = None
+        self._tell(self.screen, hook, *args)
+
+    def _tell(self, screen, hook: str, *args) -> None:
+        """News for `screen` if it has `hook` (Textual's own, like the command palette, have no message
+        line); one still mounting hears it once it has its widgets."""
+        from tui.screens.base import when_shown
+
+        if hasattr(screen, hook):
+            when_shown(screen, getattr(screen, hook), *args)
 
     def _idle(self, idle_left: float | None) -> None:
         self.idle_left, self.idle_at = idle_left, time.monotonic()
@@ -341,6 +345,8 @@ class CustodianApp(App):
     def update_status(self) -> None:
         from tui.screens.base import StatusLine
 
+        if not self.is_running:   # closing: its screens are going (a worker's answer can still come)
+            return
         for line in self.screen.query(StatusLine):
             line.update_from(self)
 
@@ -447,6 +453,15 @@ class CustodianApp(App):
                     data = diff.feed(data)
                 super().write(data)
         return TerminalFont
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Quitting as a screen opens: the app removes its widgets before that screen's on_mount looks them
+        up. Nothing is left to paint then, so that NoMatches is no error to show (or to exit with)."""
+        from textual.css.query import NoMatches
+
+        if isinstance(error, NoMatches) and (self._exit or not self.is_running):   # _exit: exit() was called
+            return
+        super()._handle_exception(error)
 
     def get_key_display(self, binding) -> str:
         return display(binding.key)

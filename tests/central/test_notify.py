@@ -10,7 +10,7 @@ from datetime import timedelta
 
 
 
-def wait_until(predicate, timeout=10.0):
+def wait_until(predicate, timeout=30.0):   # a loaded machine starts a process slowly
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -102,8 +102,8 @@ def test_notify_ready_then_pings_only_while_frames_flow(tmp_path, monkeypatch):
         stop_pulses.set()
         pulser.join()
         wait_for(lambda: dog.restarts >= 1, timeout=10)
-        time.sleep(0.1)
-        assert any(m.startswith("STATUS=camera stalled") for m in listener.drain())
+        # The count goes up before the status is sent (a log line between): wait for it, not 0.1 s.
+        wait_for(lambda: any(m.startswith("STATUS=camera stalled") for m in listener.drain()), timeout=10)
         listener.messages.clear()
         time.sleep(0.4)                            # 4 ping intervals without a frame
         assert "WATCHDOG=1" not in listener.drain()

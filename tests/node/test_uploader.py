@@ -84,10 +84,11 @@ def test_a_receipt_for_another_segment_deletes_nothing(tmp_path, impostor):
 class Garbler(http.server.BaseHTTPRequestHandler):
     """Something on the LAN answering uploads with JSON that is not an object, then, once told, as the central."""
 
-    status, body, receipt_key = 201, b"[]", None
+    status, body, receipt_key, answered = 201, b"[]", None, 0
 
     def do_PUT(self):
         data = self.rfile.read(int(self.headers["Content-Length"]))
+        Garbler.answered += 1
         body, status = Garbler.body, Garbler.status
         if Garbler.receipt_key is not None:
             live, node_key = Garbler.receipt_key
@@ -111,20 +112,25 @@ def test_an_answer_that_is_not_a_json_object_keeps_the_segment_and_the_uploader_
     # thread, which ended it: the node recorded on, but never uploaded again until restarted.
     server = http.server.HTTPServer(("127.0.0.1", 0), Garbler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    Garbler.status, Garbler.body, Garbler.receipt_key = status, body, None
+    Garbler.status, Garbler.body, Garbler.receipt_key, Garbler.answered = status, body, None, 0
     try:
         identity, cfg, spool, live = node_with_a_segment(tmp_path, f"http://127.0.0.1:{server.server_port}")
         cfg.node.retry_max_seconds = 0.5
         uploader = Uploader(spool, identity, cfg)
         uploader.start()
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
+        rejected = spool.dir / "rejected"
+        # Until it has had three such answers (a refusal: until the segment is set aside), not a fixed 2 s
+        # (loaded, it may not have sent one yet): the thread must be alive all along.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                (rejected.is_dir() and any(rejected.iterdir())) if status == 403 else Garbler.answered >= 3):
             assert uploader.is_alive()
             time.sleep(0.1)
+        assert uploader.is_alive()
         if status != 403:
             assert len(spool.finished()) == 1                  # kept: nothing acknowledged it
         else:
-            assert len(list((spool.dir / "rejected").iterdir())) == 1   # a refusal: kept aside
+            assert len(list(rejected.iterdir())) == 1   # a refusal: kept aside
             return
         Garbler.receipt_key = (live, identity.signing_key.verify_key.to_curve25519_public_key())
         uploader.wake.set()

@@ -950,7 +950,8 @@ async def test_tui_builds_a_release_and_shows_its_progress(world, tmp_path):
             row = next(i for i in range(table.row_count) if table.get_row_at(i)[0] == world["release"]["id"])
             table.move_cursor(row=row)
             await pilot.press("b")
-            await until(pilot, lambda: isinstance(app.screen, BuildScreen), "the build form")
+            # Mounted too: a pushed screen is on top before its fields are (the TUI tests' CI flake).
+            await until(pilot, lambda: isinstance(app.screen, BuildScreen) and app.screen.is_mounted, "the build form")
             screen = app.screen
             for field, text in (("#to", str(destination)), ("#medium", TAKEN["medium"]),
                                 ("#taken-by", TAKEN["taken_by"])):

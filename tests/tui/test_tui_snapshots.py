@@ -96,6 +96,8 @@ async def settle(pilot, check, timeout=15.0):
         except Exception:
             pass
         await pilot.pause(0.05)
+    else:   # said here, not as a puzzling picture of the wrong screen
+        raise AssertionError(f"waited {timeout} s; on {type(pilot.app.screen).__name__}")
     await pilot.pause(0.3)
 
 
@@ -135,7 +137,10 @@ def test_home(snap_compare, snapshot_world, profile):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_incident_form(snap_compare, snapshot_world, profile):
     assert snap_compare(app(snapshot_world, profile), terminal_size=(80, 24),
-                        run_before=login_as("sam", PEOPLE["sam"][1], keys("f4"), keys("n"),
+                        run_before=login_as("sam", PEOPLE["sam"][1], keys("f4"),
+                                            # F4 fetches before it shows: N on the home screen opens the notices
+                                            until(lambda a: type(a.screen).__name__ == "IncidentsScreen"
+                                                  and a.screen.is_mounted), keys("n"),
                                             until(lambda a: "attest" in str(a.screen.query_one(
                                                 "#attestation-text").render()))))
 

@@ -8,6 +8,7 @@ cp437 set); on the serial terminal none outside printable ASCII.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -115,7 +116,8 @@ def file_and_request(term: Terminal, world, seen: list[str]) -> str:
 def test_staff_files_and_requests_in_a_real_terminal(world, tmp_path, term_name, allowed):
     requests_before = len(world.central.records.all("requests"))
     command = f"TERM={term_name} {sys.executable} -m appliance.cli tui --socket {world.socket}"
-    term = Terminal(f"custodian-tui-{term_name}-{tmp_path.name}"[:60], command)
+    # The pid too: every pytest run names its temporary directories alike, and other runs share this machine.
+    term = Terminal(f"custodian-tui-{term_name}-{os.getpid()}-{tmp_path.name}"[:60], command)
     seen: list[str] = []
     try:
         confirmation = file_and_request(term, world, seen)

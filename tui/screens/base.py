@@ -24,6 +24,26 @@ def is_director(app) -> bool:
     return bool(app.user) and (app.user.get("role") == "director" or bool(app.user.get("acting_director")))
 
 
+def has_widgets(screen) -> bool:
+    """Whether `screen` can be painted now. `is_attached` alone is not enough: a pushed screen is
+    on top before it has composed its widgets, and a popped one loses them before it leaves."""
+    return screen.is_attached and screen.is_mounted and not _being_removed(screen)
+
+
+def _being_removed(screen) -> bool:
+    return getattr(screen, "_pruning", False)   # Textual marks a node it is removing (no public name for it)
+
+
+def when_shown(screen, fn: Callable, *args) -> None:
+    """Run `fn(*args)` in the UI thread once `screen` has its widgets: now if it has them, after its
+    mount if it is still composing (its own queue runs only then), never once it has been popped.
+    Every answer and every piece of news for a screen goes through here."""
+    if has_widgets(screen):
+        fn(*args)
+    elif screen.is_attached and not screen.is_mounted and not _being_removed(screen):
+        screen.call_later(fn, *args)
+
+
 class ApiCalls:
     """Mixin: `call` / `work` run API calls in a thread worker and post the result back."""
 
@@ -54,8 +74,7 @@ class ApiCalls:
         self.run_worker(run, thread=True, group=group, exclusive=group != "api", exit_on_error=False)
 
     def _deliver(self, then: Callable, result) -> None:
-        if self.is_attached:
-            then(result)
+        when_shown(self, then, result)
 
     def call(self, op: str, args: dict | None = None, then: Callable | None = None,
              failed: Callable | None = None, *, background: bool = False, group: str = "api") -> None:
