@@ -11,15 +11,8 @@ from tui.screens.base import ApiCalls
 from tui.screens.dialogs import Confirm
 
 
-def still(field: Input) -> Input:
-    """A cursor that does not blink: a serial line pays for every blink."""
-    field.cursor_blink = False
-    return field
-
-
 class LoginScreen(ApiCalls, Screen):
     BINDINGS = [Binding("escape", "quit", "Quit", id="quit")]
-    AUTO_FOCUS = "#user"   # not a query in on_mount: a quit while the screen mounts leaves it no children
 
     def __init__(self, reason: str = "", demo_accounts: list[tuple[str, str, str]] | None = None):
         super().__init__()
@@ -30,14 +23,19 @@ class LoginScreen(ApiCalls, Screen):
         with Vertical(id="login-box"):
             yield Label("Custodian: library video surveillance", id="title")
             yield Label("Confidential records of the Library. Staff only.", id="subtitle")
-            yield still(Input(placeholder="user name", id="user", compact=True))
-            yield still(Input(placeholder="passphrase", password=True, id="passphrase", compact=True))
+            yield Input(placeholder="user name", id="user", compact=True)
+            yield Input(placeholder="passphrase", password=True, id="passphrase", compact=True)
             yield Static(self.reason, id="message", classes="error" if self.reason else "")
             yield Button("Log in", id="login", compact=True)
         if self.demo_accounts:
             lines = "\n".join(f"  {role:9} {name:9} {passphrase}" for role, name, passphrase in self.demo_accounts)
             yield Static(f"Demo accounts (demo data only):\n{lines}", id="demo-accounts")
         yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        for field in self.query(Input):
+            field.cursor_blink = False
+        self.query_one("#user", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "user":
