@@ -189,8 +189,8 @@ class PlacementScreen(CustodianScreen):
         if not decidable(self.camera):
             self.say(f"{self.camera['id']} is {health(self.camera)}: no placement decision is waiting.")
         else:
-            self.say("A approves where it points (it starts recording), D rejects it; each asks for your note. "
-                     "R: a newer view.")
+            self.say(("" if self.asked else "V draws the view. ") + "A approves where it points (it starts "
+                     "recording), D rejects it; each asks for your note. R: a newer view.")
 
     def info(self) -> str:
         cam = self.camera
