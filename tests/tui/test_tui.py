@@ -17,11 +17,10 @@ from textual.geometry import Region
 from textual.widgets import DataTable
 
 from appliance.client import ApiClient
-from appliance.node.control import ControlClient
 from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, PEOPLE, People, ServingCentral
 from test_footage import encode_testsrc2, record
-from test_node_control import enrol, new_node, pattern, post_entrance_sign, send_view
+from test_node_control import ControlClient, enrol, new_node, pattern, post_entrance_sign, send_view
 from tui.actions import ACTIONS
 from tui.app import CustodianApp
 from tui.format import local
@@ -1440,11 +1439,13 @@ async def test_director_approves_where_a_camera_points_from_its_view_after_a_ref
         cameras = await on(pilot, CamerasScreen)
         await until(pilot, lambda: any(c["id"] == "cam-door" for c in cameras.cameras), what="the camera listed")
         cameras.query_one(DataTable).move_cursor(row=[c["id"] for c in cameras.cameras].index("cam-door"))
-        await pilot.pause(0.1)
+        await until(pilot, lambda: cameras.selected()["id"] == "cam-door", what="the cursor on the camera")
         assert "p" not in shown_keys(app)
-        await pilot.press("enter", "p")
-        await pilot.pause(0.2)
-        assert app.screen is cameras                       # IT never see a camera's view (C8)
+        await pilot.press("enter", "p", "f1")             # nothing for IT, who never see a camera's view (C8)
+        keys = (await on(pilot, HelpScreen)).query_one("#keys")
+        offered = [keys.coordinate_to_cell_key((n, 0)).row_key.value for n in range(keys.row_count)]
+        assert "refresh" in offered and "placement" not in offered
+        assert not any(isinstance(screen, PlacementScreen) for screen in app.screen_stack)
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
         await log_in(pilot, *DIRECTOR)
