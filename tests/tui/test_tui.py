@@ -20,12 +20,14 @@ from appliance.client import ApiClient, ApiError
 from appliance.rules.registry import iso, parse_iso
 from conftest import DIRECTOR, PEOPLE, People, ServingCentral
 from test_footage import encode_testsrc2, record
+from test_node_control import ControlClient, enrol, new_node, pattern, post_entrance_sign, send_view
 from tui.actions import ACTIONS
 from tui.app import CustodianApp
 from tui.format import local
 from tui.profiles import PROFILES
 from tui.screens.alerts import AlertsScreen
 from tui.screens.approvals import ApprovalsScreen
+from tui.screens.cameras import CamerasScreen, PlacementScreen
 from tui.screens.breaches import AccessScreen, BreachCaseScreen, BreachesScreen, BreachReportScreen, CopiesScreen
 from tui.screens.dialogs import Confirm, Fields
 from tui.screens.help import HelpScreen
@@ -40,7 +42,7 @@ from tui.screens.releases import BuildScreen, InstrumentsScreen, ReleasesScreen
 from tui.screens.review import GrantsScreen, ReviewScreen
 from tui.screens.seal import SealScreen
 from tui.screens.session import PassphraseScreen, PolicyScreen
-from tui.widgets.picture import Picture
+from tui.widgets.picture import HALF, Picture
 from tui.widgets.timeline import Timeline
 
 
@@ -1432,9 +1434,8 @@ async def test_a_dialog_or_form_with_text_typed_asks_before_escape_or_an_f_key_d
         await on(pilot, LiveScreen)
 
 
-async def test_it_staff_are_not_offered_the_danger_key_and_are_told_the_clause_of_a_refusal(world):
-    """IT never sees pictures (C8) and may not invoke imminent danger: F9 was shown to IT and did nothing.
-    A refusal by role names its clause, as every other refusal does."""
+def it_staff(world) -> None:
+    """ivy, of IT staff, with her own passphrase (made the first time a test needs her)."""
     people = world.people
     if "ivy" not in people.ids:
         temporary = "temporary-ivy-1"
@@ -1443,6 +1444,12 @@ async def test_it_staff_are_not_offered_the_danger_key_and_are_told_the_clause_o
         token = world.central.call("session.login", {"user": "ivy", "passphrase": temporary})["token"]
         world.central.call("user.change_passphrase", {"old": temporary, "new": PEOPLE["ivy"][1]}, token)
         people.login("ivy")
+
+
+async def test_it_staff_are_not_offered_the_danger_key_and_are_told_the_clause_of_a_refusal(world):
+    """IT never sees pictures (C8) and may not invoke imminent danger: F9 was shown to IT and did nothing.
+    A refusal by role names its clause, as every other refusal does."""
+    it_staff(world)
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
         home = await log_in(pilot, "ivy", PEOPLE["ivy"][1])
@@ -1500,3 +1507,91 @@ async def test_the_notices_screen_shows_no_key_for_a_notice_when_there_is_none(w
         await until(pilot, lambda: "No suspension notice" in message(app), what="the notices asked for")
         assert "s" not in shown_keys(app) and "w" not in shown_keys(app)   # they would do nothing
         assert "n" in shown_keys(app)
+
+
+async def test_director_approves_where_a_camera_points_from_its_view_after_a_refusal(world, tmp_path):
+    """The home item brings the Director to a new camera; she sees its own view, is refused (C5: no entrance
+    sign), rejects it, and approves it once the sign is on record. IT see the camera and no such key."""
+    central, people = world.central, world.people
+    it_staff(world)
+    identity = new_node(tmp_path, central, world.serving.url, "cam-door")   # a name no other test uses
+    enrol(people, identity)                                # by IT: pending placement, records nothing (C6)
+    view = pattern(128, 72)
+    assert send_view(ControlClient(identity), view) == 200  # the node's own view, over its control channel
+    assert not people.call("director", "signage.list")["entrance_signed"]
+    taken = local(central.nodes.snapshots["cam-door"]["at"], seconds=True)
+    note = "door and street only, no desk"
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, "ivy", PEOPLE["ivy"][1])
+        await open_home_item(pilot, "cameras_pending")
+        cameras = await on(pilot, CamerasScreen)
+        await until(pilot, lambda: any(c["id"] == "cam-door" for c in cameras.cameras), what="the camera listed")
+        cameras.query_one(DataTable).move_cursor(row=[c["id"] for c in cameras.cameras].index("cam-door"))
+        await until(pilot, lambda: cameras.selected()["id"] == "cam-door", what="the cursor on the camera")
+        assert "p" not in shown_keys(app)
+        await pilot.press("enter", "p", "f1")             # nothing for IT, who never see a camera's view (C8)
+        keys = (await on(pilot, HelpScreen)).query_one("#keys")
+        offered = [keys.coordinate_to_cell_key((n, 0)).row_key.value for n in range(keys.row_count)]
+        assert "refresh" in offered and "placement" not in offered
+        assert not any(isinstance(screen, PlacementScreen) for screen in app.screen_stack)
+    app = app_for(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await log_in(pilot, *DIRECTOR)
+        await open_home_item(pilot, "cameras_pending")
+        cameras = await on(pilot, CamerasScreen)
+        await until(pilot, lambda: "Enter or P: the view of cam-door" in message(app), what="the camera waiting")
+        assert "p" in shown_keys(app)
+        await pilot.press("enter")
+        placement = await on(pilot, PlacementScreen)
+        picture = placement.query_one(Picture)
+        await until(pilot, lambda: picture._lines, what="the camera's view drawn")
+        assert picture._image == (view, 128, 72)           # the very pixels the node sent
+        drawn = [picture.render_line(y) for y in range(picture.size.height)]
+        assert set("".join(line.text for line in drawn).strip()) == {HALF}
+        assert len({seg.style for line in drawn for seg in line if seg.style}) > 10   # a picture, not a blank
+        info = str(placement.query_one("#placement-info").render())
+        assert all(text in info for text in ("Main doors", "Category: entrance", "pending placement",
+                                             f"View taken {taken}", "Masks: none (of 1280x720)"))
+        await pilot.press("a")
+        dialog = await on(pilot, Fields)
+        await type_text(pilot, note)
+        await send_confirmed(pilot, "cam-door", "Main doors", note)
+        await until(pilot, lambda: "Refused (C5): no sign at the library entrance is on record" in message(app),
+                    what="the refusal with its clause")
+        assert app.screen is dialog and dialog.query_one("#note").value == note        # nothing typed is lost
+        assert central.records.get("cameras", "cam-door")["status"] == "pending_placement"
+        await discard_typed(pilot)
+        await on(pilot, PlacementScreen)
+        await pilot.press("d")
+        await on(pilot, Fields)
+        await type_text(pilot, "it shows the returns desk")
+        await send_confirmed(pilot, "Reject", "cam-door")
+        await on(pilot, CamerasScreen)
+        await until(pilot, lambda: cameras.query_one(DataTable).get_row("cam-door")[2] == "rejected",
+                    what="the new state listed")
+        assert "cam-door rejected" in message(app)
+        assert central.records.get("cameras", "cam-door")["status"] == "rejected"
+        post_entrance_sign(people)                         # IT records the sign at the entrance (C5)
+        await pilot.press("enter")                         # re-aimed: the Director looks again
+        placement = await on(pilot, PlacementScreen)
+        await until(pilot, lambda: placement.query_one(Picture)._lines, what="the view again")
+        await pilot.press("a")
+        await on(pilot, Fields)
+        await type_text(pilot, note)
+        await send_confirmed(pilot, note)
+        await on(pilot, CamerasScreen)
+        await until(pilot, lambda: cameras.query_one(DataTable).get_row("cam-door")[2] == "recording",
+                    what="the approved camera listed")
+        assert "cam-door approved" in message(app)
+    cam = central.records.get("cameras", "cam-door")
+    assert cam["status"] == "approved" and cam["placement"]["note"] == note
+    director = people.ids["director"]
+    [approval] = [e for e in central.audit.query(action_prefix="camera.approve_placement") if e["target"] == "cam-door"]
+    assert (approval["actor"], approval["why"], approval["details"]["previous_status"]) == (director, note, "rejected")
+    [rejection] = [e for e in central.audit.query(action_prefix="camera.reject_placement") if e["target"] == "cam-door"]
+    assert rejection["actor"] == director and rejection["why"] == "it shows the returns desk"
+    views = [e for e in central.audit.query(action_prefix="camera.snapshot_view") if e["target"] == "cam-door"]
+    assert [e["actor"] for e in views] == [director, director]   # once each time she opened it
+    people.call("director", "camera.retire", camera="cam-door", why="a test camera: later tests see no camera "
+                "approved and silent")
