@@ -185,6 +185,15 @@ async def log_in(pilot, user: str, passphrase: str):
     return await on(pilot, HomeScreen)
 
 
+async def staff_opens_the_incident_form(pilot):
+    """Sam logs in and opens a new incident report from the incidents screen (F4, N)."""
+    await log_in(pilot, "sam", PEOPLE["sam"][1])
+    await pilot.press("f4")
+    incidents = await on(pilot, IncidentsScreen)
+    await pilot.press("n")
+    return incidents, await on(pilot, IncidentFormScreen)
+
+
 async def fill(pilot, **values):
     """Fill in the fields of the screen or dialog on top (by id), then send it with F5. (Typing key by
     key is the other tests' part: here it would only make the long paths slow.)"""
@@ -277,11 +286,7 @@ async def test_staff_files_an_incident_and_requests_review(world):
     before = {r["id"] for r in central.records.all("requests")}
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
-        await log_in(pilot, "sam", PEOPLE["sam"][1])
-        await pilot.press("f4")
-        await on(pilot, IncidentsScreen)
-        await pilot.press("n")
-        form = await on(pilot, IncidentFormScreen)
+        _, form = await staff_opens_the_incident_form(pilot)
         await until(pilot, lambda: "I attest" in str(form.query_one("#attestation-text").render()),
                     what="the attestation text from the API")
         await pilot.pause(0.6)
@@ -1335,11 +1340,7 @@ async def test_a_time_that_is_not_one_keeps_the_cursor_in_its_field(world):
 async def test_escape_on_a_report_with_text_typed_asks_before_it_is_discarded(world):
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
-        await log_in(pilot, "sam", PEOPLE["sam"][1])
-        await pilot.press("f4")
-        incidents = await on(pilot, IncidentsScreen)
-        await pilot.press("n")
-        await on(pilot, IncidentFormScreen)
+        incidents, _ = await staff_opens_the_incident_form(pilot)
         await pilot.press("escape")                      # nothing typed: nothing to ask
         assert await on(pilot, IncidentsScreen) is incidents
         await pilot.press("n")
@@ -1365,11 +1366,7 @@ async def test_f5_pressed_twice_files_one_report_and_sends_one_request(world):
     asked = {r["id"] for r in central.records.all("requests")}
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
-        await log_in(pilot, "sam", PEOPLE["sam"][1])
-        await pilot.press("f4")
-        await on(pilot, IncidentsScreen)
-        await pilot.press("n")
-        form = await on(pilot, IncidentFormScreen)
+        _, form = await staff_opens_the_incident_form(pilot)
         form.query_one("#when").value = local_text(world.recorded_at)
         form.query_one("#where").value = "the stairs"
         form.query_one("#description").text = "a patron pushed another down the stairs"
@@ -1399,11 +1396,7 @@ async def test_a_dialog_or_form_with_text_typed_asks_before_escape_or_an_f_key_d
     typed without a word, and an F-key on a form left it, and from a confirmation left both."""
     app = app_for(world)
     async with app.run_test(size=(80, 24)) as pilot:
-        await log_in(pilot, "sam", PEOPLE["sam"][1])
-        await pilot.press("f4")
-        await on(pilot, IncidentsScreen)
-        await pilot.press("n")
-        form = await on(pilot, IncidentFormScreen)
+        _, form = await staff_opens_the_incident_form(pilot)
         form.query_one("#where").value = "returns desk"
         await pilot.press("f7")                          # another screen: it asks first, as Escape does
         await on(pilot, Confirm)
