@@ -36,6 +36,11 @@ class LoginScreen(ApiCalls, Screen):
         for field in self.query(Input):
             field.cursor_blink = False
         self.query_one("#user", Input).focus()
+        # The app's first screen: on a loaded machine Textual sometimes renders its styled frame while
+        # an update batch is open and drops it (App._display), leaving bare fields with no words until
+        # a resize. Whole repaints once start-up is over put it right (a serial line: no bytes if none was lost).
+        for delay in (0.5, 2.0):
+            self.set_timer(delay, self.refresh)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "user":
